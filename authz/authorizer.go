@@ -1,0 +1,257 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// Reasons a bearer token is refused. They are distinct so audit records can say
+// which, but clients see one answer for the first three (401), so an attacker
+// cannot tell a revoked token from one that never existed.
+var (
+	// ErrInvalidToken: malformed, or no such token.
+	ErrInvalidToken = errors.New("invalid proxy token")
+	// ErrTokenRevoked: the token exists but was revoked or deactivated.
+	ErrTokenRevoked = errors.New("proxy token revoked")
+	// ErrTokenExpired: the token's expiry has passed.
+	ErrTokenExpired = errors.New("proxy token expired")
+	// ErrProjectInactive: the token is fine but its project is deactivated.
+	ErrProjectInactive = errors.New("project inactive")
+	// ErrQuotaExhausted: the token used up its lifetime max_requests.
+	ErrQuotaExhausted = errors.New("token request quota exhausted")
+)
+
+// Principal is an authenticated request's identity and the key to swap in.
+type Principal struct {
+	TokenID   string
+	ProjectID string
+	// OpenAIKey is the project's real key, in clear. It goes into the upstream
+	// Authorization header and nowhere else: never log or return it.
+	OpenAIKey string
+}
+
+// credentialStore is what the Authorizer needs of the store.
+type credentialStore interface {
+	GetTokenByHash(ctx context.Context, hash string) (store.Token, error)
+	GetProject(ctx context.Context, id string) (store.Project, error)
+	AddTokenUsage(ctx context.Context, usage []store.TokenUsage) error
+}
+
+// Authorizer validates proxy tokens against the store, caching what it learns.
+// It is safe for concurrent use.
+type Authorizer struct {
+	store  credentialStore
+	hasher Hasher
+	keys   *Keyring
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu       sync.Mutex
+	byHash   map[string]*credential // guarded by mu
+	counters map[string]*counter    // by token id; guarded by mu
+}
+
+// credential is a validated token with its project, as cached.
+type credential struct {
+	token     store.Token
+	project   store.Project
+	openAIKey string
+	loadedAt  time.Time
+}
+
+// counter is a token's lifetime request count. used is authoritative on this
+// instance; pending is the part not yet written to the store.
+type counter struct {
+	used     int64
+	pending  int64
+	lastUsed time.Time
+}
+
+// Options configures an [Authorizer].
+type Options struct {
+	// CacheTTL bounds how long a validated token is trusted without re-reading the
+	// store. Changes made through this instance's management API take effect at
+	// once regardless; the TTL covers changes made elsewhere.
+	CacheTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewAuthorizer returns an Authorizer reading credentials from s.
+func NewAuthorizer(s credentialStore, h Hasher, k *Keyring, o Options) *Authorizer {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Authorizer{
+		store: s, hasher: h, keys: k, ttl: o.CacheTTL, now: o.Now,
+		byHash:   make(map[string]*credential),
+		counters: make(map[string]*counter),
+	}
+}
+
+// Authenticate turns a bearer token into a Principal and counts the request
+// against the token's lifetime cap. Refusals wrap one of the package's errors;
+// any other error is the store failing.
+func (a *Authorizer) Authenticate(ctx context.Context, secret string) (Principal, error) {
+	if !wellFormed(secret) {
+		return Principal{}, ErrInvalidToken // no store round trip for garbage
+	}
+	hash := a.hasher.Hash(secret)
+	now := a.now()
+
+	a.mu.Lock()
+	c, ok := a.byHash[hash]
+	a.mu.Unlock()
+	if !ok || now.Sub(c.loadedAt) >= a.ttl {
+		var err error
+		if c, err = a.load(ctx, hash, now); err != nil {
+			return Principal{}, err
+		}
+	}
+
+	switch {
+	case !c.token.Active:
+		return Principal{}, fmt.Errorf("token %s: %w", c.token.ID, ErrTokenRevoked)
+	case c.token.ExpiresAt != nil && !now.Before(*c.token.ExpiresAt):
+		return Principal{}, fmt.Errorf("token %s: %w", c.token.ID, ErrTokenExpired)
+	case !c.project.Active:
+		return Principal{}, fmt.Errorf("token %s: project %s: %w", c.token.ID, c.project.ID, ErrProjectInactive)
+	}
+	if err := a.admit(c.token, now); err != nil {
+		return Principal{}, err
+	}
+	return Principal{TokenID: c.token.ID, ProjectID: c.project.ID, OpenAIKey: c.openAIKey}, nil
+}
+
+func wellFormed(secret string) bool {
+	const want = len(TokenPrefix) + (tokenEntropyBytes*8+5)/6
+	return len(secret) == want && strings.HasPrefix(secret, TokenPrefix)
+}
+
+// load reads a token and its project from the store and caches them.
+func (a *Authorizer) load(ctx context.Context, hash string, now time.Time) (*credential, error) {
+	tok, err := a.store.GetTokenByHash(ctx, hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrInvalidToken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load token: %w", err)
+	}
+	proj, err := a.store.GetProject(ctx, tok.ProjectID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("token %s: project gone: %w", tok.ID, ErrInvalidToken)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load project of token %s: %w", tok.ID, err)
+	}
+	key, err := a.keys.Open(proj.KeyCiphertext, proj.KeyID)
+	if err != nil {
+		return nil, fmt.Errorf("project %s: %w", proj.ID, err)
+	}
+	c := &credential{token: tok, project: proj, openAIKey: key, loadedAt: now}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.byHash[hash] = c
+	// The store's count includes every flush, ours and other replicas'; our own
+	// unflushed requests are on top. Never go backwards: a flush may be in flight.
+	if n, ok := a.counters[tok.ID]; ok {
+		n.used = max(n.used, tok.RequestCount+n.pending)
+	} else {
+		a.counters[tok.ID] = &counter{used: tok.RequestCount}
+	}
+	return c, nil
+}
+
+// admit counts one request, refusing it if the lifetime cap is reached. The
+// check and the increment happen under one lock, so the cap is exact on one
+// instance however many requests race.
+func (a *Authorizer) admit(tok store.Token, now time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := a.counters[tok.ID]
+	if tok.MaxRequests != nil && n.used >= *tok.MaxRequests {
+		return fmt.Errorf("token %s: %w", tok.ID, ErrQuotaExhausted)
+	}
+	n.used++
+	n.pending++
+	n.lastUsed = now
+	return nil
+}
+
+// InvalidateToken drops a token from the cache so its next use re-reads the store.
+func (a *Authorizer) InvalidateToken(tokenID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, c := range a.byHash {
+		if c.token.ID == tokenID {
+			delete(a.byHash, h)
+		}
+	}
+}
+
+// InvalidateProject drops every cached token of a project.
+func (a *Authorizer) InvalidateProject(projectID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, c := range a.byHash {
+		if c.project.ID == projectID {
+			delete(a.byHash, h)
+		}
+	}
+}
+
+// Flush writes the requests counted since the last flush to the store. On
+// failure the counts are kept for the next attempt, so nothing is lost while
+// the process lives; a crash loses at most what was counted since the last
+// successful flush.
+func (a *Authorizer) Flush(ctx context.Context) error {
+	a.mu.Lock()
+	var batch []store.TokenUsage
+	for id, n := range a.counters {
+		if n.pending > 0 {
+			batch = append(batch, store.TokenUsage{TokenID: id, Requests: n.pending, LastUsedAt: n.lastUsed})
+			n.pending = 0
+		}
+	}
+	a.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	err := a.store.AddTokenUsage(ctx, batch)
+	if err != nil {
+		a.mu.Lock()
+		for _, u := range batch {
+			a.counters[u.TokenID].pending += u.Requests
+		}
+		a.mu.Unlock()
+		return fmt.Errorf("flush token usage: %w", err)
+	}
+	return nil
+}
+
+// Run flushes counts every interval until ctx ends, then once more (bounded by
+// a short timeout of its own, since ctx is already done) so a graceful
+// shutdown loses nothing. It returns the final flush's error.
+func (a *Authorizer) Run(ctx context.Context, interval time.Duration, onError func(error)) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			if err := a.Flush(ctx); err != nil && onError != nil {
+				onError(err)
+			}
+		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return a.Flush(final)
+		}
+	}
+}

@@ -1,0 +1,222 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// memStore is an in-memory credentialStore for unit tests of the Authorizer's
+// own logic; the real stores are exercised by the store suite and e2e tests.
+type memStore struct {
+	mu       sync.Mutex
+	tokens   map[string]store.Token // by hash
+	projects map[string]store.Project
+	reads    atomic.Int64
+	failAdd  bool
+}
+
+func (m *memStore) GetTokenByHash(_ context.Context, hash string) (store.Token, error) {
+	m.reads.Add(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tokens[hash]
+	if !ok {
+		return store.Token{}, store.ErrNotFound
+	}
+	return t, nil
+}
+
+func (m *memStore) GetProject(_ context.Context, id string) (store.Project, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.projects[id]
+	if !ok {
+		return store.Project{}, store.ErrNotFound
+	}
+	return p, nil
+}
+
+func (m *memStore) AddTokenUsage(_ context.Context, us []store.TokenUsage) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failAdd {
+		return errors.New("store down")
+	}
+	for _, u := range us {
+		for h, t := range m.tokens {
+			if t.ID == u.TokenID {
+				t.RequestCount += u.Requests
+				m.tokens[h] = t
+			}
+		}
+	}
+	return nil
+}
+
+type fixture struct {
+	a      *Authorizer
+	s      *memStore
+	secret string
+	hash   string
+	now    time.Time
+}
+
+func newFixture(t *testing.T, maxRequests *int64) *fixture {
+	t.Helper()
+	keys, _ := NewKeyring(bytes.Repeat([]byte{3}, 32))
+	hasher, _ := NewHasher(bytes.Repeat([]byte{4}, 32))
+	ct, kid := keys.Seal("sk-project-key-123456")
+	secret, display := NewToken()
+	f := &fixture{s: &memStore{
+		tokens:   map[string]store.Token{},
+		projects: map[string]store.Project{"proj_1": {ID: "proj_1", Active: true, KeyCiphertext: ct, KeyID: kid}},
+	}, secret: secret, hash: hasher.Hash(secret), now: time.Unix(1_700_000_000, 0)}
+	f.s.tokens[f.hash] = store.Token{ID: "tok_1", ProjectID: "proj_1", Hash: f.hash, Prefix: display, Active: true, MaxRequests: maxRequests}
+	f.a = NewAuthorizer(f.s, hasher, keys, Options{CacheTTL: time.Minute, Now: func() time.Time { return f.now }})
+	return f
+}
+
+func (f *fixture) update(fn func(*store.Token, *store.Project)) {
+	f.s.mu.Lock()
+	defer f.s.mu.Unlock()
+	tok, proj := f.s.tokens[f.hash], f.s.projects["proj_1"]
+	fn(&tok, &proj)
+	f.s.tokens[f.hash], f.s.projects["proj_1"] = tok, proj
+}
+
+func TestAuthenticate(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	p, err := f.a.Authenticate(ctx, f.secret)
+	if err != nil || p.OpenAIKey != "sk-project-key-123456" || p.TokenID != "tok_1" || p.ProjectID != "proj_1" {
+		t.Fatalf("Authenticate = %+v, %v", p, err)
+	}
+	for range 10 {
+		if _, err := f.a.Authenticate(ctx, f.secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.s.reads.Load(); n != 1 {
+		t.Fatalf("store read %d times, want 1 (cached)", n)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		secret string
+		change func(*store.Token, *store.Project)
+		want   error
+	}{
+		{"garbage", "sk-not-ours", nil, ErrInvalidToken},
+		{"unknown", func() string { s, _ := NewToken(); return s }(), nil, ErrInvalidToken},
+		{"revoked", f.secret, func(tk *store.Token, _ *store.Project) { tk.Active = false }, ErrTokenRevoked},
+		{"expired", f.secret, func(tk *store.Token, _ *store.Project) { e := f.now.Add(-time.Second); tk.ExpiresAt = &e }, ErrTokenExpired},
+		{"project inactive", f.secret, func(_ *store.Token, p *store.Project) { p.Active = false }, ErrProjectInactive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			if tc.secret == f.secret || tc.change != nil {
+				tc.secret = f.secret
+			}
+			if _, err := f.a.Authenticate(ctx, tc.secret); err != nil && tc.change != nil {
+				t.Fatalf("before change: %v", err)
+			}
+			if tc.change != nil {
+				f.update(tc.change)
+				// Invalidation is what makes the change visible before the TTL.
+				f.a.InvalidateToken("tok_1")
+				f.a.InvalidateProject("proj_1")
+			}
+			if _, err := f.a.Authenticate(ctx, tc.secret); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCacheTTLPicksUpChangesMadeElsewhere(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	if _, err := f.a.Authenticate(ctx, f.secret); err != nil {
+		t.Fatal(err)
+	}
+	f.update(func(tk *store.Token, _ *store.Project) { tk.Active = false })
+	if _, err := f.a.Authenticate(ctx, f.secret); err != nil {
+		t.Fatalf("within TTL the cached answer stands: %v", err)
+	}
+	f.now = f.now.Add(time.Minute)
+	if _, err := f.a.Authenticate(ctx, f.secret); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("after TTL: %v", err)
+	}
+}
+
+func TestMaxRequestsExactUnderConcurrency(t *testing.T) {
+	limit := int64(50)
+	f := newFixture(t, &limit)
+	ctx := context.Background()
+	var ok, quota atomic.Int64
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			_, err := f.a.Authenticate(ctx, f.secret)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrQuotaExhausted):
+				quota.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != 50 || quota.Load() != 150 {
+		t.Fatalf("admitted %d, refused %d; want 50 and 150", ok.Load(), quota.Load())
+	}
+}
+
+func TestFlushKeepsCountsAcrossFailuresAndReloads(t *testing.T) {
+	limit := int64(5)
+	f := newFixture(t, &limit)
+	ctx := context.Background()
+	for range 3 {
+		if _, err := f.a.Authenticate(ctx, f.secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.s.failAdd = true
+	if err := f.a.Flush(ctx); err == nil {
+		t.Fatal("flush must report the store error")
+	}
+	f.s.failAdd = false
+	if err := f.a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.s.tokens[f.hash].RequestCount; got != 3 {
+		t.Fatalf("stored count %d, want 3 (nothing lost on a failed flush)", got)
+	}
+	// A reload from the store (TTL passed) must not forget or double count.
+	f.now = f.now.Add(time.Hour)
+	for range 2 {
+		if _, err := f.a.Authenticate(ctx, f.secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.a.Authenticate(ctx, f.secret); !errors.Is(err, ErrQuotaExhausted) {
+		t.Fatalf("6th request: %v, want quota exhausted", err)
+	}
+	// A fresh instance (a restart) starts from the flushed count.
+	if err := f.a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again := NewAuthorizer(f.s, f.a.hasher, f.a.keys, Options{CacheTTL: time.Minute})
+	if _, err := again.Authenticate(ctx, f.secret); !errors.Is(err, ErrQuotaExhausted) {
+		t.Fatalf("after restart: %v, want quota exhausted", err)
+	}
+}

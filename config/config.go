@@ -1,0 +1,241 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Prefix starts every environment variable llm-proxy reads.
+const Prefix = "LLM_PROXY_"
+
+// Config is the whole configuration of `llm-proxy serve`.
+type Config struct {
+	// DataDir holds the embedded database and generated secrets.
+	DataDir string
+	// DatabaseURL is a postgres:// URL, or else a SQLite file path.
+	DatabaseURL string
+	// AutoMigrate applies pending migrations at start-up.
+	AutoMigrate bool
+
+	// ManagementToken guards the management API. Empty means "generate one into
+	// DataDir", which is allowed only with the embedded database.
+	ManagementToken string
+	// EncryptionKey seals projects' OpenAI keys (32 bytes). Nil: generate, as above.
+	EncryptionKey []byte
+	// OldEncryptionKeys still open values sealed before a rotation.
+	OldEncryptionKeys [][]byte
+	// TokenHashKey keys the HMAC under which proxy tokens are stored. Nil: generate.
+	TokenHashKey []byte
+
+	GRPCAddr        string
+	HTTPAddr        string
+	GRPCMaxRecvSize int
+	RedisURL        string
+	RoutesFile      string
+
+	AuthCacheTTL       time.Duration
+	UsageFlushInterval time.Duration
+	ShutdownTimeout    time.Duration
+	LogLevel           zerolog.Level
+}
+
+// Embedded reports whether the configuration uses the single-machine SQLite
+// store, where missing secrets may be generated into the data dir.
+func (c Config) Embedded() bool { return !IsPostgresURL(c.DatabaseURL) }
+
+// IsPostgresURL reports whether a database URL selects PostgreSQL.
+func IsPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// Var documents one environment variable; [Vars] lists them all, and the README
+// table is kept in step with it by a test.
+type Var struct {
+	Name, Default, Help string
+}
+
+// Vars is every setting with its default.
+var Vars = []Var{
+	{"LLM_PROXY_DATA_DIR", "./data", "directory for the embedded SQLite database and generated secrets"},
+	{"LLM_PROXY_DATABASE_URL", "<data dir>/llm-proxy.db", "postgres://… selects PostgreSQL; anything else is a SQLite file path"},
+	{"LLM_PROXY_AUTO_MIGRATE", "true", "apply pending schema migrations when serve starts"},
+	{"LLM_PROXY_MANAGEMENT_TOKEN", "generated into the data dir (SQLite only)", "bearer token for /manage/; required with PostgreSQL"},
+	{"LLM_PROXY_ENCRYPTION_KEY", "generated into the data dir (SQLite only)", "base64 of 32 bytes; seals projects' OpenAI keys (AES-256-GCM); required with PostgreSQL"},
+	{"LLM_PROXY_OLD_ENCRYPTION_KEYS", "", "comma-separated base64 keys that still decrypt values sealed before a rotation"},
+	{"LLM_PROXY_TOKEN_HASH_KEY", "generated into the data dir (SQLite only)", "base64 of ≥32 bytes; HMAC key under which proxy tokens are stored; required with PostgreSQL"},
+	{"LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002", "ext_proc gRPC listen address (health and reflection served too)"},
+	{"LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081", "management API, /metrics and /healthz listen address"},
+	{"LLM_PROXY_GRPC_MAX_RECV_BYTES", "67108864", "largest gRPC message accepted (buffered bodies arrive in one message)"},
+	{"LLM_PROXY_REDIS_URL", "", "redis:// URL for shared limits, cache and events (used by later features)"},
+	{"LLM_PROXY_ROUTES_FILE", "built-in OpenAI list", "JSON file of allowed method + path patterns"},
+	{"LLM_PROXY_AUTH_CACHE_TTL", "10s", "how long a validated token is trusted before the store is read again; changes through this instance apply at once"},
+	{"LLM_PROXY_USAGE_FLUSH_INTERVAL", "1s", "how often token request counts are written to the store"},
+	{"LLM_PROXY_SHUTDOWN_TIMEOUT", "15s", "how long a graceful shutdown waits for open streams"},
+	{"LLM_PROXY_LOG_LEVEL", "info", "debug, info, warn or error"},
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+func Load(getenv func(string) string) (Config, error) {
+	p := parser{getenv: getenv}
+	c := Config{
+		DataDir:            p.str("LLM_PROXY_DATA_DIR", "./data"),
+		AutoMigrate:        p.boolean("LLM_PROXY_AUTO_MIGRATE", true),
+		ManagementToken:    p.str("LLM_PROXY_MANAGEMENT_TOKEN", ""),
+		EncryptionKey:      p.key("LLM_PROXY_ENCRYPTION_KEY", 32, 32),
+		OldEncryptionKeys:  p.keys("LLM_PROXY_OLD_ENCRYPTION_KEYS"),
+		TokenHashKey:       p.key("LLM_PROXY_TOKEN_HASH_KEY", 32, 1024),
+		GRPCAddr:           p.addr("LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002"),
+		HTTPAddr:           p.addr("LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081"),
+		GRPCMaxRecvSize:    p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
+		RedisURL:           p.redisURL("LLM_PROXY_REDIS_URL"),
+		RoutesFile:         p.str("LLM_PROXY_ROUTES_FILE", ""),
+		AuthCacheTTL:       p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
+		UsageFlushInterval: p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),
+		ShutdownTimeout:    p.duration("LLM_PROXY_SHUTDOWN_TIMEOUT", 15*time.Second),
+		LogLevel:           p.level("LLM_PROXY_LOG_LEVEL", zerolog.InfoLevel),
+	}
+	c.DatabaseURL = p.str("LLM_PROXY_DATABASE_URL", filepath.Join(c.DataDir, "llm-proxy.db"))
+	if !c.Embedded() {
+		// Several replicas share a PostgreSQL database, so each generating its
+		// own secrets would split the fleet: they must come from the deployment.
+		for _, name := range []string{"LLM_PROXY_MANAGEMENT_TOKEN", "LLM_PROXY_ENCRYPTION_KEY", "LLM_PROXY_TOKEN_HASH_KEY"} {
+			if strings.TrimSpace(getenv(name)) == "" {
+				p.fail(name, "is required when LLM_PROXY_DATABASE_URL is PostgreSQL")
+			}
+		}
+	}
+	if c.ManagementToken != "" && len(c.ManagementToken) < 16 {
+		p.fail("LLM_PROXY_MANAGEMENT_TOKEN", "must be at least 16 characters")
+	}
+	if c.UsageFlushInterval <= 0 {
+		p.fail("LLM_PROXY_USAGE_FLUSH_INTERVAL", "must be positive")
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// parser collects every problem instead of stopping at the first.
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	p.errs = append(p.errs, fmt.Errorf("%s %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (p *parser) str(name, def string) string {
+	if v := strings.TrimSpace(p.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) boolean(name string, def bool) bool {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, "must be true or false, got %q", v)
+	}
+	return b
+}
+
+func (p *parser) integer(name string, def, lo, hi int) int {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(name, "must be an integer from %d to %d, got %q", lo, hi, v)
+	}
+	return n
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		p.fail(name, "must be a non-negative duration such as 10s, got %q", v)
+	}
+	return d
+}
+
+func (p *parser) addr(name, def string) string {
+	v := p.str(name, def)
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		p.fail(name, "must be host:port, got %q", v)
+	}
+	return v
+}
+
+func (p *parser) level(name string, def zerolog.Level) zerolog.Level {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	l, err := zerolog.ParseLevel(strings.ToLower(v))
+	if err != nil || v == "" {
+		p.fail(name, "must be debug, info, warn or error, got %q", v)
+	}
+	return l
+}
+
+// key decodes a base64 secret. The value itself never appears in an error.
+func (p *parser) key(name string, minLen, maxLen int) []byte {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return nil
+	}
+	b, err := DecodeKey(v)
+	if err != nil || len(b) < minLen || len(b) > maxLen {
+		want := fmt.Sprintf("%d", minLen)
+		if maxLen != minLen {
+			want = fmt.Sprintf("at least %d", minLen)
+		}
+		p.fail(name, "must be base64 of %s bytes (e.g. `openssl rand -base64 32`)", want)
+		return nil
+	}
+	return b
+}
+
+func (p *parser) keys(name string) [][]byte {
+	var out [][]byte
+	for i, v := range strings.Split(p.getenv(name), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		b, err := DecodeKey(v)
+		if err != nil || len(b) != 32 {
+			p.fail(name, "entry %d must be base64 of 32 bytes", i+1)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+func (p *parser) redisURL(name string) string {
+	v := p.str(name, "")
+	if v == "" {
+		return ""
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		p.fail(name, "must be a redis:// or rediss:// URL")
+	}
+	return v
+}

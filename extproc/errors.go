@@ -1,0 +1,141 @@
+package extproc
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/llm-proxy/llm-proxy/authz"
+)
+
+// Errors raised by the steps of this package.
+var (
+	errUnknownURL   = errors.New("unknown request URL")
+	errMissingToken = errors.New("missing bearer token")
+	errUnknownPhase = errors.New("unknown ext_proc phase")
+)
+
+// methodError: the path exists, but not for this method.
+type methodError struct {
+	method, path string
+	allowed      []string
+}
+
+func (e *methodError) Error() string {
+	return fmt.Sprintf("method %s not allowed on %s", e.method, e.path)
+}
+
+// tokenError carries the rejected token so the client message can show its
+// masked form, as OpenAI does; the token itself is never in Error().
+type tokenError struct {
+	err   error
+	token string
+}
+
+func (e *tokenError) Error() string { return e.err.Error() }
+func (e *tokenError) Unwrap() error { return e.err }
+
+// apiError is what a client is told (Status, Type, Code, Message, Param) and
+// what is kept for the log (Err). It is the only place where internal errors
+// become client-visible ones.
+type apiError struct {
+	Status  int
+	Type    string
+	Code    string
+	Message string
+	Param   *string
+	Header  map[string]string // extra response headers, e.g. allow
+	Err     error             // the cause, for logs only
+}
+
+// reason is a short, secret-free label of the cause for the request log.
+func (e *apiError) reason() string {
+	if e.Err == nil {
+		return e.Code
+	}
+	return e.Err.Error()
+}
+
+// toAPIError maps any error of a step onto the OpenAI error a client gets.
+// Unknown errors become a 500 whose message reveals nothing.
+func toAPIError(err error) *apiError {
+	var me *methodError
+	var te *tokenError
+	switch {
+	case errors.Is(err, errUnknownURL):
+		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
+			Message: "Unknown request URL: " + truncate(strings.TrimPrefix(err.Error(), errUnknownURL.Error()+": "), 200) + ". Please check the URL for typos, or see the docs at https://platform.openai.com/docs/api-reference/.",
+			Err:     err}
+	case errors.As(err, &me):
+		return &apiError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error", Code: "method_not_allowed",
+			Message: fmt.Sprintf("Method %s is not allowed on %s; allowed: %s.", truncate(me.method, 16), truncate(me.path, 200), strings.Join(me.allowed, ", ")),
+			Header:  map[string]string{"allow": strings.Join(me.allowed, ", ")}, Err: err}
+	case errors.Is(err, errMissingToken):
+		return &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+			Message: "You didn't provide an API key. You need to provide your proxy token in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_TOKEN).",
+			Err:     err}
+	case errors.Is(err, authz.ErrInvalidToken), errors.Is(err, authz.ErrTokenRevoked), errors.Is(err, authz.ErrTokenExpired):
+		shown := "(none)"
+		if errors.As(err, &te) {
+			shown = authz.Mask(te.token)
+		}
+		return &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
+			Message: "Incorrect API key provided: " + shown + ". The proxy token is unknown, revoked or expired.", Err: err}
+	case errors.Is(err, authz.ErrProjectInactive):
+		return &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "project_inactive",
+			Message: "The project of this proxy token is deactivated.", Err: err}
+	case errors.Is(err, authz.ErrQuotaExhausted):
+		// Retrying cannot help: tell the SDKs not to (they honour x-should-retry).
+		return &apiError{Status: http.StatusTooManyRequests, Type: "insufficient_quota", Code: "insufficient_quota",
+			Message: "This proxy token has used all of its allowed requests.",
+			Header:  map[string]string{"x-should-retry": "false"}, Err: err}
+	default:
+		return &apiError{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+			Message: "The proxy failed to process the request. Retry, and contact the operator if it persists.", Err: err}
+	}
+}
+
+// errorBody is OpenAI's error document.
+type errorBody struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
+}
+
+// immediate renders the error as Envoy's ImmediateResponse.
+func (e *apiError) immediate(requestID string) *extprocv3.ProcessingResponse {
+	var b errorBody
+	b.Error.Message, b.Error.Type, b.Error.Param, b.Error.Code = e.Message, e.Type, e.Param, e.Code
+	body, _ := json.Marshal(b) // cannot fail: strings and a pointer to string
+	headers := []*corev3.HeaderValueOption{
+		setHeader("content-type", "application/json"),
+		setHeader("x-request-id", requestID),
+	}
+	for k, v := range e.Header {
+		headers = append(headers, setHeader(k, v))
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: headers},
+			Body:    body,
+			Details: "llm_proxy_" + e.Code,
+		},
+	}}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

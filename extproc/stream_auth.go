@@ -1,0 +1,42 @@
+package extproc
+
+import (
+	"strings"
+)
+
+// checkRoute refuses any method and path the allowlist does not name, before
+// the token is even looked at: unknown URLs never reach OpenAI.
+func (st *stream) checkRoute(h map[string]string) error {
+	r, err := st.srv.routes.match(st.method, st.path)
+	if err != nil {
+		return err
+	}
+	st.route = r
+	return nil
+}
+
+// authenticate validates the proxy token and counts the request.
+func (st *stream) authenticate(h map[string]string) error {
+	token, ok := bearer(h["authorization"])
+	if !ok {
+		return errMissingToken
+	}
+	p, err := st.srv.auth.Authenticate(st.ctx, token)
+	if err != nil {
+		return &tokenError{err: err, token: token}
+	}
+	st.principal = p
+	st.log = st.log.With().Str("token_id", p.TokenID).Str("project_id", p.ProjectID).Logger()
+	return nil
+}
+
+// bearer extracts the credential of an "Authorization: Bearer …" header. The
+// scheme is case-insensitive (RFC 9110).
+func bearer(v string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}

@@ -1,0 +1,33 @@
+// Package store keeps llm-proxy's durable state — projects and their proxy
+// tokens — in SQL, behind one concrete type, [Store].
+//
+// Two backends share one schema and one set of queries:
+//
+//   - SQLite (pure Go, no cgo) is the embedded default, so `llm-proxy serve`
+//     works on one machine with nothing else installed. [Open] takes a file
+//     path (optionally prefixed with "sqlite://" or "file:").
+//   - PostgreSQL (through pgx) is for production and for several replicas.
+//     [Open] takes a "postgres://" or "postgresql://" URL.
+//
+// The schema is a set of goose migrations embedded in the binary and applied
+// with [Store.Migrate]. Both backends run the very same SQL: times are BIGINT
+// unix microseconds (NULL for a nil *time.Time), flags are BOOLEAN, sealed keys
+// are TEXT, and queries use $N placeholders, which SQLite also accepts. Times
+// therefore round-trip at microsecond precision and always come back in UTC.
+//
+// Contracts callers rely on:
+//
+//   - Every method takes a context first and wraps its errors with what it was
+//     doing and the id involved; a missing row is [ErrNotFound] and a duplicate
+//     id or token hash is [ErrConflict] (test with errors.Is).
+//   - Neither a token secret nor an OpenAI key passes through this package in
+//     clear: tokens are stored as an HMAC (Token.Hash) and keys sealed
+//     (Project.KeyCiphertext). Errors never carry the database password.
+//   - Operations that touch several rows (deleting a project with its tokens,
+//     revoking all of a project's tokens, flushing usage counters) are atomic.
+//   - A Store is safe for concurrent use and holds no package-level state.
+//
+// The package does not cache: validation on the request path is expected to
+// go through authz's in-memory cache, with [Store.AddTokenUsage] as the cheap,
+// batched way to flush hot-path counters back.
+package store

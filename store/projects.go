@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// projectColumns is the column list every project query selects, in the
+// order [scanProject] reads.
+const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, created_at, updated_at"
+
+func scanProject(row scanner) (Project, error) {
+	var (
+		p                Project
+		created, updated int64
+	)
+	if err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active, &created, &updated); err != nil {
+		return Project{}, err
+	}
+	p.CreatedAt = fromMicros(created)
+	p.UpdatedAt = fromMicros(updated)
+	return p, nil
+}
+
+// CreateProject inserts p. A zero CreatedAt is set to now and a zero
+// UpdatedAt to CreatedAt. It returns [ErrConflict] if the id is taken.
+func (s *Store) CreateProject(ctx context.Context, p Project) error {
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = s.now()
+	}
+	if p.UpdatedAt.IsZero() {
+		p.UpdatedAt = p.CreatedAt
+	}
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("create project %s: %w", p.ID, conflict(err))
+	}
+	return nil
+}
+
+// GetProject returns the project with the given id, or [ErrNotFound].
+func (s *Store) GetProject(ctx context.Context, id string) (Project, error) {
+	p, err := scanProject(s.db.QueryRowContext(ctx,
+		`SELECT `+projectColumns+` FROM projects WHERE id = $1`, id))
+	if err != nil {
+		return Project{}, fmt.Errorf("get project %s: %w", id, notFound(err))
+	}
+	return p, nil
+}
+
+// ListProjects returns every project, oldest first (ties broken by id).
+// The result is never nil.
+func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+projectColumns+` FROM projects ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	defer rows.Close()
+	projects := []Project{}
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list projects: %w", err)
+		}
+		projects = append(projects, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	return projects, nil
+}
+
+// UpdateProject applies the non-nil fields of u, sets UpdatedAt to now and
+// returns the updated project, or [ErrNotFound]. KeyCiphertext and KeyID
+// must be given together: a ciphertext recorded under the wrong key id could
+// never be opened again.
+func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (Project, error) {
+	if (u.KeyCiphertext == nil) != (u.KeyID == nil) {
+		return Project{}, fmt.Errorf("update project %s: key ciphertext and key id must change together", id)
+	}
+	var a assignments
+	if u.Name != nil {
+		a.set("name", *u.Name)
+	}
+	if u.KeyCiphertext != nil {
+		a.set("key_ciphertext", *u.KeyCiphertext)
+		a.set("key_id", *u.KeyID)
+	}
+	if u.KeyHint != nil {
+		a.set("key_hint", *u.KeyHint)
+	}
+	if u.Active != nil {
+		a.set("active", *u.Active)
+	}
+	a.set("updated_at", toMicros(s.now()))
+	q, args := a.update("projects", id, projectColumns)
+	p, err := scanProject(s.db.QueryRowContext(ctx, q, args...))
+	if err != nil {
+		return Project{}, fmt.Errorf("update project %s: %w", id, notFound(err))
+	}
+	return p, nil
+}
+
+// DeleteProject deletes the project and all its tokens in one transaction,
+// or returns [ErrNotFound].
+func (s *Store) DeleteProject(ctx context.Context, id string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE project_id = $1`, id); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete project %s: %w", id, err)
+	}
+	return nil
+}
+
+// projectExists returns [ErrNotFound] if there is no project with the id.
+func projectExists(ctx context.Context, tx *sql.Tx, id string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE id = $1`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("project %s: %w", id, ErrNotFound)
+	}
+	return err
+}

@@ -1,0 +1,56 @@
+// Package adminapi is llm-proxy's REST management API: projects (tenants
+// holding a real OpenAI key) and the proxy tokens issued for them. [New]
+// returns a [Server], an http.Handler meant to be mounted at the root of the
+// management listener; Envoy routes /manage/ to it with ext_proc disabled.
+// openapi.yaml, embedded and returned by [OpenAPI], is the contract; it is
+// also served at GET /manage/openapi.yaml.
+//
+// Routes:
+//
+//	GET    /manage/openapi.yaml                  this API's OpenAPI 3.0.3 document
+//	POST   /manage/projects                      create a project           → 201 project
+//	GET    /manage/projects                      list projects              → 200 list
+//	GET    /manage/projects/{id}                 get a project              → 200 project
+//	PATCH  /manage/projects/{id}                 change name, key, active   → 200 project
+//	DELETE /manage/projects/{id}                 delete it and its tokens   → 204
+//	POST   /manage/projects/{id}/tokens/revoke   revoke all its tokens      → 200 {"revoked": n}
+//	POST   /manage/tokens                        issue a token              → 201 token with "token" secret
+//	GET    /manage/tokens[?project_id=]          list tokens                → 200 list
+//	GET    /manage/tokens/{id}                   get a token                → 200 token
+//	PATCH  /manage/tokens/{id}                   change name, active, expiry, cap → 200 token
+//	DELETE /manage/tokens/{id}                   revoke it (kept, inactive) → 200 token
+//
+// Contracts callers and clients may rely on:
+//
+//   - Every request, the OpenAPI document included, must carry
+//     "Authorization: Bearer <management token>". The token is compared in
+//     constant time on SHA-256 digests, so neither content nor length leaks.
+//     Authentication runs before routing: without the token, every path
+//     answers 401 with "WWW-Authenticate: Bearer".
+//   - Every error, including ServeMux's 404 and 405 (which keeps its Allow
+//     header), has OpenAI's shape {"error":{"message","type","param","code"}}
+//     and is rendered by one function. param names the request field at
+//     fault. A server error is a 500 "server_error" with a generic message;
+//     its cause is logged once, with the request id.
+//   - A project's OpenAI key is sealed with the [authz.Keyring] before it is
+//     stored and only ever shown masked ([authz.Mask]). A token's secret is
+//     returned once, by the call that creates it; the store keeps its
+//     [authz.Hasher] HMAC. Neither appears in a log line or an error.
+//   - After every change that can affect validation — token patch or
+//     revocation, project patch, deletion or revoke-all — the Invalidator is
+//     called before the response is written: InvalidateToken(id) for a
+//     single token, InvalidateProject(id) for anything project-wide
+//     (revoke-all makes one project call rather than one per token).
+//   - Revocation (DELETE /manage/tokens/{id}, or revoke-all) is permanent;
+//     PATCH active=false is a reversible deactivation, and PATCH active=true on
+//     a revoked token is refused with 400.
+//   - A token request naming a project that does not exist gets 400 with
+//     param "project_id" and code "not_found": the route exists, the body is
+//     what is wrong.
+//   - Bodies are one JSON object of at most 1 MiB (413 beyond), decoded
+//     strictly: unknown fields, wrong types and trailing data are 400s.
+//   - Every response carries x-request-id (the caller's, if it is 1–128
+//     visible ASCII characters, else a fresh one) and Cache-Control: no-store.
+//     Each request is logged once at info with request_id, method, path,
+//     route, status and duration; never a body or a header value.
+package adminapi

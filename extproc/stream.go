@@ -91,7 +91,7 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation: st.upstreamHeaders(hdrs),
 		}},
-	}}
+	}, ModeOverride: st.processingMode()}
 }
 
 // onResponseHeaders records the upstream status; cache and rate-limit headers

@@ -23,6 +23,7 @@ commands:
   serve                      run the ext_proc gRPC server and the management API
   migrate up|down|status     apply, roll back one, or list schema migrations
   envoy-config [flags]       print envoy/envoy.yaml with addresses changed (see -h)
+  healthcheck                exit 0 if the local serve is ready (for container health checks)
   help                       show this text
 
 Settings are environment variables (LLM_PROXY_*); see the README.
@@ -41,6 +42,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, args[1:], getenv, stdout)
 	case "envoy-config":
 		return envoyConfig(args[1:], stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -49,6 +49,11 @@ func freeAddr(t *testing.T) string {
 // startServe runs `llm-proxy serve` in process on embedded defaults and
 // returns a gRPC connection to it.
 func startServe(t *testing.T) *grpc.ClientConn {
+	conn, _ := startServeEnv(t)
+	return conn
+}
+
+func startServeEnv(t *testing.T) (*grpc.ClientConn, map[string]string) {
 	t.Helper()
 	grpcAddr := freeAddr(t)
 	env := map[string]string{
@@ -78,7 +83,7 @@ func startServe(t *testing.T) *grpc.ClientConn {
 		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{})
 		ccancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return conn
+			return conn, env
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("not serving: %v\n%s", err, logs.String())
@@ -194,5 +199,17 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if err := Run(ctx, []string{"migrate", "sideways"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Fatal("unknown migrate command must fail")
+	}
+}
+
+func TestHealthcheckCommand(t *testing.T) {
+	_, env := startServeEnv(t)
+	getenv := func(k string) string { return env[k] }
+	if err := Run(context.Background(), []string{"healthcheck"}, getenv, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("healthcheck against a ready server: %v", err)
+	}
+	down := map[string]string{"LLM_PROXY_HTTP_ADDR": freeAddr(t)}
+	if err := Run(context.Background(), []string{"healthcheck"}, func(k string) string { return down[k] }, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("healthcheck with nothing listening must fail")
 	}
 }

@@ -20,9 +20,13 @@ const maxBodyBytes = 1 << 20
 // maxNameLen bounds project and token names, in characters.
 const maxNameLen = 200
 
+// validator is a request body that checks its own values after decoding.
+type validator interface{ validate() error }
+
 // decodeJSON reads the request body as exactly one JSON object into dst,
-// refusing unknown fields and trailing data. Its errors are *apiError values
-// that name the offending field where there is one.
+// refusing unknown fields and trailing data, then validates dst if it can.
+// Its errors are *apiError values that name the offending field where there
+// is one.
 func decodeJSON(r *http.Request, dst any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -32,6 +36,9 @@ func decodeJSON(r *http.Request, dst any) error {
 	var extra json.RawMessage
 	switch err := dec.Decode(&extra); {
 	case err == io.EOF:
+		if v, ok := dst.(validator); ok {
+			return v.validate()
+		}
 		return nil
 	case isTooLarge(err):
 		return decodeError(err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
 // Interface guards: the real types satisfy what the package declares.
@@ -68,24 +69,6 @@ func (r *recordingInvalidator) take() (tokens, projects []string) {
 	return tokens, projects
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is one management API over a fresh, migrated SQLite store, served
 // by httptest and checked against openapi.yaml on every call.
 type harness struct {
@@ -95,7 +78,7 @@ type harness struct {
 	hasher authz.Hasher
 	inv    *recordingInvalidator
 	authz  *authz.Authorizer // only with harnessOptions.authorizer
-	logs   *syncBuffer
+	logs   *testenv.LogBuffer
 	now    time.Time
 	srv    *httptest.Server
 	router routers.Router
@@ -142,7 +125,7 @@ func newHarnessWith(t *testing.T, o harnessOptions) *harness {
 	h := &harness{
 		t: t, store: st, keys: keys, hasher: hasher,
 		inv:  &recordingInvalidator{},
-		logs: &syncBuffer{},
+		logs: &testenv.LogBuffer{},
 		now:  time.Now().UTC().Truncate(time.Second),
 	}
 	var ps projectStore = st

@@ -72,10 +72,6 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if err := req.validate(); err != nil {
-		writeError(w, r, err)
-		return
-	}
 	now := s.now().UTC()
 	sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
 	p := store.Project{
@@ -160,10 +156,6 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	var req updateProjectRequest
 	if err := decodeJSON(r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if err := req.validate(); err != nil {
 		writeError(w, r, err)
 		return
 	}

@@ -110,8 +110,8 @@ func BenchmarkGateway(b *testing.B) {
 	b.ReportMetric(base.rps, "envoy-req/s")
 	b.ReportMetric(with.rps, "proxy-req/s")
 	b.ReportMetric(with.rps/base.rps, "throughput-ratio")
-	b.ReportMetric(float64((with.p50-base.p50).Microseconds()), "added-p50-µs")
-	b.ReportMetric(float64((with.p99-base.p99).Microseconds()), "added-p99-µs")
+	b.ReportMetric(float64((with.p50 - base.p50).Microseconds()), "added-p50-µs")
+	b.ReportMetric(float64((with.p99 - base.p99).Microseconds()), "added-p99-µs")
 	b.Logf("throughput ratio (with/without llm-proxy) %.2f; added latency at %d req/s: p50 %v, p99 %v",
 		with.rps/base.rps, benchRate, with.p50-base.p50, with.p99-base.p99)
 }

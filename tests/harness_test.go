@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +25,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// syncBuffer collects a process's log lines from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // stack is one running deployment: fake upstream ← Envoy (the reference
 // envoy.yaml, re-addressed) ⇄ llm-proxy (the real `serve` wiring, in process).
 type stack struct {
@@ -55,7 +36,7 @@ type stack struct {
 	mgmtToken string
 	dbURL     string
 	dataDir   string
-	logs      *syncBuffer
+	logs      *testenv.LogBuffer
 
 	envoyConfig  []byte
 	listenerPort int
@@ -72,7 +53,7 @@ type stackOptions struct {
 
 func startStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, upstream: fakeopenai.New(), logs: &syncBuffer{}, dataDir: t.TempDir()}
+	s := &stack{t: t, upstream: fakeopenai.New(), logs: &testenv.LogBuffer{}, dataDir: t.TempDir()}
 	up, err := s.upstream.StartTLS("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func (r *recordingInvalidator) take() (tokens, projects []string) {
 // harness is one management API over a fresh, migrated SQLite store, served
 // by httptest and checked against openapi.yaml on every call.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	store  *store.Store
 	keys   *authz.Keyring
 	hasher authz.Hasher
@@ -103,7 +103,7 @@ type harnessOptions struct {
 }
 
 // newHarnessWith is newHarness, varied by o.
-func newHarnessWith(t *testing.T, o harnessOptions) *harness {
+func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "llm-proxy.db"))
@@ -288,7 +288,7 @@ func (h *harness) validate(r req, out resp) {
 }
 
 // jsonValue decodes raw the way kin-openapi expects to visit it.
-func jsonValue(t *testing.T, raw []byte) any {
+func jsonValue(t testing.TB, raw []byte) any {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -311,7 +311,7 @@ func (h *harness) responsesContaining(s string) int {
 }
 
 // wantStatus fails the test unless out has the given status.
-func wantStatus(t *testing.T, out resp, status int) {
+func wantStatus(t testing.TB, out resp, status int) {
 	t.Helper()
 	if out.status != status {
 		t.Fatalf("status = %d, want %d; body: %s", out.status, status, out.raw)
@@ -319,7 +319,7 @@ func wantStatus(t *testing.T, out resp, status int) {
 }
 
 // wantError checks an error response's status, type, code and param ("" = null).
-func wantError(t *testing.T, out resp, status int, typ, code, param string) {
+func wantError(t testing.TB, out resp, status int, typ, code, param string) {
 	t.Helper()
 	wantStatus(t, out, status)
 	e, ok := out.body["error"].(map[string]any)
@@ -356,7 +356,7 @@ func (h *harness) createToken(fields map[string]any) resp {
 	return out
 }
 
-func mustJSON(t *testing.T, v any) string {
+func mustJSON(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
@@ -832,4 +833,43 @@ func mapsEqual(a, b map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// FuzzRequestBodies sends arbitrary bodies to every endpoint that takes one:
+// whatever arrives, the answer is never a 5xx, and every refusal is an
+// OpenAI-shaped error.
+func FuzzRequestBodies(f *testing.F) {
+	h := newHarnessWith(f, harnessOptions{})
+	projectID := h.createProject("fuzz", "sk-fuzz-0123456789abcdef")
+	tok := h.createToken(map[string]any{"project_id": projectID})
+	tokenID, _ := tok.body["id"].(string)
+	for _, seed := range []string{
+		`{"name":"a","openai_api_key":"sk-x"}`, `{"project_id":"` + projectID + `","expires_in":"30d"}`,
+		`{"max_requests":null,"expires_at":"2030-01-01T00:00:00Z"}`, `{"active":false}`, `[]`, `{"name":1e400}`, `{"a":1}{}`,
+	} {
+		f.Add(seed)
+	}
+	targets := []struct{ method, path string }{
+		{"POST", "/manage/projects"}, {"PATCH", "/manage/projects/" + projectID},
+		{"POST", "/manage/tokens"}, {"PATCH", "/manage/tokens/" + tokenID},
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		for _, tg := range targets {
+			r := httptest.NewRequest(tg.method, tg.path, strings.NewReader(body))
+			r.Header.Set("Authorization", "Bearer "+testManagementToken)
+			w := httptest.NewRecorder()
+			h.srv.Config.Handler.ServeHTTP(w, r)
+			if w.Code >= 500 {
+				t.Fatalf("%s %s with %q: %d %s", tg.method, tg.path, body, w.Code, w.Body)
+			}
+			if w.Code >= 400 {
+				var e struct {
+					Error *struct{ Message, Type string } `json:"error"`
+				}
+				if json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Error == nil || e.Error.Message == "" || e.Error.Type == "" {
+					t.Fatalf("%s %s with %q: error body %s", tg.method, tg.path, body, w.Body)
+				}
+			}
+		}
+	})
 }

@@ -68,7 +68,7 @@ type fixture struct {
 	now    time.Time
 }
 
-func newFixture(t *testing.T, maxRequests *int64) *fixture {
+func newFixture(t testing.TB, maxRequests *int64) *fixture {
 	t.Helper()
 	keys, _ := NewKeyring(bytes.Repeat([]byte{3}, 32))
 	hasher, _ := NewHasher(bytes.Repeat([]byte{4}, 32))
@@ -219,4 +219,20 @@ func TestFlushKeepsCountsAcrossFailuresAndReloads(t *testing.T) {
 	if _, err := again.Authenticate(ctx, f.secret); !errors.Is(err, ErrQuotaExhausted) {
 		t.Fatalf("after restart: %v, want quota exhausted", err)
 	}
+}
+
+// FuzzAuthenticate: no string other than the issued token authenticates, and
+// none makes Authenticate panic.
+func FuzzAuthenticate(f *testing.F) {
+	fx := newFixture(f, nil)
+	f.Add(fx.secret)
+	f.Add(fx.secret[:len(fx.secret)-1] + "x")
+	f.Add(TokenPrefix)
+	f.Add("")
+	f.Fuzz(func(t *testing.T, secret string) {
+		p, err := fx.a.Authenticate(context.Background(), secret)
+		if (err == nil) != (secret == fx.secret) {
+			t.Fatalf("Authenticate(%q) = %+v, %v", secret, p, err)
+		}
+	})
 }

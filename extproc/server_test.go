@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc"
@@ -194,6 +195,13 @@ func TestForwardedRequestGetsProjectKey(t *testing.T) {
 	if !strings.Contains(removed, "x-llm-proxy-debug") || !strings.Contains(removed, "openai-project") {
 		t.Fatalf("removed %q", removed)
 	}
+	// No feature of the skeleton needs a body or the response headers, so
+	// the sidecar asks Envoy for nothing more: one round trip per request.
+	mode := resps[0].GetModeOverride()
+	if mode.GetRequestBodyMode() != procv3.ProcessingMode_NONE || mode.GetResponseHeaderMode() != procv3.ProcessingMode_SKIP ||
+		mode.GetResponseBodyMode() != procv3.ProcessingMode_NONE || mode.GetResponseTrailerMode() != procv3.ProcessingMode_SKIP {
+		t.Fatalf("mode override %v", mode)
+	}
 	if resps[1].GetResponseHeaders() == nil {
 		t.Fatalf("response headers answer: %v", resps[1])
 	}
@@ -236,6 +244,31 @@ func FuzzAllowlistMatch(f *testing.F) {
 		r, err := a.match(method, path)
 		if err == nil && (r == nil || r.Method != method || !strings.HasPrefix(path, "/v1/")) {
 			t.Fatalf("match(%q, %q) admitted %v", method, path, r)
+		}
+	})
+}
+
+// FuzzRequestHeaders feeds arbitrary method, path and authorization values
+// through the whole request-headers phase: it must never panic, never forward
+// without a valid token, and always answer a denial in the OpenAI shape.
+func FuzzRequestHeaders(f *testing.F) {
+	routes, _ := config.LoadRoutes("")
+	srv := NewServer(Options{Auth: fakeAuth{goodToken: nil}, Routes: routes, Logger: zerolog.Nop()})
+	f.Add("GET", "/v1/models", "Bearer "+goodToken)
+	f.Add("POST", "/v1/chat/completions?x=%00", "bearer\t"+goodToken)
+	f.Add("GET", "/v1/models/../../etc", "Bearer llmp_\x00")
+	f.Fuzz(func(t *testing.T, method, path, authorization string) {
+		st := srv.newStream(context.Background())
+		resp := st.handle(requestHeaders(":method", method, ":path", path, "authorization", authorization))
+		if ir := resp.GetImmediateResponse(); ir != nil {
+			var body errorBody
+			if err := json.Unmarshal(ir.GetBody(), &body); err != nil || body.Error.Type == "" || body.Error.Message == "" {
+				t.Fatalf("denial body %q", ir.GetBody())
+			}
+			return
+		}
+		if tok, _ := bearer(authorization); tok != goodToken {
+			t.Fatalf("forwarded %s %s with authorization %q", method, path, authorization)
 		}
 	})
 }

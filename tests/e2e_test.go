@@ -225,6 +225,27 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics count phases and decisions", func(t *testing.T) {
+		resp, err := http.Get(s.manageURL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics := string(b)
+		for _, series := range []string{
+			`llm_proxy_extproc_messages_total{phase="request_headers"}`,
+			`llm_proxy_extproc_phase_duration_seconds_count{phase="request_headers"}`,
+			`llm_proxy_extproc_decisions_total{outcome="forwarded"}`,
+			`llm_proxy_extproc_decisions_total{outcome="denied"}`,
+		} {
+			if !strings.Contains(metrics, series+" ") || strings.Contains(metrics, series+" 0\n") {
+				t.Errorf("metrics lack a non-zero %s", series)
+			}
+		}
+		checkNoSecrets(t, []string{metrics}, append(secrets, realKey))
+	})
+
 	t.Run("sidecar stopped: Envoy fails closed in the OpenAI shape", func(t *testing.T) {
 		s.stop()
 		s.upstream.Reset()

@@ -255,3 +255,10 @@ func (a *Authorizer) Run(ctx context.Context, interval time.Duration, onError fu
 		}
 	}
 }
+
+// InvalidateAll drops the whole validation cache (counters are kept).
+func (a *Authorizer) InvalidateAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.byHash)
+}

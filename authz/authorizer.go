@@ -236,26 +236,6 @@ func (a *Authorizer) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Run flushes counts every interval until ctx ends, then once more (bounded by
-// a short timeout of its own, since ctx is already done) so a graceful
-// shutdown loses nothing. It returns the final flush's error.
-func (a *Authorizer) Run(ctx context.Context, interval time.Duration, onError func(error)) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			if err := a.Flush(ctx); err != nil && onError != nil {
-				onError(err)
-			}
-		case <-ctx.Done():
-			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			return a.Flush(final)
-		}
-	}
-}
-
 // InvalidateAll drops the whole validation cache (counters are kept).
 func (a *Authorizer) InvalidateAll() {
 	a.mu.Lock()

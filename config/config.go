@@ -38,8 +38,21 @@ type Config struct {
 	GRPCAddr        string
 	HTTPAddr        string
 	GRPCMaxRecvSize int
-	RedisURL        string
 	RoutesFile      string
+
+	// RedisURL enables shared limits and cross-replica invalidation.
+	RedisURL     string
+	RedisPrefix  string
+	RedisTimeout time.Duration
+	// LimitFailureModes maps a limit kind (requests, tokens, concurrency,
+	// budget, lifetime) to what happens when Redis fails: closed, open or
+	// local. Kinds not listed keep the limiter's documented default.
+	LimitFailureModes map[string]string
+	// DefaultMaxTokens is the completion size reserved for a request that
+	// names no max_tokens.
+	DefaultMaxTokens int64
+	// PricesFile overrides the embedded price table.
+	PricesFile string
 
 	AuthCacheTTL       time.Duration
 	UsageFlushInterval time.Duration
@@ -74,7 +87,12 @@ var Vars = []Var{
 	{"LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002", "ext_proc gRPC listen address (health and reflection served too)"},
 	{"LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081", "management API, /metrics and /healthz listen address"},
 	{"LLM_PROXY_GRPC_MAX_RECV_BYTES", "67108864", "largest gRPC message accepted (buffered bodies arrive in one message)"},
-	{"LLM_PROXY_REDIS_URL", "", "redis:// URL for shared limits, cache and events (used by later features)"},
+	{"LLM_PROXY_REDIS_URL", "", "redis:// or rediss:// URL: limits exact across replicas, revocations reach every replica within a second; unset: in-memory limits for one instance"},
+	{"LLM_PROXY_REDIS_PREFIX", "llmproxy:", "prefix of every Redis key and channel llm-proxy uses"},
+	{"LLM_PROXY_REDIS_TIMEOUT", "50ms", "longest a limiter call waits for Redis before its failure mode applies"},
+	{"LLM_PROXY_LIMIT_FAILURE_MODES", "see ratelimit docs", "what each limit does when Redis fails, e.g. requests=local,tokens=local,concurrency=open,budget=closed,lifetime=closed; modes: closed (deny), open (allow), local (in-process limiter)"},
+	{"LLM_PROXY_DEFAULT_MAX_TOKENS", "1024", "completion tokens reserved for a request without max_tokens / max_completion_tokens (settled to the real usage afterwards)"},
+	{"LLM_PROXY_PRICES_FILE", "built-in table", "JSON price table (USD per million tokens, versioned) replacing the embedded one"},
 	{"LLM_PROXY_ROUTES_FILE", "built-in OpenAI list", "JSON file of allowed method + path patterns"},
 	{"LLM_PROXY_AUTH_CACHE_TTL", "10s", "how long a validated token is trusted before the store is read again; changes through this instance apply at once"},
 	{"LLM_PROXY_USAGE_FLUSH_INTERVAL", "1s", "how often token request counts are written to the store"},
@@ -96,6 +114,11 @@ func Load(getenv func(string) string) (Config, error) {
 		HTTPAddr:           p.addr("LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081"),
 		GRPCMaxRecvSize:    p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
 		RedisURL:           p.redisURL("LLM_PROXY_REDIS_URL"),
+		RedisPrefix:        p.str("LLM_PROXY_REDIS_PREFIX", "llmproxy:"),
+		RedisTimeout:       p.duration("LLM_PROXY_REDIS_TIMEOUT", 50*time.Millisecond),
+		LimitFailureModes:  p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
+		DefaultMaxTokens:   int64(p.integer("LLM_PROXY_DEFAULT_MAX_TOKENS", 1024, 1, 10_000_000)),
+		PricesFile:         p.str("LLM_PROXY_PRICES_FILE", ""),
 		RoutesFile:         p.str("LLM_PROXY_ROUTES_FILE", ""),
 		AuthCacheTTL:       p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
 		UsageFlushInterval: p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),
@@ -238,4 +261,28 @@ func (p *parser) redisURL(name string) string {
 		p.fail(name, "must be a redis:// or rediss:// URL")
 	}
 	return v
+}
+
+// failureModes parses "kind=mode,kind=mode".
+func (p *parser) failureModes(name string) map[string]string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, item := range strings.Split(v, ",") {
+		kind, mode, ok := strings.Cut(strings.TrimSpace(item), "=")
+		kind, mode = strings.TrimSpace(kind), strings.TrimSpace(mode)
+		switch {
+		case !ok:
+			p.fail(name, "entry %q must be kind=mode", item)
+		case !strings.Contains(" requests tokens concurrency budget lifetime ", " "+kind+" "):
+			p.fail(name, "unknown limit kind %q (requests, tokens, concurrency, budget, lifetime)", kind)
+		case mode != "closed" && mode != "open" && mode != "local":
+			p.fail(name, "mode for %s must be closed, open or local, got %q", kind, mode)
+		default:
+			out[kind] = mode
+		}
+	}
+	return out
 }

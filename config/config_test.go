@@ -32,12 +32,15 @@ func TestLoadNamesEveryBadVariable(t *testing.T) {
 		"LLM_PROXY_LOG_LEVEL":           "loud",
 		"LLM_PROXY_GRPC_MAX_RECV_BYTES": "12",
 		"LLM_PROXY_MANAGEMENT_TOKEN":    "short",
+		"LLM_PROXY_LIMIT_FAILURE_MODES": "requests=maybe",
+		"LLM_PROXY_DEFAULT_MAX_TOKENS":  "0",
 	}))
 	if err == nil {
 		t.Fatal("want an error")
 	}
 	for _, name := range []string{"LLM_PROXY_GRPC_ADDR", "LLM_PROXY_ENCRYPTION_KEY", "LLM_PROXY_AUTO_MIGRATE",
-		"LLM_PROXY_AUTH_CACHE_TTL", "LLM_PROXY_REDIS_URL", "LLM_PROXY_LOG_LEVEL", "LLM_PROXY_GRPC_MAX_RECV_BYTES", "LLM_PROXY_MANAGEMENT_TOKEN"} {
+		"LLM_PROXY_AUTH_CACHE_TTL", "LLM_PROXY_REDIS_URL", "LLM_PROXY_LOG_LEVEL", "LLM_PROXY_GRPC_MAX_RECV_BYTES", "LLM_PROXY_MANAGEMENT_TOKEN",
+		"LLM_PROXY_LIMIT_FAILURE_MODES", "LLM_PROXY_DEFAULT_MAX_TOKENS"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s:\n%v", name, err)
 		}
@@ -116,5 +119,15 @@ func TestREADMEListsEverySetting(t *testing.T) {
 		if strings.HasPrefix(name, "LLM_PROXY_") && !strings.Contains(string(readme), name) {
 			t.Errorf("config.go reads %s, which the README does not document", name)
 		}
+	}
+}
+
+func TestFailureModes(t *testing.T) {
+	c, err := Load(env(map[string]string{"LLM_PROXY_LIMIT_FAILURE_MODES": "requests=open, budget=closed"}))
+	if err != nil || c.LimitFailureModes["requests"] != "open" || c.LimitFailureModes["budget"] != "closed" || len(c.LimitFailureModes) != 2 {
+		t.Fatalf("%v %v", c.LimitFailureModes, err)
+	}
+	if _, err := Load(env(map[string]string{"LLM_PROXY_LIMIT_FAILURE_MODES": "speed=open"})); err == nil {
+		t.Fatal("unknown kind must be refused")
 	}
 }

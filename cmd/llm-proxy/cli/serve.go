@@ -147,7 +147,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return nil
 	})
 	g.Go(func() error {
-		return auth.Run(gctx, cfg.UsageFlushInterval, func(err error) {
+		return flushEvery(gctx, cfg.UsageFlushInterval, auth.Flush, func(err error) {
 			log.Warn().Err(err).Msg("token usage flush failed; will retry")
 		})
 	})

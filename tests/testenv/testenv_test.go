@@ -190,3 +190,20 @@ func TestDatabaseName(t *testing.T) {
 		t.Errorf("name %q needs quoting or has upper case", a)
 	}
 }
+
+func TestOwnedRedisStopsAndRestartsOnTheSameAddress(t *testing.T) {
+	r := NewOwnedRedis(t)
+	addr := strings.TrimSuffix(strings.TrimPrefix(r.URL(), "redis://"), "/0")
+	ctx := context.Background()
+	if err := pingRedis(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	if err := pingRedis(ctx, addr); err == nil {
+		t.Fatal("stopped server still answers")
+	}
+	r.Start()
+	if err := pingRedis(ctx, addr); err != nil {
+		t.Fatalf("restarted server: %v", err)
+	}
+}

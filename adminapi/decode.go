@@ -55,10 +55,13 @@ func isTooLarge(err error) bool {
 // decodeError turns an encoding/json error into the 400 (or 413) a client sees.
 func decodeError(err error) error {
 	var (
+		apiErr    *apiError
 		syntaxErr *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
 	)
 	switch {
+	case errors.As(err, &apiErr):
+		return apiErr // from a field's own UnmarshalJSON, already rendered
 	case isTooLarge(err):
 		return &apiError{
 			Status:  http.StatusRequestEntityTooLarge,
@@ -121,6 +124,8 @@ func jsonTypeName(t reflect.Type) string {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
 	case reflect.Struct, reflect.Map:
 		return "an object"
 	}

@@ -7,18 +7,19 @@
 //
 // Routes:
 //
-//	GET    /manage/openapi.yaml                  this API's OpenAPI 3.0.3 document
-//	POST   /manage/projects                      create a project           → 201 project
-//	GET    /manage/projects                      list projects              → 200 list
-//	GET    /manage/projects/{id}                 get a project              → 200 project
-//	PATCH  /manage/projects/{id}                 change name, key, active   → 200 project
-//	DELETE /manage/projects/{id}                 delete it and its tokens   → 204
-//	POST   /manage/projects/{id}/tokens/revoke   revoke all its tokens      → 200 {"revoked": n}
-//	POST   /manage/tokens                        issue a token              → 201 token with "token" secret
-//	GET    /manage/tokens[?project_id=]          list tokens                → 200 list
-//	GET    /manage/tokens/{id}                   get a token                → 200 token
-//	PATCH  /manage/tokens/{id}                   change name, active, expiry, cap → 200 token
-//	DELETE /manage/tokens/{id}                   revoke it (kept, inactive) → 200 token
+//	GET    /manage/openapi.yaml                     this API's OpenAPI 3.0.3 document
+//	POST   /manage/projects                         create a project → 201 project
+//	GET    /manage/projects                         list projects → 200 list
+//	GET    /manage/projects/{id}                    get a project → 200 project
+//	PATCH  /manage/projects/{id}                    change name, key, active, limits, budget → 200 project
+//	DELETE /manage/projects/{id}                    delete it and its tokens (usage is kept) → 204
+//	POST   /manage/projects/{id}/tokens/revoke      revoke all its tokens → 200 {"revoked": n}
+//	GET    /manage/projects/{id}/usage[?from=&to=]  usage and cost by day and model → 200 usage report
+//	POST   /manage/tokens                           issue a token → 201 token with "token" secret
+//	GET    /manage/tokens[?project_id=]             list tokens → 200 list
+//	GET    /manage/tokens/{id}                      get a token → 200 token
+//	PATCH  /manage/tokens/{id}                      change name, active, expiry, cap, limits → 200 token
+//	DELETE /manage/tokens/{id}                      revoke it (kept, inactive) → 200 token
 //
 // Contracts callers and clients may rely on:
 //
@@ -49,6 +50,18 @@
 //     what is wrong.
 //   - Bodies are one JSON object of at most 1 MiB (413 beyond), decoded
 //     strictly: unknown fields, wrong types and trailing data are 400s.
+//     Nested members are named by their path, e.g. param
+//     "limits.tokens_per_minute".
+//   - Limits (requests_per_minute, tokens_per_minute, max_concurrent, on
+//     projects and tokens) are integers of at least 1, or null for none; a
+//     project's monthly_budget_usd is a number of dollars of at least 0 with
+//     at most six decimals, or null for none, stored exactly as integer
+//     micro-USD. On PATCH, each limits member sent is set (null clears it),
+//     members left out keep their values, and "limits": null clears all.
+//     Limit and budget changes invalidate like any other project or token
+//     change.
+//   - Money in responses (monthly_budget_usd, cost_usd) is a JSON number
+//     written exactly from micro-USD, with at most six decimals.
 //   - Every response carries x-request-id (the caller's, if it is 1–128
 //     visible ASCII characters, else a fresh one) and Cache-Control: no-store.
 //     Each request is logged once at info with request_id, method, path,

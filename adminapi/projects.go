@@ -13,24 +13,28 @@ import (
 // projectJSON is a project as the API shows it. The OpenAI key is only ever
 // the masked hint the store keeps; the sealed key never leaves the store layer.
 type projectJSON struct {
-	ID           string `json:"id"`
-	Object       string `json:"object"`
-	Name         string `json:"name"`
-	OpenAIAPIKey string `json:"openai_api_key"`
-	Active       bool   `json:"active"`
-	CreatedAt    string `json:"created_at"`
-	UpdatedAt    string `json:"updated_at"`
+	ID               string     `json:"id"`
+	Object           string     `json:"object"`
+	Name             string     `json:"name"`
+	OpenAIAPIKey     string     `json:"openai_api_key"`
+	Active           bool       `json:"active"`
+	Limits           limitsJSON `json:"limits"`
+	MonthlyBudgetUSD *usd       `json:"monthly_budget_usd"`
+	CreatedAt        string     `json:"created_at"`
+	UpdatedAt        string     `json:"updated_at"`
 }
 
 func projectView(p store.Project) projectJSON {
 	return projectJSON{
-		ID:           p.ID,
-		Object:       "project",
-		Name:         p.Name,
-		OpenAIAPIKey: p.KeyHint,
-		Active:       p.Active,
-		CreatedAt:    timestamp(p.CreatedAt),
-		UpdatedAt:    timestamp(p.UpdatedAt),
+		ID:               p.ID,
+		Object:           "project",
+		Name:             p.Name,
+		OpenAIAPIKey:     p.KeyHint,
+		Active:           p.Active,
+		Limits:           limitsView(p.Limits),
+		MonthlyBudgetUSD: optionalUSD(p.MonthlyBudgetMicroUSD),
+		CreatedAt:        timestamp(p.CreatedAt),
+		UpdatedAt:        timestamp(p.UpdatedAt),
 	}
 }
 
@@ -61,9 +65,11 @@ func optionalTimestamp(t *time.Time) *string {
 }
 
 type createProjectRequest struct {
-	Name         optional[string] `json:"name"`
-	OpenAIAPIKey optional[string] `json:"openai_api_key"`
-	Active       optional[bool]   `json:"active"`
+	Name             optional[string]        `json:"name"`
+	OpenAIAPIKey     optional[string]        `json:"openai_api_key"`
+	Active           optional[bool]          `json:"active"`
+	Limits           optional[limitsRequest] `json:"limits"`
+	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
 }
 
 func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
@@ -72,17 +78,24 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	budget, _, err := parseBudget(req.MonthlyBudgetUSD)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
 	now := s.now().UTC()
 	sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
 	p := store.Project{
-		ID:            authz.NewID("proj"),
-		Name:          req.Name.Value,
-		KeyCiphertext: sealed,
-		KeyID:         keyID,
-		KeyHint:       authz.Mask(req.OpenAIAPIKey.Value),
-		Active:        !req.Active.has() || req.Active.Value,
-		CreatedAt:     now,
-		UpdatedAt:     now,
+		ID:                    authz.NewID("proj"),
+		Name:                  req.Name.Value,
+		KeyCiphertext:         sealed,
+		KeyID:                 keyID,
+		KeyHint:               authz.Mask(req.OpenAIAPIKey.Value),
+		Active:                !req.Active.has() || req.Active.Value,
+		Limits:                newLimits(req.Limits),
+		MonthlyBudgetMicroUSD: budget,
+		CreatedAt:             now,
+		UpdatedAt:             now,
 	}
 	if err := s.store.CreateProject(r.Context(), p); err != nil {
 		writeError(w, r, fmt.Errorf("create project: %w", err))
@@ -104,7 +117,10 @@ func (req createProjectRequest) validate() error {
 	if err := checkOpenAIKey("openai_api_key", req.OpenAIAPIKey.Value); err != nil {
 		return err
 	}
-	return notNull("active", req.Active)
+	if err := notNull("active", req.Active); err != nil {
+		return err
+	}
+	return validateLimits(req.Limits)
 }
 
 func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
@@ -127,9 +143,11 @@ func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
 }
 
 type updateProjectRequest struct {
-	Name         optional[string] `json:"name"`
-	OpenAIAPIKey optional[string] `json:"openai_api_key"`
-	Active       optional[bool]   `json:"active"`
+	Name             optional[string]        `json:"name"`
+	OpenAIAPIKey     optional[string]        `json:"openai_api_key"`
+	Active           optional[bool]          `json:"active"`
+	Limits           optional[limitsRequest] `json:"limits"`
+	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
 }
 
 func (req updateProjectRequest) validate() error {
@@ -149,7 +167,10 @@ func (req updateProjectRequest) validate() error {
 			return err
 		}
 	}
-	return notNull("active", req.Active)
+	if err := notNull("active", req.Active); err != nil {
+		return err
+	}
+	return validateLimits(req.Limits)
 }
 
 func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
@@ -170,6 +191,28 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
 		hint := authz.Mask(req.OpenAIAPIKey.Value)
 		u.KeyCiphertext, u.KeyID, u.KeyHint = &sealed, &keyID, &hint
+	}
+	budget, change, err := parseBudget(req.MonthlyBudgetUSD)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	u.SetMonthlyBudget, u.MonthlyBudgetMicroUSD = change, budget
+	if change, needCurrent := limitsChange(req.Limits); change {
+		// Members left out keep their values, so those are read first. Two
+		// PATCHes racing on different members of one project's limits may
+		// lose one change (the last write carries all three); sending all
+		// three members, or null, does not read and has no such race.
+		var cur store.Limits
+		if needCurrent {
+			p, err := s.store.GetProject(r.Context(), id)
+			if err != nil {
+				writeError(w, r, projectError(id, "get project", err))
+				return
+			}
+			cur = p.Limits
+		}
+		u.SetLimits, u.Limits = true, patchLimits(req.Limits, cur)
 	}
 	if u == (store.ProjectUpdate{}) {
 		s.getProject(w, r) // nothing to change

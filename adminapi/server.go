@@ -30,6 +30,7 @@ type projectStore interface {
 	UpdateToken(ctx context.Context, id string, u store.TokenUpdate) (store.Token, error)
 	RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error)
 	RevokeProjectTokens(ctx context.Context, projectID string, at time.Time) ([]string, error)
+	ProjectUsage(ctx context.Context, projectID, fromDay, toDay string) ([]store.UsageRecord, error)
 }
 
 // invalidator drops cached validation state; *authz.Authorizer provides it.
@@ -65,7 +66,7 @@ func OpenAPI() []byte { return []byte(openAPIDocument) }
 // ManagementToken are required; Hasher must be the one the proxy validates
 // tokens with (made by [authz.NewHasher]).
 type Options struct {
-	// Store holds projects and tokens; a *store.Store, migrated.
+	// Store holds projects, tokens and usage; a *store.Store, migrated.
 	Store projectStore
 	// Keyring seals projects' OpenAI keys before they are stored.
 	Keyring *authz.Keyring
@@ -145,6 +146,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("PATCH /manage/projects/{id}", s.updateProject)
 	s.mux.HandleFunc("DELETE /manage/projects/{id}", s.deleteProject)
 	s.mux.HandleFunc("POST /manage/projects/{id}/tokens/revoke", s.revokeProjectTokens)
+	s.mux.HandleFunc("GET /manage/projects/{id}/usage", s.projectUsage)
 
 	s.mux.HandleFunc("POST /manage/tokens", s.createToken)
 	s.mux.HandleFunc("GET /manage/tokens", s.listTokens)

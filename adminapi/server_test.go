@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -79,7 +80,8 @@ func TestProjectLifecycle(t *testing.T) {
 	}
 	want := map[string]any{
 		"id": id, "object": "project", "name": "Team A", "openai_api_key": authz.Mask(rawKey1),
-		"active": true, "created_at": h.now.Format(time.RFC3339), "updated_at": h.now.Format(time.RFC3339),
+		"active": true, "limits": noLimits(), "monthly_budget_usd": nil,
+		"created_at": h.now.Format(time.RFC3339), "updated_at": h.now.Format(time.RFC3339),
 	}
 	if !mapsEqual(out.body, want) {
 		t.Errorf("created project = %v, want %v", out.body, want)
@@ -207,7 +209,7 @@ func TestTokenLifecycle(t *testing.T) {
 		"prefix": secret[:len(authz.TokenPrefix)+4], "active": true,
 		"expires_at":   h.now.Add(30 * 24 * time.Hour).Format(time.RFC3339),
 		"max_requests": float64(5), "request_count": float64(0),
-		"last_used_at": nil, "revoked_at": nil, "created_at": h.now.Format(time.RFC3339),
+		"last_used_at": nil, "revoked_at": nil, "limits": noLimits(), "created_at": h.now.Format(time.RFC3339),
 	}
 	gotNoSecret := maps.Clone(created.body)
 	delete(gotNoSecret, "token")
@@ -369,12 +371,30 @@ func TestChangesReachTheValidationCache(t *testing.T) {
 	if p := mustAuthenticate(secret1); p.OpenAIKey != rawKey2 {
 		t.Error("rotated key not used on the next request")
 	}
+	// Caps, limits and budgets reach the principal the limiter works from.
 	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/tokens/" + id1, body: `{"max_requests":2}`}), 200)
-	if err := authenticate(secret1); !errors.Is(err, authz.ErrQuotaExhausted) {
-		t.Errorf("after lowering max_requests below use: %v, want ErrQuotaExhausted", err)
+	if p := mustAuthenticate(secret1); p.MaxRequests == nil || *p.MaxRequests != 2 {
+		t.Errorf("after setting max_requests: principal cap %v, want 2", fmtInt64(p.MaxRequests))
 	}
 	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/tokens/" + id1, body: `{"max_requests":null}`}), 200)
-	mustAuthenticate(secret1)
+	if p := mustAuthenticate(secret1); p.MaxRequests != nil {
+		t.Errorf("after clearing max_requests: principal cap %v, want none", fmtInt64(p.MaxRequests))
+	}
+	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/tokens/" + id1, body: `{"limits":{"tokens_per_minute":500}}`}), 200)
+	if p := mustAuthenticate(secret1); fmtInt64(p.TokenLimits.TokensPerMinute) != "500" {
+		t.Errorf("after setting the token's tokens_per_minute: principal has %v, want 500", fmtInt64(p.TokenLimits.TokensPerMinute))
+	}
+	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID,
+		body: `{"limits":{"requests_per_minute":60},"monthly_budget_usd":12.5}`}), 200)
+	p := mustAuthenticate(secret1)
+	if fmtInt64(p.ProjectLimits.RequestsPerMinute) != "60" || fmtInt64(p.MonthlyBudgetMicroUSD) != "12500000" {
+		t.Errorf("after setting the project's limit and budget: principal has %v and %v, want 60 and 12500000",
+			fmtInt64(p.ProjectLimits.RequestsPerMinute), fmtInt64(p.MonthlyBudgetMicroUSD))
+	}
+	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID, body: `{"limits":null,"monthly_budget_usd":null}`}), 200)
+	if p := mustAuthenticate(secret1); p.ProjectLimits != (store.Limits{}) || p.MonthlyBudgetMicroUSD != nil {
+		t.Errorf("after clearing the project's limits and budget: principal has %+v, budget %v", p.ProjectLimits, fmtInt64(p.MonthlyBudgetMicroUSD))
+	}
 
 	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID, body: `{"active":false}`}), 200)
 	if err := authenticate(secret1); !errors.Is(err, authz.ErrProjectInactive) {
@@ -732,6 +752,7 @@ func TestInternalError(t *testing.T) {
 		{"POST", "/manage/tokens", `{"project_id":"` + projectID + `"}`},
 		{"DELETE", "/manage/tokens/tok_x", ""},
 		{"POST", "/manage/projects/" + projectID + "/tokens/revoke", ""},
+		{"GET", "/manage/projects/" + projectID + "/usage", ""},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			out := h.do(req{method: tc.method, path: tc.path, body: tc.body, header: map[string]string{"X-Request-Id": "req-500-" + tc.method}})
@@ -759,8 +780,8 @@ func TestInternalError(t *testing.T) {
 			}
 		}
 	}
-	if errorLines != 6 {
-		t.Errorf("%d error log lines for 6 failed requests, want one each", errorLines)
+	if errorLines != 7 {
+		t.Errorf("%d error log lines for 7 failed requests, want one each", errorLines)
 	}
 }
 
@@ -822,18 +843,8 @@ func wantInvalidated(t *testing.T, h *harness, tokens, projects []string) {
 	}
 }
 
-func mapsEqual(a, b map[string]any) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		w, ok := b[k]
-		if !ok || v != w {
-			return false
-		}
-	}
-	return true
-}
+// mapsEqual compares decoded JSON objects, nested ones included.
+func mapsEqual(a, b map[string]any) bool { return reflect.DeepEqual(a, b) }
 
 // FuzzRequestBodies sends arbitrary bodies to every endpoint that takes one:
 // whatever arrives, the answer is never a 5xx, and every refusal is an
@@ -846,6 +857,8 @@ func FuzzRequestBodies(f *testing.F) {
 	for _, seed := range []string{
 		`{"name":"a","openai_api_key":"sk-x"}`, `{"project_id":"` + projectID + `","expires_in":"30d"}`,
 		`{"max_requests":null,"expires_at":"2030-01-01T00:00:00Z"}`, `{"active":false}`, `[]`, `{"name":1e400}`, `{"a":1}{}`,
+		`{"limits":{"requests_per_minute":1,"tokens_per_minute":null}}`, `{"limits":null,"monthly_budget_usd":0.000001}`,
+		`{"monthly_budget_usd":1e-999999}`, `{"limits":{"max_concurrent":{"x":1}}}`,
 	} {
 		f.Add(seed)
 	}

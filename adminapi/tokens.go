@@ -14,19 +14,20 @@ import (
 // only in the response that creates the token; it is never stored in clear and
 // cannot be shown again.
 type tokenJSON struct {
-	ID           string  `json:"id"`
-	Object       string  `json:"object"`
-	ProjectID    string  `json:"project_id"`
-	Name         string  `json:"name"`
-	Prefix       string  `json:"prefix"`
-	Active       bool    `json:"active"`
-	ExpiresAt    *string `json:"expires_at"`
-	MaxRequests  *int64  `json:"max_requests"`
-	RequestCount int64   `json:"request_count"`
-	LastUsedAt   *string `json:"last_used_at"`
-	RevokedAt    *string `json:"revoked_at"`
-	CreatedAt    string  `json:"created_at"`
-	Token        string  `json:"token,omitempty"`
+	ID           string     `json:"id"`
+	Object       string     `json:"object"`
+	ProjectID    string     `json:"project_id"`
+	Name         string     `json:"name"`
+	Prefix       string     `json:"prefix"`
+	Active       bool       `json:"active"`
+	ExpiresAt    *string    `json:"expires_at"`
+	MaxRequests  *int64     `json:"max_requests"`
+	RequestCount int64      `json:"request_count"`
+	LastUsedAt   *string    `json:"last_used_at"`
+	RevokedAt    *string    `json:"revoked_at"`
+	Limits       limitsJSON `json:"limits"`
+	CreatedAt    string     `json:"created_at"`
+	Token        string     `json:"token,omitempty"`
 }
 
 func tokenView(t store.Token) tokenJSON {
@@ -42,16 +43,18 @@ func tokenView(t store.Token) tokenJSON {
 		RequestCount: t.RequestCount,
 		LastUsedAt:   optionalTimestamp(t.LastUsedAt),
 		RevokedAt:    optionalTimestamp(t.RevokedAt),
+		Limits:       limitsView(t.Limits),
 		CreatedAt:    timestamp(t.CreatedAt),
 	}
 }
 
 type createTokenRequest struct {
-	ProjectID   optional[string] `json:"project_id"`
-	Name        optional[string] `json:"name"`
-	ExpiresIn   optional[string] `json:"expires_in"`
-	ExpiresAt   optional[string] `json:"expires_at"`
-	MaxRequests optional[int64]  `json:"max_requests"`
+	ProjectID   optional[string]        `json:"project_id"`
+	Name        optional[string]        `json:"name"`
+	ExpiresIn   optional[string]        `json:"expires_in"`
+	ExpiresAt   optional[string]        `json:"expires_at"`
+	MaxRequests optional[int64]         `json:"max_requests"`
+	Limits      optional[limitsRequest] `json:"limits"`
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
@@ -78,6 +81,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if err := validateLimits(req.Limits); err != nil {
+		writeError(w, r, err)
+		return
+	}
 
 	secret, display := authz.NewToken()
 	t := store.Token{
@@ -88,6 +95,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		Prefix:    display,
 		Active:    true,
 		ExpiresAt: expiresAt,
+		Limits:    newLimits(req.Limits),
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
@@ -130,11 +138,12 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
 }
 
 type updateTokenRequest struct {
-	Name        optional[string] `json:"name"`
-	Active      optional[bool]   `json:"active"`
-	ExpiresIn   optional[string] `json:"expires_in"`
-	ExpiresAt   optional[string] `json:"expires_at"`
-	MaxRequests optional[int64]  `json:"max_requests"`
+	Name        optional[string]        `json:"name"`
+	Active      optional[bool]          `json:"active"`
+	ExpiresIn   optional[string]        `json:"expires_in"`
+	ExpiresAt   optional[string]        `json:"expires_at"`
+	MaxRequests optional[int64]         `json:"max_requests"`
+	Limits      optional[limitsRequest] `json:"limits"`
 }
 
 func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
@@ -149,17 +158,24 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	if u.Active != nil && *u.Active {
-		// Deactivation (active=false) can be undone; revocation cannot.
-		cur, err := s.store.GetToken(r.Context(), id)
-		if err != nil {
+	reactivate := u.Active != nil && *u.Active
+	changeLimits, needLimits := limitsChange(req.Limits)
+	var cur store.Token
+	if reactivate || needLimits {
+		if cur, err = s.store.GetToken(r.Context(), id); err != nil {
 			writeError(w, r, tokenError(id, "get token", err))
 			return
 		}
-		if cur.RevokedAt != nil {
-			writeError(w, r, errReactivateRevoked(id))
-			return
-		}
+	}
+	if reactivate && cur.RevokedAt != nil {
+		// Deactivation (active=false) can be undone; revocation cannot.
+		writeError(w, r, errReactivateRevoked(id))
+		return
+	}
+	if changeLimits {
+		// Members left out keep their current values; see updateProject
+		// for the race this read allows.
+		u.SetLimits, u.Limits = true, patchLimits(req.Limits, cur.Limits)
 	}
 	if u == (store.TokenUpdate{}) {
 		s.getToken(w, r) // nothing to change
@@ -222,7 +238,7 @@ func (req *updateTokenRequest) update(now time.Time) (store.TokenUpdate, error) 
 			u.MaxRequests = &req.MaxRequests.Value
 		}
 	}
-	return u, nil
+	return u, validateLimits(req.Limits)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {

@@ -13,7 +13,8 @@ import (
 
 // Reasons a bearer token is refused. They are distinct so audit records can say
 // which, but clients see one answer for the first three (401), so an attacker
-// cannot tell a revoked token from one that never existed.
+// cannot tell a revoked token from one that never existed. Quotas and rates
+// are the limiter's business (package ratelimit), not this package's.
 var (
 	// ErrInvalidToken: malformed, or no such token.
 	ErrInvalidToken = errors.New("invalid proxy token")
@@ -23,17 +24,21 @@ var (
 	ErrTokenExpired = errors.New("proxy token expired")
 	// ErrProjectInactive: the token is fine but its project is deactivated.
 	ErrProjectInactive = errors.New("project inactive")
-	// ErrQuotaExhausted: the token used up its lifetime max_requests.
-	ErrQuotaExhausted = errors.New("token request quota exhausted")
 )
 
-// Principal is an authenticated request's identity and the key to swap in.
+// Principal is an authenticated request's identity, the key to swap in, and
+// the limits that apply to it.
 type Principal struct {
 	TokenID   string
 	ProjectID string
 	// OpenAIKey is the project's real key, in clear. It goes into the upstream
 	// Authorization header and nowhere else: never log or return it.
 	OpenAIKey string
+
+	ProjectLimits         store.Limits
+	TokenLimits           store.Limits
+	MonthlyBudgetMicroUSD *int64 // the project's; nil: none
+	MaxRequests           *int64 // the token's lifetime cap; nil: none
 }
 
 // credentialStore is what the Authorizer needs of the store.
@@ -95,9 +100,9 @@ func NewAuthorizer(s credentialStore, h Hasher, k *Keyring, o Options) *Authoriz
 	}
 }
 
-// Authenticate turns a bearer token into a Principal and counts the request
-// against the token's lifetime cap. Refusals wrap one of the package's errors;
-// any other error is the store failing.
+// Authenticate turns a bearer token into a Principal. Refusals wrap one of the
+// package's errors; any other error is the store failing. It does not count
+// the request: call [Authorizer.CountRequest] once the request is admitted.
 func (a *Authorizer) Authenticate(ctx context.Context, secret string) (Principal, error) {
 	if !wellFormed(secret) {
 		return Principal{}, ErrInvalidToken // no store round trip for garbage
@@ -123,10 +128,11 @@ func (a *Authorizer) Authenticate(ctx context.Context, secret string) (Principal
 	case !c.project.Active:
 		return Principal{}, fmt.Errorf("token %s: project %s: %w", c.token.ID, c.project.ID, ErrProjectInactive)
 	}
-	if err := a.admit(c.token, now); err != nil {
-		return Principal{}, err
-	}
-	return Principal{TokenID: c.token.ID, ProjectID: c.project.ID, OpenAIKey: c.openAIKey}, nil
+	return Principal{
+		TokenID: c.token.ID, ProjectID: c.project.ID, OpenAIKey: c.openAIKey,
+		ProjectLimits: c.project.Limits, TokenLimits: c.token.Limits,
+		MonthlyBudgetMicroUSD: c.project.MonthlyBudgetMicroUSD, MaxRequests: c.token.MaxRequests,
+	}, nil
 }
 
 func wellFormed(secret string) bool {
@@ -169,20 +175,33 @@ func (a *Authorizer) load(ctx context.Context, hash string, now time.Time) (*cre
 	return c, nil
 }
 
-// admit counts one request, refusing it if the lifetime cap is reached. The
-// check and the increment happen under one lock, so the cap is exact on one
-// instance however many requests race.
-func (a *Authorizer) admit(tok store.Token, now time.Time) error {
+// CountRequest counts one admitted request of a token, for its stored
+// request_count and last_used_at (written by [Authorizer.Flush]).
+func (a *Authorizer) CountRequest(tokenID string) {
+	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := a.counters[tok.ID]
-	if tok.MaxRequests != nil && n.used >= *tok.MaxRequests {
-		return fmt.Errorf("token %s: %w", tok.ID, ErrQuotaExhausted)
+	n, ok := a.counters[tokenID]
+	if !ok {
+		n = &counter{}
+		a.counters[tokenID] = n
 	}
 	n.used++
 	n.pending++
 	n.lastUsed = now
-	return nil
+}
+
+// RequestCount is the token's lifetime count as this instance knows it: the
+// stored count at its last load plus what it counted since. It seeds the
+// limiter's lifetime counter.
+func (a *Authorizer) RequestCount(tokenID string) (int64, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n, ok := a.counters[tokenID]
+	if !ok {
+		return 0, false
+	}
+	return n.used, true
 }
 
 // InvalidateToken drops a token from the cache so its next use re-reads the store.

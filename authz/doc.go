@@ -10,7 +10,8 @@
 //
 // [Authorizer] caches validated tokens in memory so the hot path does not touch
 // the database; the management API calls its Invalidate methods after every
-// change, so a revoke or deactivation is enforced on the next request. The
-// lifetime request cap is counted in memory and flushed to the store in batches
-// (see [Authorizer.Flush]).
+// change, so a revoke or deactivation is enforced on the next request, and
+// [Broadcast] carries those invalidations to every replica through Redis.
+// Request counts are kept in memory and flushed to the store in batches (see
+// [Authorizer.Flush]); enforcing caps and rates is package ratelimit's job.
 package authz

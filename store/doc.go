@@ -1,5 +1,6 @@
 // Package store keeps llm-proxy's durable state — projects and their proxy
-// tokens — in SQL, behind one concrete type, [Store].
+// tokens, their limits, and the daily usage roll-up — in SQL, behind one
+// concrete type, [Store].
 //
 // Two backends share one schema and one set of queries:
 //
@@ -24,7 +25,15 @@
 //     clear: tokens are stored as an HMAC (Token.Hash) and keys sealed
 //     (Project.KeyCiphertext). Errors never carry the database password.
 //   - Operations that touch several rows (deleting a project with its tokens,
-//     revoking all of a project's tokens, flushing usage counters) are atomic.
+//     revoking all of a project's tokens, flushing usage counters, adding
+//     to the usage roll-up) are atomic.
+//   - Limits ([Limits]) and the monthly budget are nullable: nil is
+//     "unlimited", and a value round-trips exactly, 0 included. Money is
+//     integer micro-USD (millionths of a dollar), never floating point.
+//   - The usage roll-up (one row per project, UTC day, model and price
+//     version) only grows: [Store.AddUsage] adds to it, concurrently from any
+//     number of replicas without losing an addition. It is billing history,
+//     so deleting a project keeps its usage.
 //   - A Store is safe for concurrent use and holds no package-level state.
 //
 // The package does not cache: validation on the request path is expected to

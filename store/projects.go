@@ -9,16 +9,23 @@ import (
 
 // projectColumns is the column list every project query selects, in the
 // order [scanProject] reads.
-const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, created_at, updated_at"
+const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, " +
+	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, created_at, updated_at"
 
 func scanProject(row scanner) (Project, error) {
 	var (
 		p                Project
+		rpm, tpm, conc   sql.NullInt64
+		budget           sql.NullInt64
 		created, updated int64
 	)
-	if err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active, &created, &updated); err != nil {
+	err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active,
+		&rpm, &tpm, &conc, &budget, &created, &updated)
+	if err != nil {
 		return Project{}, err
 	}
+	p.Limits = Limits{RequestsPerMinute: fromNullInt64(rpm), TokensPerMinute: fromNullInt64(tpm), MaxConcurrent: fromNullInt64(conc)}
+	p.MonthlyBudgetMicroUSD = fromNullInt64(budget)
 	p.CreatedAt = fromMicros(created)
 	p.UpdatedAt = fromMicros(updated)
 	return p, nil
@@ -34,8 +41,10 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		p.UpdatedAt = p.CreatedAt
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
+		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active,
+		nullInt64(p.Limits.RequestsPerMinute), nullInt64(p.Limits.TokensPerMinute), nullInt64(p.Limits.MaxConcurrent),
+		nullInt64(p.MonthlyBudgetMicroUSD), toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create project %s: %w", p.ID, conflict(err))
 	}
@@ -75,7 +84,7 @@ func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
 	return projects, nil
 }
 
-// UpdateProject applies the non-nil fields of u, sets UpdatedAt to now and
+// UpdateProject applies u (see [ProjectUpdate]), sets UpdatedAt to now and
 // returns the updated project, or [ErrNotFound]. KeyCiphertext and KeyID
 // must be given together: a ciphertext recorded under the wrong key id could
 // never be opened again.
@@ -97,6 +106,12 @@ func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (
 	if u.Active != nil {
 		a.set("active", *u.Active)
 	}
+	if u.SetLimits {
+		a.setLimits(u.Limits)
+	}
+	if u.SetMonthlyBudget {
+		a.set("monthly_budget_micro_usd", nullInt64(u.MonthlyBudgetMicroUSD))
+	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("projects", id, projectColumns)
 	p, err := scanProject(s.db.QueryRowContext(ctx, q, args...))
@@ -107,7 +122,8 @@ func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (
 }
 
 // DeleteProject deletes the project and all its tokens in one transaction,
-// or returns [ErrNotFound].
+// or returns [ErrNotFound]. The project's usage roll-up is kept: it is
+// billing history, still readable with [Store.ProjectUsage].
 func (s *Store) DeleteProject(ctx context.Context, id string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE project_id = $1`, id); err != nil {

@@ -138,6 +138,13 @@ func (a *assignments) set(column string, value any) {
 	a.sets = append(a.sets, column+" = $"+strconv.Itoa(len(a.args)))
 }
 
+// setLimits sets the three limit columns projects and tokens share.
+func (a *assignments) setLimits(l Limits) {
+	a.set("requests_per_minute", nullInt64(l.RequestsPerMinute))
+	a.set("tokens_per_minute", nullInt64(l.TokensPerMinute))
+	a.set("max_concurrent", nullInt64(l.MaxConcurrent))
+}
+
 // update returns "UPDATE table SET … WHERE id = $n RETURNING columns" and
 // its arguments, with id as the last one.
 func (a *assignments) update(table, id, columns string) (string, []any) {

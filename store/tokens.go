@@ -12,17 +12,19 @@ import (
 // tokenColumns is the column list every token query selects, in the order
 // [scanToken] reads.
 const tokenColumns = "id, project_id, name, hash, prefix, active, expires_at, max_requests, " +
-	"request_count, cache_hit_count, last_used_at, revoked_at, created_at, updated_at"
+	"request_count, cache_hit_count, last_used_at, revoked_at, " +
+	"requests_per_minute, tokens_per_minute, max_concurrent, created_at, updated_at"
 
 func scanToken(row scanner) (Token, error) {
 	var (
 		t                                       Token
 		expires, maxRequests, lastUsed, revoked sql.NullInt64
+		rpm, tpm, conc                          sql.NullInt64
 		created, updated                        int64
 	)
 	err := row.Scan(&t.ID, &t.ProjectID, &t.Name, &t.Hash, &t.Prefix, &t.Active,
 		&expires, &maxRequests, &t.RequestCount, &t.CacheHitCount, &lastUsed, &revoked,
-		&created, &updated)
+		&rpm, &tpm, &conc, &created, &updated)
 	if err != nil {
 		return Token{}, err
 	}
@@ -30,6 +32,7 @@ func scanToken(row scanner) (Token, error) {
 	t.MaxRequests = fromNullInt64(maxRequests)
 	t.LastUsedAt = fromNullMicros(lastUsed)
 	t.RevokedAt = fromNullMicros(revoked)
+	t.Limits = Limits{RequestsPerMinute: fromNullInt64(rpm), TokensPerMinute: fromNullInt64(tpm), MaxConcurrent: fromNullInt64(conc)}
 	t.CreatedAt = fromMicros(created)
 	t.UpdatedAt = fromMicros(updated)
 	return t, nil
@@ -49,10 +52,12 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 	// project deleted concurrently cannot slip in between check and insert.
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO tokens (`+tokenColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		t.ID, t.ProjectID, t.Name, t.Hash, t.Prefix, t.Active,
 		nullMicros(t.ExpiresAt), nullInt64(t.MaxRequests), t.RequestCount, t.CacheHitCount,
-		nullMicros(t.LastUsedAt), nullMicros(t.RevokedAt), toMicros(t.CreatedAt), toMicros(t.UpdatedAt))
+		nullMicros(t.LastUsedAt), nullMicros(t.RevokedAt),
+		nullInt64(t.Limits.RequestsPerMinute), nullInt64(t.Limits.TokensPerMinute), nullInt64(t.Limits.MaxConcurrent),
+		toMicros(t.CreatedAt), toMicros(t.UpdatedAt))
 	if isForeignKeyViolation(err) {
 		return fmt.Errorf("create token %s: project %s: %w", t.ID, t.ProjectID, ErrNotFound)
 	}
@@ -127,6 +132,9 @@ func (s *Store) UpdateToken(ctx context.Context, id string, u TokenUpdate) (Toke
 	}
 	if u.SetMaxRequests {
 		a.set("max_requests", nullInt64(u.MaxRequests))
+	}
+	if u.SetLimits {
+		a.setLimits(u.Limits)
 	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("tokens", id, tokenColumns)

@@ -39,6 +39,12 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"RevokeProjectTokens", testRevokeProjectTokens},
 		{"AddTokenUsage", testAddTokenUsage},
 		{"AddTokenUsageConcurrent", testAddTokenUsageConcurrent},
+		{"MigrateLimitsUsage", testMigrateLimitsUsage},
+		{"ProjectLimits", testProjectLimits},
+		{"TokenLimits", testTokenLimits},
+		{"Usage", testUsage},
+		{"UsageInvalid", testUsageInvalid},
+		{"UsageConcurrent", testUsageConcurrent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -138,16 +144,23 @@ func fmtInt64Ptr(p *int64) string {
 // and times exact, so that comparing them compares values and a mismatch
 // prints readably.
 func projectString(p store.Project) string {
-	return fmt.Sprintf("{ID:%s Name:%s KeyCiphertext:%s KeyID:%s KeyHint:%s Active:%t CreatedAt:%s UpdatedAt:%s}",
-		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, fmtTime(p.CreatedAt), fmtTime(p.UpdatedAt))
+	return fmt.Sprintf("{ID:%s Name:%s KeyCiphertext:%s KeyID:%s KeyHint:%s Active:%t Limits:%s "+
+		"MonthlyBudgetMicroUSD:%s CreatedAt:%s UpdatedAt:%s}",
+		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, limitsString(p.Limits),
+		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), fmtTime(p.CreatedAt), fmtTime(p.UpdatedAt))
 }
 
 func tokenString(t store.Token) string {
 	return fmt.Sprintf("{ID:%s ProjectID:%s Name:%s Hash:%s Prefix:%s Active:%t ExpiresAt:%s MaxRequests:%s "+
-		"RequestCount:%d CacheHitCount:%d LastUsedAt:%s RevokedAt:%s CreatedAt:%s UpdatedAt:%s}",
+		"RequestCount:%d CacheHitCount:%d LastUsedAt:%s RevokedAt:%s Limits:%s CreatedAt:%s UpdatedAt:%s}",
 		t.ID, t.ProjectID, t.Name, t.Hash, t.Prefix, t.Active, fmtTimePtr(t.ExpiresAt), fmtInt64Ptr(t.MaxRequests),
-		t.RequestCount, t.CacheHitCount, fmtTimePtr(t.LastUsedAt), fmtTimePtr(t.RevokedAt),
+		t.RequestCount, t.CacheHitCount, fmtTimePtr(t.LastUsedAt), fmtTimePtr(t.RevokedAt), limitsString(t.Limits),
 		fmtTime(t.CreatedAt), fmtTime(t.UpdatedAt))
+}
+
+func limitsString(l store.Limits) string {
+	return fmt.Sprintf("{RequestsPerMinute:%s TokensPerMinute:%s MaxConcurrent:%s}",
+		fmtInt64Ptr(l.RequestsPerMinute), fmtInt64Ptr(l.TokensPerMinute), fmtInt64Ptr(l.MaxConcurrent))
 }
 
 func checkProject(t *testing.T, what string, got, want store.Project) {
@@ -180,6 +193,9 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 	}
 }
 
+// migrationFiles are the migrations the store embeds, oldest first.
+var migrationFiles = []string{"00001_projects_tokens.sql", "00002_limits_usage.sql"}
+
 func migrationStatus(t *testing.T, st *store.Store) string {
 	t.Helper()
 	var buf bytes.Buffer
@@ -189,21 +205,34 @@ func migrationStatus(t *testing.T, st *store.Store) string {
 	return buf.String()
 }
 
-// checkStatus checks that every migration listed in status is in state.
-func checkStatus(t *testing.T, status, state string) {
-	t.Helper()
-	var n int
+// migrationStates parses a status listing into each migration file's state.
+func migrationStates(status string) map[string]string {
+	states := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(status), "\n")[1:] {
-		if !strings.Contains(line, ".sql") {
-			continue
-		}
-		n++
-		if !strings.Contains(line, " "+state) {
-			t.Errorf("migration not %s: %q", state, line)
+		fields := strings.Fields(line)
+		if len(fields) >= 3 && strings.HasSuffix(fields[1], ".sql") {
+			states[fields[1]] = fields[2]
 		}
 	}
-	if n == 0 || !strings.Contains(status, "00001_projects_tokens.sql") {
-		t.Errorf("status lists no migrations:\n%s", status)
+	return states
+}
+
+// checkStates checks that the status lists exactly [migrationFiles], the
+// first applied of them applied and the rest pending.
+func checkStates(t *testing.T, status string, applied int) {
+	t.Helper()
+	states := migrationStates(status)
+	if len(states) != len(migrationFiles) {
+		t.Errorf("status lists %d migrations, want %d:\n%s", len(states), len(migrationFiles), status)
+	}
+	for i, f := range migrationFiles {
+		want := "pending"
+		if i < applied {
+			want = "applied"
+		}
+		if states[f] != want {
+			t.Errorf("migration %s is %q, want %s:\n%s", f, states[f], want, status)
+		}
 	}
 }
 
@@ -211,7 +240,7 @@ func testMigrate(t *testing.T, s suite) {
 	ctx := t.Context()
 	st := s.open(t)
 
-	checkStatus(t, migrationStatus(t, st), "pending")
+	checkStates(t, migrationStatus(t, st), 0)
 	if err := st.Migrate(ctx, "down", nil); err == nil {
 		t.Error("down with nothing applied: want an error")
 	}
@@ -219,12 +248,14 @@ func testMigrate(t *testing.T, s suite) {
 	if err := st.Migrate(ctx, "up", &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "00001_projects_tokens.sql") {
-		t.Errorf("up output does not name the migration:\n%s", out.String())
+	for _, f := range migrationFiles {
+		if !strings.Contains(out.String(), f) {
+			t.Errorf("up output does not name %s:\n%s", f, out.String())
+		}
 	}
 	status := migrationStatus(t, st)
 	t.Logf("status after up:\n%s", status)
-	checkStatus(t, status, "applied")
+	checkStates(t, status, len(migrationFiles))
 	if !strings.Contains(status, "VERSION") || !strings.Contains(status, "1 ") {
 		t.Errorf("status lacks the version:\n%s", status)
 	}
@@ -234,10 +265,16 @@ func testMigrate(t *testing.T, s suite) {
 	}
 	mustCreateProject(t, st, newProject("p1", t0))
 
-	if err := st.Migrate(ctx, "down", nil); err != nil {
-		t.Fatal(err)
+	// Each down rolls back one migration, newest first.
+	for i := len(migrationFiles) - 1; i >= 0; i-- {
+		if err := st.Migrate(ctx, "down", nil); err != nil {
+			t.Fatal(err)
+		}
+		checkStates(t, migrationStatus(t, st), i)
 	}
-	checkStatus(t, migrationStatus(t, st), "pending")
+	if err := st.Migrate(ctx, "down", nil); err == nil {
+		t.Error("down with everything rolled back: want an error")
+	}
 	if _, err := st.GetProject(ctx, "p1"); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetProject after down: err = %v, want a missing-table error", err)
 	}

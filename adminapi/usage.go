@@ -1,0 +1,126 @@
+package adminapi
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// maxUsageDays bounds a usage query: a leap year, both ends included.
+const maxUsageDays = 366
+
+// usageJSON is a project's usage report.
+type usageJSON struct {
+	Object    string         `json:"object"`
+	ProjectID string         `json:"project_id"`
+	From      string         `json:"from"`
+	To        string         `json:"to"`
+	Data      []usageRowJSON `json:"data"`
+	Total     usageTotalJSON `json:"total"`
+}
+
+// usageRowJSON is one day's use of one model at one price-table version.
+type usageRowJSON struct {
+	Date             string `json:"date"`
+	Model            string `json:"model"`
+	PriceVersion     string `json:"price_version"`
+	Requests         int64  `json:"requests"`
+	PromptTokens     int64  `json:"prompt_tokens"`
+	CompletionTokens int64  `json:"completion_tokens"`
+	CachedTokens     int64  `json:"cached_tokens"`
+	ReasoningTokens  int64  `json:"reasoning_tokens"`
+	TotalTokens      int64  `json:"total_tokens"`
+	CostUSD          usd    `json:"cost_usd"`
+}
+
+type usageTotalJSON struct {
+	Requests         int64 `json:"requests"`
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+	CostUSD          usd   `json:"cost_usd"`
+}
+
+func usageView(projectID, from, to string, records []store.UsageRecord) usageJSON {
+	out := usageJSON{Object: "list", ProjectID: projectID, From: from, To: to, Data: make([]usageRowJSON, 0, len(records))}
+	for _, u := range records {
+		total := u.PromptTokens + u.CompletionTokens
+		out.Data = append(out.Data, usageRowJSON{
+			Date:             u.Day,
+			Model:            u.Model,
+			PriceVersion:     u.PriceVersion,
+			Requests:         u.Requests,
+			PromptTokens:     u.PromptTokens,
+			CompletionTokens: u.CompletionTokens,
+			CachedTokens:     u.CachedTokens,
+			ReasoningTokens:  u.ReasoningTokens,
+			TotalTokens:      total,
+			CostUSD:          usd(u.CostMicroUSD),
+		})
+		out.Total.Requests += u.Requests
+		out.Total.PromptTokens += u.PromptTokens
+		out.Total.CompletionTokens += u.CompletionTokens
+		out.Total.TotalTokens += total
+		out.Total.CostUSD += usd(u.CostMicroUSD)
+	}
+	return out
+}
+
+// projectUsage answers GET /manage/projects/{id}/usage?from=&to=.
+func (s *Server) projectUsage(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	from, to, err := usageRange(r, s.now().UTC())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	// The store keeps usage of deleted projects; the API shows only live ones.
+	if _, err := s.store.GetProject(r.Context(), id); err != nil {
+		writeError(w, r, projectError(id, "get project", err))
+		return
+	}
+	records, err := s.store.ProjectUsage(r.Context(), id, from, to)
+	if err != nil {
+		writeError(w, r, fmt.Errorf("usage of project %s: %w", id, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, usageView(id, from, to, records))
+}
+
+// usageRange reads the from and to query parameters (UTC dates, both
+// included; present means it must be a date, even empty). to defaults to today (now is in UTC); from to the first day of
+// to's month.
+func usageRange(r *http.Request, now time.Time) (from, to string, err error) {
+	q := r.URL.Query()
+	toDay := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	if q.Has("to") {
+		if toDay, err = parseDay("to", q.Get("to")); err != nil {
+			return "", "", err
+		}
+	}
+	fromDay := time.Date(toDay.Year(), toDay.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if q.Has("from") {
+		if fromDay, err = parseDay("from", q.Get("from")); err != nil {
+			return "", "", err
+		}
+	}
+	from, to = fromDay.Format(store.DayLayout), toDay.Format(store.DayLayout)
+	switch days := int(toDay.Sub(fromDay)/(24*time.Hour)) + 1; {
+	case days < 1:
+		return "", "", invalid(codeInvalidValue, "from", "from (%s) must not be after to (%s).", from, to)
+	case days > maxUsageDays:
+		return "", "", invalid(codeInvalidValue, "to", "The range from %s to %s spans %d days; at most %d are allowed.", from, to, days, maxUsageDays)
+	}
+	return from, to, nil
+}
+
+// parseDay reads a query parameter holding a date, YYYY-MM-DD.
+func parseDay(param, v string) (time.Time, error) {
+	t, err := time.Parse(store.DayLayout, v)
+	if err != nil || t.Format(store.DayLayout) != v {
+		return time.Time{}, invalid(codeInvalidValue, param, "%s must be a date in the form YYYY-MM-DD, e.g. 2025-03-31.", param)
+	}
+	return t, nil
+}

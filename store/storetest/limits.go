@@ -1,0 +1,249 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// testMigrateLimitsUsage rolls 00002 back and forth over existing data: the
+// rows of 00001 survive, and what 00002 added (limits, budgets, usage) goes
+// with it and comes back empty.
+func testMigrateLimitsUsage(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	p := newProject("p1", t0)
+	p.Limits = store.Limits{RequestsPerMinute: ptr(int64(60)), TokensPerMinute: ptr(int64(1000)), MaxConcurrent: ptr(int64(2))}
+	p.MonthlyBudgetMicroUSD = ptr(int64(5_000_000))
+	mustCreateProject(t, st, p)
+	tok := newToken("t1", "p1", t0)
+	tok.MaxRequests = ptr(int64(7))
+	tok.Limits = store.Limits{RequestsPerMinute: ptr(int64(10))}
+	mustCreateToken(t, st, tok)
+	mustAddUsage(t, st, store.UsageRecord{ProjectID: "p1", Day: "2025-03-04", Model: "gpt-4o", PriceVersion: "v1", Requests: 1, CostMicroUSD: 5})
+
+	if err := st.Migrate(ctx, "down", nil); err != nil {
+		t.Fatal(err)
+	}
+	checkStates(t, migrationStatus(t, st), 1)
+	if _, err := st.ProjectUsage(ctx, "p1", "2025-03-01", "2025-03-31"); err == nil {
+		t.Error("ProjectUsage after rolling back 00002: want a missing-table error")
+	}
+
+	if err := st.Migrate(ctx, "up", nil); err != nil {
+		t.Fatal(err)
+	}
+	checkStates(t, migrationStatus(t, st), len(migrationFiles))
+	p.Limits, p.MonthlyBudgetMicroUSD = store.Limits{}, nil
+	tok.Limits = store.Limits{}
+	got, err := st.GetProject(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProject(t, "project after down and up of 00002", got, p)
+	checkToken(t, "token after down and up of 00002", mustGetToken(t, st, "t1"), tok)
+	checkUsage(t, st, "p1", "2025-03-01", "2025-03-31", nil)
+
+	// The schema is whole again.
+	got, err = st.UpdateProject(ctx, "p1", store.ProjectUpdate{SetLimits: true, Limits: store.Limits{MaxConcurrent: ptr(int64(3))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Limits.MaxConcurrent == nil || *got.Limits.MaxConcurrent != 3 {
+		t.Errorf("limits after re-migration = %s", limitsString(got.Limits))
+	}
+	mustAddUsage(t, st, store.UsageRecord{ProjectID: "p1", Day: "2025-03-04", Model: "gpt-4o", PriceVersion: "v1", Requests: 2})
+	checkUsage(t, st, "p1", "2025-03-04", "2025-03-04", []store.UsageRecord{
+		{ProjectID: "p1", Day: "2025-03-04", Model: "gpt-4o", PriceVersion: "v1", Requests: 2},
+	})
+}
+
+func testProjectLimits(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+
+	unset := newProject("unset", t0)
+	mustCreateProject(t, st, unset)
+	getProject := func(id string) store.Project {
+		t.Helper()
+		p, err := st.GetProject(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	checkProject(t, "nil limits and budget", getProject("unset"), unset)
+
+	set := newProject("set", t0)
+	set.Limits = store.Limits{
+		RequestsPerMinute: ptr(int64(600)),
+		TokensPerMinute:   ptr(int64(5_000_000_000)), // beyond 32 bits
+		MaxConcurrent:     ptr(int64(8)),
+	}
+	set.MonthlyBudgetMicroUSD = ptr(int64(9_000_000_000_000_000))
+	mustCreateProject(t, st, set)
+	checkProject(t, "set limits and budget", getProject("set"), set)
+
+	// Zero is a value, not NULL: a zero budget allows no spend at all.
+	zero := newProject("zero", t0)
+	zero.Limits = store.Limits{RequestsPerMinute: ptr(int64(0)), TokensPerMinute: ptr(int64(0)), MaxConcurrent: ptr(int64(0))}
+	zero.MonthlyBudgetMicroUSD = ptr(int64(0))
+	mustCreateProject(t, st, zero)
+	checkProject(t, "zero limits and budget", getProject("zero"), zero)
+
+	// Each field independently.
+	partial := newProject("partial", t0)
+	partial.Limits = store.Limits{TokensPerMinute: ptr(int64(1000))}
+	mustCreateProject(t, st, partial)
+	checkProject(t, "one limit set", getProject("partial"), partial)
+
+	projects, err := st.ListProjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range projects {
+		if p.ID == "set" {
+			checkProject(t, "listed project", p, set)
+		}
+	}
+
+	want := set
+	update := func(what string, u store.ProjectUpdate, change func(*store.Project)) {
+		t.Helper()
+		got, err := st.UpdateProject(ctx, "set", u)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		change(&want)
+		want.UpdatedAt = got.UpdatedAt
+		checkProject(t, what, got, want)
+		checkProject(t, what+" (stored)", getProject("set"), want)
+	}
+	update("values without Set flags change nothing", store.ProjectUpdate{
+		Limits:                store.Limits{RequestsPerMinute: ptr(int64(1))},
+		MonthlyBudgetMicroUSD: ptr(int64(1)),
+	}, func(*store.Project) {})
+	update("SetLimits replaces all three", store.ProjectUpdate{
+		SetLimits: true, Limits: store.Limits{RequestsPerMinute: ptr(int64(30))},
+	}, func(w *store.Project) {
+		w.Limits = store.Limits{RequestsPerMinute: ptr(int64(30))}
+	})
+	update("set budget alone", store.ProjectUpdate{SetMonthlyBudget: true, MonthlyBudgetMicroUSD: ptr(int64(1_500_000))}, func(w *store.Project) {
+		w.MonthlyBudgetMicroUSD = ptr(int64(1_500_000))
+	})
+	update("limits, budget and name together", store.ProjectUpdate{
+		Name:      ptr("renamed"),
+		SetLimits: true, Limits: store.Limits{TokensPerMinute: ptr(int64(10)), MaxConcurrent: ptr(int64(1))},
+		SetMonthlyBudget: true, MonthlyBudgetMicroUSD: ptr(int64(0)),
+	}, func(w *store.Project) {
+		w.Name = "renamed"
+		w.Limits = store.Limits{TokensPerMinute: ptr(int64(10)), MaxConcurrent: ptr(int64(1))}
+		w.MonthlyBudgetMicroUSD = ptr(int64(0))
+	})
+	update("other fields keep limits and budget", store.ProjectUpdate{Active: ptr(false)}, func(w *store.Project) {
+		w.Active = false
+	})
+	update("clear all", store.ProjectUpdate{SetLimits: true, SetMonthlyBudget: true}, func(w *store.Project) {
+		w.Limits, w.MonthlyBudgetMicroUSD = store.Limits{}, nil
+	})
+
+	_, err = st.UpdateProject(ctx, "nope", store.ProjectUpdate{SetLimits: true, SetMonthlyBudget: true})
+	checkErr(t, "UpdateProject limits of a missing project", err, store.ErrNotFound)
+	checkProject(t, "untouched project", getProject("partial"), partial)
+}
+
+func testTokenLimits(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	p := newProject("p1", t0)
+	p.Limits = store.Limits{RequestsPerMinute: ptr(int64(100))}
+	mustCreateProject(t, st, p)
+
+	unset := newToken("unset", "p1", t0)
+	mustCreateToken(t, st, unset)
+	checkToken(t, "nil limits (not the project's)", mustGetToken(t, st, "unset"), unset)
+
+	set := newToken("set", "p1", t0)
+	set.Limits = store.Limits{RequestsPerMinute: ptr(int64(5)), TokensPerMinute: ptr(int64(1 << 40)), MaxConcurrent: ptr(int64(1))}
+	set.MaxRequests = ptr(int64(50))
+	mustCreateToken(t, st, set)
+	checkToken(t, "set limits", mustGetToken(t, st, "set"), set)
+	byHash, err := st.GetTokenByHash(ctx, "hash-set")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkToken(t, "GetTokenByHash", byHash, set)
+
+	zero := newToken("zero", "p1", t0)
+	zero.Limits = store.Limits{MaxConcurrent: ptr(int64(0))}
+	mustCreateToken(t, st, zero)
+	checkToken(t, "zero limit", mustGetToken(t, st, "zero"), zero)
+
+	listed, err := st.ListTokens(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range listed {
+		if tok.ID == "set" {
+			checkToken(t, "listed token", tok, set)
+		}
+	}
+
+	want := set
+	update := func(what string, u store.TokenUpdate, change func(*store.Token)) {
+		t.Helper()
+		got, err := st.UpdateToken(ctx, "set", u)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		change(&want)
+		want.UpdatedAt = got.UpdatedAt
+		checkToken(t, what, got, want)
+		checkToken(t, what+" (stored)", mustGetToken(t, st, "set"), want)
+	}
+	update("limits without SetLimits change nothing", store.TokenUpdate{
+		Limits: store.Limits{RequestsPerMinute: ptr(int64(1))},
+	}, func(*store.Token) {})
+	update("SetLimits replaces all three", store.TokenUpdate{
+		SetLimits: true, Limits: store.Limits{MaxConcurrent: ptr(int64(4))},
+	}, func(w *store.Token) {
+		w.Limits = store.Limits{MaxConcurrent: ptr(int64(4))}
+	})
+	update("limits with the cap", store.TokenUpdate{
+		SetLimits: true, Limits: store.Limits{TokensPerMinute: ptr(int64(2000))},
+		SetMaxRequests: true,
+	}, func(w *store.Token) {
+		w.Limits = store.Limits{TokensPerMinute: ptr(int64(2000))}
+		w.MaxRequests = nil
+	})
+	update("clear", store.TokenUpdate{SetLimits: true}, func(w *store.Token) {
+		w.Limits = store.Limits{}
+	})
+
+	// Revocation and usage flushes leave limits alone.
+	update("set again", store.TokenUpdate{SetLimits: true, Limits: store.Limits{RequestsPerMinute: ptr(int64(9))}}, func(w *store.Token) {
+		w.Limits = store.Limits{RequestsPerMinute: ptr(int64(9))}
+	})
+	if err := st.AddTokenUsage(ctx, []store.TokenUsage{{TokenID: "set", Requests: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := st.RevokeToken(ctx, "set", t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := limitsString(revoked.Limits), limitsString(want.Limits); g != w {
+		t.Errorf("limits after usage and revocation = %s, want %s", g, w)
+	}
+
+	_, err = st.UpdateToken(ctx, "nope", store.TokenUpdate{SetLimits: true})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("UpdateToken limits of a missing token: err = %v, want ErrNotFound", err)
+	}
+	got, err := st.GetProject(ctx, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProject(t, "project untouched by token limits", got, p)
+}

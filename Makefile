@@ -24,7 +24,9 @@ run: deps build
 	UPSTREAM="$(UPSTREAM)" bash scripts/run.sh
 
 test: deps vet fmt-check envoy-validate
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	# -p 1: the end-to-end suites run Envoy, llm-proxy and servers on two cores;
+	# packages tested side by side would starve each other into timeouts.
+	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
 
 # The reference config as shipped (the Go tests also validate the rendered
 # config and the filter snippet).

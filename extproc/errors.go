@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
 )
 
 // Errors raised by the steps of this package.
@@ -19,7 +22,52 @@ var (
 	errUnknownURL   = errors.New("unknown request URL")
 	errMissingToken = errors.New("missing bearer token")
 	errUnknownPhase = errors.New("unknown ext_proc phase")
+	errNotJSON      = errors.New("JSON endpoint called without a JSON content type")
 )
+
+// limitAPIError is OpenAI's answer to a limit: 429 rate_limit_exceeded with
+// retry-after for rates, 429 insufficient_quota (and no retry) for budgets and
+// lifetime caps, which waiting does not cure.
+func limitAPIError(le *ratelimit.LimitError, err error) *apiError {
+	switch le.Kind {
+	case ratelimit.KindBudget:
+		return &apiError{Status: http.StatusTooManyRequests, Type: "insufficient_quota", Code: "insufficient_quota",
+			Message: "This project has used its monthly budget.",
+			Header:  map[string]string{"x-should-retry": "false"}, Err: err}
+	case ratelimit.KindLifetime:
+		return &apiError{Status: http.StatusTooManyRequests, Type: "insufficient_quota", Code: "insufficient_quota",
+			Message: "This proxy token has used all of its allowed requests.",
+			Header:  map[string]string{"x-should-retry": "false"}, Err: err}
+	}
+	typ, what := "requests", "requests per minute (RPM)"
+	switch le.Kind {
+	case ratelimit.KindTokens:
+		typ, what = "tokens", "tokens per minute (TPM)"
+	case ratelimit.KindConcurrency:
+		what = "concurrent requests"
+		// A slot frees when some request ends; there is no schedule to wait for.
+		le.RetryAfter = max(le.RetryAfter, time.Second)
+	}
+	owner := "proxy token"
+	if strings.HasPrefix(le.Scope, "project:") {
+		owner = "project"
+	}
+	ae := &apiError{Status: http.StatusTooManyRequests, Type: typ, Code: "rate_limit_exceeded",
+		Message: fmt.Sprintf("Rate limit reached for this %s on %s: limit %d. Please try again in %s.", owner, what, le.Limit, resetString(le.RetryAfter)),
+		Err:     err}
+	if le.RetryAfter <= 0 {
+		// Larger than the whole limit: waiting will not help.
+		ae.Message = fmt.Sprintf("Request too large for this %s's %s: limit %d.", owner, what, le.Limit)
+		ae.Header = map[string]string{"x-should-retry": "false"}
+		return ae
+	}
+	secs := int64((le.RetryAfter + time.Second - 1) / time.Second)
+	ae.Header = map[string]string{
+		"retry-after":    strconv.FormatInt(secs, 10),
+		"retry-after-ms": strconv.FormatInt(le.RetryAfter.Milliseconds(), 10),
+	}
+	return ae
+}
 
 // methodError: the path exists, but not for this method.
 type methodError struct {
@@ -65,8 +113,12 @@ func (e *apiError) reason() string {
 // toAPIError maps any error of a step onto the OpenAI error a client gets.
 // Unknown errors become a 500 whose message reveals nothing.
 func toAPIError(err error) *apiError {
-	var me *methodError
-	var te *tokenError
+	var (
+		me  *methodError
+		te  *tokenError
+		le  *ratelimit.LimitError
+		bre *badRequestError
+	)
 	switch {
 	case errors.Is(err, errUnknownURL):
 		return &apiError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "unknown_url",
@@ -90,11 +142,17 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, authz.ErrProjectInactive):
 		return &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: "project_inactive",
 			Message: "The project of this proxy token is deactivated.", Err: err}
-	case errors.Is(err, authz.ErrQuotaExhausted):
-		// Retrying cannot help: tell the SDKs not to (they honour x-should-retry).
-		return &apiError{Status: http.StatusTooManyRequests, Type: "insufficient_quota", Code: "insufficient_quota",
-			Message: "This proxy token has used all of its allowed requests.",
-			Header:  map[string]string{"x-should-retry": "false"}, Err: err}
+	case errors.As(err, &le):
+		return limitAPIError(le, err)
+	case errors.Is(err, ratelimit.ErrUnavailable):
+		return &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "rate_limiter_unavailable",
+			Message: "The proxy cannot check rate limits right now. Please retry.", Err: err}
+	case errors.As(err, &bre):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_request_body",
+			Message: "We could not parse the JSON body of your request: " + truncate(bre.err.Error(), 200), Err: err}
+	case errors.Is(err, errNotJSON):
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_content_type",
+			Message: "This endpoint takes a JSON body: send Content-Type: application/json.", Err: err}
 	default:
 		return &apiError{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
 			Message: "The proxy failed to process the request. Retry, and contact the operator if it persists.", Err: err}

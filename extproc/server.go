@@ -13,6 +13,10 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/eventsink"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/usage"
 )
 
 // authenticator turns a bearer token into the project's identity and key.
@@ -20,26 +24,68 @@ type authenticator interface {
 	Authenticate(ctx context.Context, token string) (authz.Principal, error)
 }
 
-var _ authenticator = (*authz.Authorizer)(nil)
+// requestCounter counts admitted requests per token (request_count).
+type requestCounter interface {
+	CountRequest(tokenID string)
+}
 
-// Options configures a [Server].
+// limiter enforces rates, concurrency, budgets and lifetime caps.
+type limiter interface {
+	Admit(ctx context.Context, limits []ratelimit.Limit) (*ratelimit.Admission, error)
+	Reserve(ctx context.Context, limits []ratelimit.Limit, tokens, cost int64) (*ratelimit.Reservation, error)
+}
+
+// tokenCounter estimates prompts and counts streamed text (tiktoken).
+type tokenCounter interface {
+	CountPrompt(model string, body []byte) int64
+	CountText(model, text string) int64
+}
+
+// usageRecorder takes each settled request into the usage roll-up.
+type usageRecorder interface {
+	Record(at time.Time, rec store.UsageRecord)
+}
+
+var (
+	_ authenticator  = (*authz.Authorizer)(nil)
+	_ requestCounter = (*authz.Authorizer)(nil)
+	_ limiter        = (*ratelimit.Limiter)(nil)
+	_ tokenCounter   = (*usage.Tokenizer)(nil)
+	_ usageRecorder  = (*eventsink.Rollup)(nil)
+)
+
+// Options configures a [Server]. Auth, Counter, Limiter, Tokenizer, Prices
+// and Usage are required.
 type Options struct {
-	Auth    authenticator
-	Routes  []config.Route
-	Logger  zerolog.Logger
-	Metrics *Metrics // nil: metrics are not recorded
-	Now     func() time.Time
+	Auth      authenticator
+	Counter   requestCounter
+	Limiter   limiter
+	Tokenizer tokenCounter
+	Prices    *usage.Prices
+	Usage     usageRecorder
+	// DefaultMaxTokens is reserved for a request that names no max_tokens.
+	DefaultMaxTokens int64
+	Routes           []config.Route
+	Logger           zerolog.Logger
+	Metrics          *Metrics // nil: metrics are not recorded
+	Now              func() time.Time
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
 
-	auth    authenticator
-	routes  allowlist
-	log     zerolog.Logger
-	metrics *Metrics
-	now     func() time.Time
+	auth             authenticator
+	counter          requestCounter
+	limiter          limiter
+	tokenizer        tokenCounter
+	prices           *usage.Prices
+	usage            usageRecorder
+	defaultMaxTokens int64
+	routes           allowlist
+	log              zerolog.Logger
+	metrics          *Metrics
+	now              func() time.Time
 }
 
 // NewServer returns a Server. Routes must be valid (see config.ParseRoutes).
@@ -47,12 +93,21 @@ func NewServer(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.DefaultMaxTokens <= 0 {
+		o.DefaultMaxTokens = 1024
+	}
 	return &Server{
-		auth:    o.Auth,
-		routes:  newAllowlist(o.Routes),
-		log:     o.Logger,
-		metrics: o.Metrics,
-		now:     o.Now,
+		auth:             o.Auth,
+		counter:          o.Counter,
+		limiter:          o.Limiter,
+		tokenizer:        o.Tokenizer,
+		prices:           o.Prices,
+		usage:            o.Usage,
+		defaultMaxTokens: o.DefaultMaxTokens,
+		routes:           newAllowlist(o.Routes),
+		log:              o.Logger,
+		metrics:          o.Metrics,
+		now:              o.Now,
 	}
 }
 

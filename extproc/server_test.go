@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -20,33 +23,82 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/usage"
 )
 
 const goodToken = "llmp_good-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 // fakeAuth answers from a table: the unit under test is the state machine,
 // not token validation (authz has its own tests, e2e covers both together).
+// A nil error admits the token with the principal from principals, or a
+// default one.
 type fakeAuth map[string]error
+
+var principals = map[string]authz.Principal{
+	"llmp_capped": {TokenID: "tok_capped", ProjectID: "proj_1", OpenAIKey: "sk-upstream-secret-key", MaxRequests: ptr(int64(1))},
+	"llmp_rpm": {TokenID: "tok_rpm", ProjectID: "proj_1", OpenAIKey: "sk-upstream-secret-key",
+		TokenLimits: store.Limits{RequestsPerMinute: ptr(int64(1))}},
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func (f fakeAuth) Authenticate(_ context.Context, token string) (authz.Principal, error) {
 	if err, ok := f[token]; ok {
 		if err != nil {
 			return authz.Principal{}, err
 		}
+		if p, ok := principals[token]; ok {
+			return p, nil
+		}
 		return authz.Principal{TokenID: "tok_1", ProjectID: "proj_1", OpenAIKey: "sk-upstream-secret-key"}, nil
 	}
 	return authz.Principal{}, authz.ErrInvalidToken
 }
 
-func startServer(t *testing.T, auth authenticator, logs *bytes.Buffer) extprocv3.ExternalProcessorClient {
+func (f fakeAuth) CountRequest(string) {}
+
+// recorder keeps what the server records in the usage roll-up.
+type recorder struct {
+	mu   sync.Mutex
+	recs []store.UsageRecord
+}
+
+func (r *recorder) Record(_ time.Time, rec store.UsageRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+}
+
+// The tokenizer loads its BPE ranks once; tests share it.
+var (
+	tokenizerOnce sync.Once
+	tokenizer     *usage.Tokenizer
+	tokenizerErr  error
+)
+
+func testOptions(t testing.TB, auth fakeAuth, logs io.Writer) Options {
 	t.Helper()
 	routes, err := config.LoadRoutes("")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tokenizerOnce.Do(func() { tokenizer, tokenizerErr = usage.NewTokenizer() })
+	if tokenizerErr != nil {
+		t.Fatal(tokenizerErr)
+	}
+	return Options{
+		Auth: auth, Counter: auth, Limiter: ratelimit.NewMemory(ratelimit.Options{}), Tokenizer: tokenizer,
+		Prices: usage.DefaultPrices(), Usage: &recorder{}, Routes: routes, Logger: zerolog.New(logs),
+	}
+}
+
+func startServer(t *testing.T, auth fakeAuth, logs *bytes.Buffer) extprocv3.ExternalProcessorClient {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	gs := grpc.NewServer()
-	extprocv3.RegisterExternalProcessorServer(gs, NewServer(Options{Auth: auth, Routes: routes, Logger: zerolog.New(logs)}))
+	extprocv3.RegisterExternalProcessorServer(gs, NewServer(testOptions(t, auth, logs)))
 	go gs.Serve(lis)
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",
@@ -100,7 +152,6 @@ func TestRequestHeadersDecisions(t *testing.T) {
 		"llmp_rev":  fmt.Errorf("token tok_2: %w", authz.ErrTokenRevoked),
 		"llmp_exp":  authz.ErrTokenExpired,
 		"llmp_off":  authz.ErrProjectInactive,
-		"llmp_done": authz.ErrQuotaExhausted,
 		"llmp_db":   errors.New("database is locked"),
 	}
 	for _, tc := range []struct {
@@ -117,7 +168,6 @@ func TestRequestHeadersDecisions(t *testing.T) {
 		{"revoked", "GET", "/v1/models", "Bearer llmp_rev", 401, "invalid_api_key", "invalid_request_error"},
 		{"expired", "GET", "/v1/models", "Bearer llmp_exp", 401, "invalid_api_key", "invalid_request_error"},
 		{"project inactive", "GET", "/v1/models", "Bearer llmp_off", 403, "project_inactive", "permission_error"},
-		{"quota", "GET", "/v1/models", "Bearer llmp_done", 429, "insufficient_quota", "insufficient_quota"},
 		{"store failure", "GET", "/v1/models", "Bearer llmp_db", 500, "internal_error", "server_error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,9 +203,6 @@ func TestRequestHeadersDecisions(t *testing.T) {
 			}
 			if tc.status == 405 && hdr["allow"] != "GET" {
 				t.Fatalf("allow header %q", hdr["allow"])
-			}
-			if tc.code == "insufficient_quota" && hdr["x-should-retry"] != "false" {
-				t.Fatal("quota refusal must tell SDKs not to retry")
 			}
 			if tc.status == 500 && strings.Contains(string(ir.GetBody()), "database") {
 				t.Fatal("internal error text leaked to the client")
@@ -195,12 +242,18 @@ func TestForwardedRequestGetsProjectKey(t *testing.T) {
 	if !strings.Contains(removed, "x-llm-proxy-debug") || !strings.Contains(removed, "openai-project") {
 		t.Fatalf("removed %q", removed)
 	}
-	// No feature of the skeleton needs a body or the response headers, so
-	// the sidecar asks Envoy for nothing more: one round trip per request.
+	// A JSON endpoint: its body is read (reservation) and its response
+	// headers too (usage); trailers never.
 	mode := resps[0].GetModeOverride()
-	if mode.GetRequestBodyMode() != procv3.ProcessingMode_NONE || mode.GetResponseHeaderMode() != procv3.ProcessingMode_SKIP ||
-		mode.GetResponseBodyMode() != procv3.ProcessingMode_NONE || mode.GetResponseTrailerMode() != procv3.ProcessingMode_SKIP {
+	if mode.GetRequestBodyMode() != procv3.ProcessingMode_BUFFERED || mode.GetResponseHeaderMode() != procv3.ProcessingMode_SEND ||
+		mode.GetResponseTrailerMode() != procv3.ProcessingMode_SKIP {
 		t.Fatalf("mode override %v", mode)
+	}
+	// A bodiless endpoint without rate limits: one round trip, nothing more.
+	get := roundTrip(t, c, requestHeaders(":method", "GET", ":path", "/v1/models", "authorization", "Bearer "+goodToken))[0]
+	if m := get.GetModeOverride(); m.GetRequestBodyMode() != procv3.ProcessingMode_NONE || m.GetResponseHeaderMode() != procv3.ProcessingMode_SKIP ||
+		m.GetResponseBodyMode() != procv3.ProcessingMode_NONE {
+		t.Fatalf("mode override for GET %v", m)
 	}
 	if resps[1].GetResponseHeaders() == nil {
 		t.Fatalf("response headers answer: %v", resps[1])
@@ -252,8 +305,7 @@ func FuzzAllowlistMatch(f *testing.F) {
 // through the whole request-headers phase: it must never panic, never forward
 // without a valid token, and always answer a denial in the OpenAI shape.
 func FuzzRequestHeaders(f *testing.F) {
-	routes, _ := config.LoadRoutes("")
-	srv := NewServer(Options{Auth: fakeAuth{goodToken: nil}, Routes: routes, Logger: zerolog.Nop()})
+	srv := NewServer(testOptions(f, fakeAuth{goodToken: nil}, io.Discard))
 	f.Add("GET", "/v1/models", "Bearer "+goodToken)
 	f.Add("POST", "/v1/chat/completions?x=%00", "bearer\t"+goodToken)
 	f.Add("GET", "/v1/models/../../etc", "Bearer llmp_\x00")
@@ -271,4 +323,34 @@ func FuzzRequestHeaders(f *testing.F) {
 			t.Fatalf("forwarded %s %s with authorization %q", method, path, authorization)
 		}
 	})
+}
+
+func TestLimitsDenyInOpenAIShape(t *testing.T) {
+	var logs bytes.Buffer
+	c := startServer(t, fakeAuth{"llmp_capped": nil, "llmp_rpm": nil}, &logs)
+	for _, tc := range []struct {
+		token, code, typ string
+		header           string
+	}{
+		{"llmp_capped", "insufficient_quota", "insufficient_quota", "x-should-retry"},
+		{"llmp_rpm", "rate_limit_exceeded", "requests", "retry-after"},
+	} {
+		get := requestHeaders(":method", "GET", ":path", "/v1/models", "authorization", "Bearer "+tc.token)
+		if r := roundTrip(t, c, get)[0]; r.GetImmediateResponse() != nil {
+			t.Fatalf("%s: first request denied: %v", tc.token, r)
+		}
+		ir := roundTrip(t, c, get)[0].GetImmediateResponse()
+		if ir.GetStatus().GetCode() != 429 {
+			t.Fatalf("%s: second request: %v", tc.token, ir)
+		}
+		var body errorBody
+		json.Unmarshal(ir.GetBody(), &body)
+		hdr := map[string]string{}
+		for _, h := range ir.GetHeaders().GetSetHeaders() {
+			hdr[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+		}
+		if body.Error.Code != tc.code || body.Error.Type != tc.typ || hdr[tc.header] == "" {
+			t.Fatalf("%s: %s %v", tc.token, ir.GetBody(), hdr)
+		}
+	}
 }

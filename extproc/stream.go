@@ -9,6 +9,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/usage"
 )
 
 // Outcomes recorded per stream, as metric labels and in the request log line.
@@ -35,6 +37,25 @@ type stream struct {
 	outcome   string
 	denial    *apiError
 	status    int // upstream response status, once seen
+
+	// Limits (stream_limits.go).
+	limits      []ratelimit.Limit
+	admission   *ratelimit.Admission
+	reservation *ratelimit.Reservation
+
+	// Usage (stream_usage.go).
+	req           usage.Request
+	promptTokens  int64
+	readBody      bool // the response body is read for usage
+	sse           bool
+	sseParser     usage.StreamParser
+	body          []byte // a JSON response, up to maxJSONResponse
+	bodyTruncated bool
+	complete      bool // the response body reached end_of_stream
+	settled       bool
+	usage         usage.Usage
+	usageSource   usage.Source
+	cost          int64 // micro-USD
 }
 
 func (s *Server) newStream(ctx context.Context) *stream {
@@ -52,7 +73,7 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 		resp = st.onRequestHeaders(r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
 		phase = "request_body"
-		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+		resp = st.onRequestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_RequestTrailers:
 		phase = "request_trailers"
 		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
@@ -61,7 +82,7 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 		resp = st.onResponseHeaders(r.ResponseHeaders)
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		phase = "response_body"
-		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+		resp = st.onResponseBody(r.ResponseBody)
 	case *extprocv3.ProcessingRequest_ResponseTrailers:
 		phase = "response_trailers"
 		resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
@@ -75,8 +96,8 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 	return resp
 }
 
-// onRequestHeaders is the gate every request passes: route allowlist, then the
-// proxy token, then the key swap.
+// onRequestHeaders is the gate every request passes: route allowlist, the
+// proxy token, the request limits, then the key swap.
 func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hdrs := headerMap(h.GetHeaders())
 	st.identify(hdrs)
@@ -84,6 +105,9 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		return st.deny(err)
 	}
 	if err := st.authenticate(hdrs); err != nil {
+		return st.deny(err)
+	}
+	if err := st.admit(); err != nil {
 		return st.deny(err)
 	}
 	st.outcome = outcomeForwarded
@@ -94,13 +118,41 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	}, ModeOverride: st.processingMode()}
 }
 
-// onResponseHeaders records the upstream status; cache and rate-limit headers
-// come here in later features.
+// onRequestBody reads the JSON body (model, stream, max_tokens) and reserves
+// its tokens and cost. Envoy buffers it whole on JSON routes.
+func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.outcome == outcomeForwarded && st.route != nil && st.route.Body == "json" {
+		if err := st.readRequest(b.GetBody()); err != nil {
+			return st.deny(err)
+		}
+		if err := st.reserve(); err != nil {
+			return st.deny(err)
+		}
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+}
+
+// onResponseHeaders adds the rate-limit headers and asks for the body when
+// its usage must be read.
 func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	st.status = statusOf(headerMap(h.GetHeaders()))
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
-		ResponseHeaders: &extprocv3.HeadersResponse{},
+	st.watchResponse(headerMap(h.GetHeaders()))
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: st.rateLimitHeaders()},
+		}},
 	}}
+	if st.readBody {
+		resp.ModeOverride = st.responseBodyMode()
+	}
+	return resp
+}
+
+// onResponseBody reads each chunk for usage and passes it on unchanged.
+func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if st.readBody {
+		st.onResponseChunk(b.GetBody(), b.GetEndOfStream())
+	}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 }
 
 // deny ends the request with an OpenAI-shaped error.
@@ -114,9 +166,17 @@ func (st *stream) deny(err error) *extprocv3.ProcessingResponse {
 	return ae.immediate(st.requestID)
 }
 
-// finish runs once per stream, however it ended: it records the outcome. Later
-// features settle reservations and emit the usage event here.
+// finish runs once per stream, however it ended: it settles what the
+// response body did not (aborted streams, errors), and records the outcome.
+// Its context is not the stream's, which is already cancelled when a client
+// went away, but a short one of its own.
 func (st *stream) finish() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.ctx), 2*time.Second)
+	defer cancel()
+	if st.outcome == outcomeForwarded && !st.complete && st.readBody {
+		st.outcome = outcomeAborted
+	}
+	st.settle(ctx)
 	elapsed := st.srv.now().Sub(st.start)
 	st.srv.metrics.observeDecision(st.outcome)
 	if st.method == "" {
@@ -137,6 +197,13 @@ func (st *stream) finish() {
 		ev = ev.Int("status", st.denial.Status).Str("code", st.denial.Code).Str("reason", st.denial.reason())
 	} else if st.status != 0 {
 		ev = ev.Int("status", st.status)
+	}
+	if st.req.Model != "" {
+		ev = ev.Str("model", st.req.Model).Bool("stream", st.req.Stream)
+	}
+	if st.settled && st.usage.TotalTokens > 0 {
+		ev = ev.Int64("prompt_tokens", st.usage.PromptTokens).Int64("completion_tokens", st.usage.CompletionTokens).
+			Str("usage_source", string(st.usageSource)).Int64("cost_micro_usd", st.cost)
 	}
 	ev.Msg("request")
 }

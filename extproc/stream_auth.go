@@ -12,6 +12,9 @@ func (st *stream) checkRoute(h map[string]string) error {
 		return err
 	}
 	st.route = r
+	if r.Body == "json" && !strings.HasPrefix(strings.ToLower(h["content-type"]), "application/json") {
+		return errNotJSON
+	}
 	return nil
 }
 

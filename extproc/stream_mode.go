@@ -13,13 +13,40 @@ import (
 // 1.40); switching a phase off here is always safe. Features that need a phase
 // (token reservation: the request body; rate-limit headers: the response
 // headers; usage and cache: the streamed response body) turn it on here.
+//
+// JSON endpoints need their request body (model, max_tokens: token
+// reservation) and their response (usage, for settling and costs); other
+// endpoints need the response headers only when a rate-limit header is to be
+// added.
 func (st *stream) processingMode() *procv3.ProcessingMode {
-	return &procv3.ProcessingMode{
+	m := &procv3.ProcessingMode{
 		RequestHeaderMode:   procv3.ProcessingMode_SEND,
 		RequestBodyMode:     procv3.ProcessingMode_NONE,
 		RequestTrailerMode:  procv3.ProcessingMode_SKIP,
 		ResponseHeaderMode:  procv3.ProcessingMode_SKIP,
 		ResponseBodyMode:    procv3.ProcessingMode_NONE,
+		ResponseTrailerMode: procv3.ProcessingMode_SKIP,
+	}
+	if st.route != nil && st.route.Body == "json" {
+		m.RequestBodyMode = procv3.ProcessingMode_BUFFERED
+		m.ResponseHeaderMode = procv3.ProcessingMode_SEND
+	}
+	if st.admission != nil && st.admission.Requests().Limit > 0 {
+		m.ResponseHeaderMode = procv3.ProcessingMode_SEND
+	}
+	return m
+}
+
+// responseBodyMode is the override sent with the response headers when the
+// body's usage must be read: STREAMED, so chunks reach the client as they
+// come (SSE) and each costs us only a parse of that chunk.
+func (st *stream) responseBodyMode() *procv3.ProcessingMode {
+	return &procv3.ProcessingMode{
+		RequestHeaderMode:   procv3.ProcessingMode_SEND,
+		RequestBodyMode:     procv3.ProcessingMode_NONE,
+		RequestTrailerMode:  procv3.ProcessingMode_SKIP,
+		ResponseHeaderMode:  procv3.ProcessingMode_SEND,
+		ResponseBodyMode:    procv3.ProcessingMode_STREAMED,
 		ResponseTrailerMode: procv3.ProcessingMode_SKIP,
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
-const usage = `usage: llm-proxy <command> [arguments]
+const usageText = `usage: llm-proxy <command> [arguments]
 
 commands:
   serve                      run the ext_proc gRPC server and the management API
@@ -32,7 +32,7 @@ Settings are environment variables (LLM_PROXY_*); see the README.
 // Run executes one command. getenv is os.Getenv in production.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText)
 		return errors.New("no command given")
 	}
 	switch args[0] {
@@ -45,10 +45,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usageText)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText)
 		return fmt.Errorf("unknown command %q", args[0])
 	}
 }

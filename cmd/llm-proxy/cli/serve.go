@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -23,8 +24,11 @@ import (
 	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/extproc"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/usage"
 )
 
 // extprocService is the name grpc.health.v1 reports for the ext_proc server,
@@ -84,10 +88,60 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	tokenizer, err := usage.NewTokenizer()
+	if err != nil {
+		return err
+	}
+	prices := usage.DefaultPrices()
+	if cfg.PricesFile != "" {
+		if prices, err = usage.LoadPrices(cfg.PricesFile); err != nil {
+			return fmt.Errorf("LLM_PROXY_PRICES_FILE: %w", err)
+		}
+	}
+	rollup := eventsink.NewRollup(st)
+
+	var rdb redis.UniversalClient
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fmt.Errorf("LLM_PROXY_REDIS_URL: %w", err)
+		}
+		rdb = redis.NewClient(opts)
+		defer rdb.Close()
+	}
+	limiterOpts := ratelimit.Options{
+		Prefix:       cfg.RedisPrefix + "rl:",
+		Timeout:      cfg.RedisTimeout,
+		FailureModes: failureModes(cfg.LimitFailureModes),
+		Seed:         limitSeed(st, auth, rollup),
+		Registerer:   reg,
+		Logger:       log.With().Str("component", "ratelimit").Logger(),
+	}
+	var limiter *ratelimit.Limiter
+	var invalidator interface {
+		InvalidateToken(string)
+		InvalidateProject(string)
+	} = auth
+	var broadcast *authz.Broadcast
+	if rdb != nil {
+		limiter = ratelimit.NewRedis(rdb, limiterOpts)
+		broadcast = authz.NewBroadcast(rdb, cfg.RedisPrefix+"authz:invalidate", auth, log.With().Str("component", "authz").Logger())
+		invalidator = broadcast
+	} else {
+		limiter = ratelimit.NewMemory(limiterOpts)
+	}
+	defer limiter.Close()
+
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize))
 	extprocv3.RegisterExternalProcessorServer(grpcSrv, extproc.NewServer(extproc.Options{
-		Auth:    auth,
-		Routes:  routes,
+		Auth:             auth,
+		Counter:          auth,
+		Limiter:          limiter,
+		Tokenizer:        tokenizer,
+		Prices:           prices,
+		Usage:            rollup,
+		DefaultMaxTokens: cfg.DefaultMaxTokens,
+		Routes:           routes,
 		Logger:  log.With().Str("component", "extproc").Logger(),
 		Metrics: extproc.NewMetrics(reg),
 	}))
@@ -99,7 +153,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Store:           st,
 		Keyring:         keyring,
 		Hasher:          hasher,
-		Invalidator:     auth,
+		Invalidator:     invalidator,
 		ManagementToken: cfg.ManagementToken,
 		Logger:          log.With().Str("component", "adminapi").Logger(),
 	})
@@ -151,6 +205,14 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 			log.Warn().Err(err).Msg("token usage flush failed; will retry")
 		})
 	})
+	g.Go(func() error {
+		return flushEvery(gctx, cfg.UsageFlushInterval, rollup.Flush, func(err error) {
+			log.Warn().Err(err).Msg("usage roll-up flush failed; will retry")
+		})
+	})
+	if broadcast != nil {
+		g.Go(func() error { return broadcast.Run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdown(cfg.ShutdownTimeout, grpcSrv, healthSrv, httpSrv, log)

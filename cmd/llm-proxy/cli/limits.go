@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/eventsink"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+func failureModes(m map[string]string) map[ratelimit.Kind]ratelimit.FailureMode {
+	out := make(map[ratelimit.Kind]ratelimit.FailureMode, len(m))
+	for k, v := range m {
+		out[ratelimit.Kind(k)] = ratelimit.FailureMode(v)
+	}
+	return out
+}
+
+// limitSeed tells the limiter where a counter starts when its backend has
+// none (first use, a restart of the in-memory limiter, a flushed Redis): a
+// token's lifetime count from what this instance and the store know, a
+// project's month spend from the usage roll-up, stored and pending.
+func limitSeed(st *store.Store, auth *authz.Authorizer, rollup *eventsink.Rollup) func(context.Context, ratelimit.Kind, string, time.Time) (int64, error) {
+	return func(ctx context.Context, kind ratelimit.Kind, scope string, since time.Time) (int64, error) {
+		switch {
+		case kind == ratelimit.KindLifetime && strings.HasPrefix(scope, "token:"):
+			id := strings.TrimPrefix(scope, "token:")
+			if n, ok := auth.RequestCount(id); ok {
+				return n, nil
+			}
+			t, err := st.GetToken(ctx, id)
+			if err != nil {
+				return 0, fmt.Errorf("seed lifetime count of %s: %w", id, err)
+			}
+			return t.RequestCount, nil
+		case kind == ratelimit.KindBudget && strings.HasPrefix(scope, "project:"):
+			id := strings.TrimPrefix(scope, "project:")
+			from := since.UTC().Format(time.DateOnly)
+			cost, err := st.ProjectCost(ctx, id, from, "9999-12-31")
+			if err != nil {
+				return 0, fmt.Errorf("seed month spend of %s: %w", id, err)
+			}
+			return cost + rollup.Pending(id, from), nil
+		}
+		return 0, nil
+	}
+}

@@ -1,0 +1,105 @@
+package extproc
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// limitsOf lists the limits that apply to a principal: its project's and its
+// token's. Both share the project as group, so on a Redis Cluster all keys of
+// one request live in one slot and stay atomic.
+func (st *stream) limitsOf() []ratelimit.Limit {
+	p := st.principal
+	group := "project:" + p.ProjectID
+	project := ratelimit.Limit{Scope: group, Group: group, MonthlyBudget: deref(p.MonthlyBudgetMicroUSD)}
+	setRates(&project, p.ProjectLimits)
+	token := ratelimit.Limit{Scope: "token:" + p.TokenID, Group: group, MaxRequests: deref(p.MaxRequests)}
+	setRates(&token, p.TokenLimits)
+	return []ratelimit.Limit{project, token}
+}
+
+func setRates(l *ratelimit.Limit, s store.Limits) {
+	l.RequestsPerMinute = deref(s.RequestsPerMinute)
+	l.TokensPerMinute = deref(s.TokensPerMinute)
+	l.MaxConcurrent = deref(s.MaxConcurrent)
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// admit charges the request against the request-rate, concurrency, budget
+// and lifetime limits, before anything goes upstream.
+func (st *stream) admit() error {
+	st.limits = st.limitsOf()
+	a, err := st.srv.limiter.Admit(st.ctx, st.limits)
+	if err != nil {
+		return fmt.Errorf("admit: %w", err)
+	}
+	st.admission = a
+	st.srv.counter.CountRequest(st.principal.TokenID)
+	return nil
+}
+
+// reserve charges the request's worst case (prompt estimate plus the
+// completion it may produce) against tokens per minute and the budget; the
+// reservation is settled with the real usage when the response ends.
+func (st *stream) reserve() error {
+	tokens := st.promptTokens + st.maxOutput()
+	cost := st.srv.prices.Estimate(st.req.Model, st.promptTokens, st.maxOutput())
+	r, err := st.srv.limiter.Reserve(st.ctx, st.limits, tokens, cost)
+	if err != nil {
+		return fmt.Errorf("reserve %d tokens: %w", tokens, err)
+	}
+	st.reservation = r
+	return nil
+}
+
+// maxOutput is the completion size the request may produce.
+func (st *stream) maxOutput() int64 {
+	n := st.req.MaxOutputTokens
+	if n <= 0 {
+		n = st.srv.defaultMaxTokens
+	}
+	return n * max(st.req.N, 1)
+}
+
+// rateLimitHeaders are OpenAI's x-ratelimit-* response headers, for the most
+// restrictive limit that applies, so SDKs and clients can pace themselves.
+func (st *stream) rateLimitHeaders() []*corev3.HeaderValueOption {
+	var hs []*corev3.HeaderValueOption
+	add := func(kind string, s ratelimit.Status) {
+		if s.Limit <= 0 {
+			return
+		}
+		hs = append(hs,
+			setHeader("x-ratelimit-limit-"+kind, strconv.FormatInt(s.Limit, 10)),
+			setHeader("x-ratelimit-remaining-"+kind, strconv.FormatInt(max(s.Remaining, 0), 10)),
+			setHeader("x-ratelimit-reset-"+kind, resetString(s.Reset)),
+		)
+	}
+	if st.admission != nil {
+		add("requests", st.admission.Requests())
+	}
+	if st.reservation != nil {
+		add("tokens", st.reservation.Tokens())
+	}
+	return hs
+}
+
+// resetString formats a reset delay as OpenAI does ("1s", "6m0s", "20ms").
+func resetString(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

@@ -1,0 +1,121 @@
+package extproc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/usage"
+)
+
+// maxJSONResponse bounds how much of a non-streamed response is kept to read
+// its usage; a larger one is settled with the estimate.
+const maxJSONResponse = 8 << 20
+
+// readRequest reads what limits and accounting need from a JSON body.
+func (st *stream) readRequest(body []byte) error {
+	req, err := usage.ParseRequest(body)
+	if err != nil {
+		return &badRequestError{err: err}
+	}
+	st.req = req
+	st.promptTokens = st.srv.tokenizer.CountPrompt(req.Model, body)
+	return nil
+}
+
+// watchResponse decides, from the response headers, how the body is read for
+// usage: SSE incrementally, JSON whole (bounded). Only complete 200s carry
+// usage worth reading.
+func (st *stream) watchResponse(h map[string]string) {
+	st.status = statusOf(h)
+	if st.status != 200 || st.req.Model == "" {
+		return
+	}
+	st.readBody = true
+	st.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
+}
+
+// onResponseChunk feeds one body chunk to the usage reader; Envoy forwards
+// the chunk unchanged once we answer.
+func (st *stream) onResponseChunk(chunk []byte, end bool) {
+	if st.sse {
+		st.sseParser.Write(chunk)
+	} else if len(st.body)+len(chunk) <= maxJSONResponse {
+		st.body = append(st.body, chunk...)
+	} else {
+		st.bodyTruncated = true
+	}
+	if end {
+		st.complete = true
+		st.settle(st.ctx)
+	}
+}
+
+// settle replaces the reservation with what the request really used, records
+// it in the usage roll-up, and releases the concurrency slot. It runs once:
+// at the end of the response body, or from finish when the stream ended
+// without one (client abort, upstream error, denial after admission).
+func (st *stream) settle(ctx context.Context) {
+	if st.settled {
+		return
+	}
+	st.settled = true
+	if st.admission != nil {
+		defer st.admission.Done(ctx)
+	}
+	u, source := st.measure()
+	var cost int64
+	if st.req.Model != "" {
+		cost, _ = st.srv.prices.Cost(st.req.Model, u)
+	}
+	st.usage, st.usageSource, st.cost = u, source, cost
+	if st.reservation != nil {
+		if err := st.reservation.Settle(ctx, u.TotalTokens, cost); err != nil {
+			st.log.Warn().Err(err).Msg("settle reservation")
+		}
+	}
+	if st.forwarded() {
+		st.srv.usage.Record(st.srv.now(), store.UsageRecord{
+			ProjectID: st.principal.ProjectID, Model: st.req.Model, PriceVersion: st.srv.prices.Version,
+			Requests: 1, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+			CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens, CostMicroUSD: cost,
+		})
+	}
+}
+
+// forwarded reports whether the request went upstream.
+func (st *stream) forwarded() bool { return st.principal.TokenID != "" && st.denial == nil }
+
+// measure is the request's usage and where the figures come from: the
+// provider's own usage when the response carried it; else a tokenizer count
+// of what was streamed (aborted streams, streams without include_usage); else
+// the prompt estimate. A request denied here, or answered with an error, used
+// nothing.
+func (st *stream) measure() (usage.Usage, usage.Source) {
+	estimate := usage.Usage{PromptTokens: st.promptTokens, TotalTokens: st.promptTokens}
+	switch {
+	case !st.forwarded() || st.status >= 300:
+		return usage.Usage{}, usage.SourceProvider
+	case st.readBody && st.sse:
+		if u, ok := st.sseParser.Usage(); ok {
+			return u, usage.SourceProvider
+		}
+		completion := st.srv.tokenizer.CountText(st.req.Model, st.sseParser.Text())
+		return usage.Usage{PromptTokens: st.promptTokens, CompletionTokens: completion, TotalTokens: st.promptTokens + completion}, usage.SourceTokenizer
+	case st.readBody && !st.bodyTruncated:
+		if u, ok := usage.ParseUsage(st.body); ok {
+			return u, usage.SourceProvider
+		}
+	}
+	// A success without readable usage, or no answer at all (the client left
+	// first): the upstream may have done the work, so count the prompt.
+	return estimate, usage.SourceEstimated
+}
+
+// badRequestError: the request body is not what the endpoint accepts.
+type badRequestError struct{ err error }
+
+func (e *badRequestError) Error() string { return fmt.Sprintf("bad request body: %v", e.err) }
+func (e *badRequestError) Unwrap() error { return e.err }
+

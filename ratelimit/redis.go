@@ -1,0 +1,438 @@
+package ratelimit
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The Lua scripts; lib.lua is prepended to each.
+var (
+	//go:embed lua/lib.lua
+	luaLib string
+	//go:embed lua/admit.lua
+	luaAdmit string
+	//go:embed lua/reserve.lua
+	luaReserve string
+	//go:embed lua/settle.lua
+	luaSettle string
+	//go:embed lua/release.lua
+	luaRelease string
+)
+
+// Kind codes of the scripts' replies (see lib.lua).
+var kindCodes = map[int64]Kind{1: KindRequests, 2: KindTokens, 3: KindConcurrency, 4: KindBudget, 5: KindLifetime}
+
+// errDegraded is the cause given while calls skip a failing Redis.
+var errDegraded = errors.New("redis limiter degraded, waiting for redis to come back")
+
+// redisBackend runs the scripts. Each call is one EVALSHA (EVAL when Redis
+// lacks the script) bounded by Options.Timeout.
+type redisBackend struct {
+	l                                       *Limiter
+	c                                       redis.UniversalClient
+	admitSrc, reserveSrc, settleSrc, relSrc *redis.Script
+}
+
+// NewRedis returns a Limiter whose counts live in Redis, shared by every
+// replica using the same client target and [Options.Prefix]: exact across
+// replicas. c may be a single server, a Sentinel failover client or a
+// Cluster (see the package documentation for keys and hash slots); build it
+// with ContextTimeoutEnabled so that [Options.Timeout] bounds every call.
+// While Redis fails, each kind follows its [FailureMode]; a probe started
+// here checks for recovery every second until [Limiter.Close].
+func NewRedis(c redis.UniversalClient, o Options) *Limiter {
+	l := newLimiter(o)
+	l.rdb = &redisBackend{
+		l:          l,
+		c:          c,
+		admitSrc:   redis.NewScript(luaLib + luaAdmit),
+		reserveSrc: redis.NewScript(luaLib + luaReserve),
+		settleSrc:  redis.NewScript(luaLib + luaSettle),
+		relSrc:     redis.NewScript(luaLib + luaRelease),
+	}
+	if enabled, known := contextTimeoutEnabled(c); known && !enabled {
+		l.log.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall rate-limit calls for the client's read timeout instead of " + l.o.Timeout.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.stop = cancel
+	l.wg.Add(1)
+	go l.probe(ctx)
+	return l
+}
+
+func contextTimeoutEnabled(c redis.UniversalClient) (enabled, known bool) {
+	switch c := c.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled, true
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled, true
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled, true
+	}
+	return false, false
+}
+
+// base is the start of lim's keys: prefix, hash tag, scope.
+func (b *redisBackend) base(lim Limit) string {
+	return b.l.o.Prefix + "{" + lim.group() + "}:" + lim.Scope + ":"
+}
+
+// run runs script s, or fails at once while Redis is known to be down. A
+// failure that is Redis's (not the caller giving up) marks the limiter
+// degraded and comes back as a *backendError.
+func (b *redisBackend) run(ctx context.Context, s *redis.Script, keys []string, args ...any) ([]any, error) {
+	if b.l.degraded.Load() {
+		return nil, &backendError{errDegraded}
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.l.o.Timeout)
+	defer cancel()
+	v, err := s.Run(cctx, b.c, keys, args...).Result()
+	if err == nil {
+		if out, ok := v.([]any); ok {
+			return out, nil
+		}
+		if _, ok := v.(int64); ok {
+			return []any{v}, nil
+		}
+		err = fmt.Errorf("unexpected script reply %T", v)
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("ratelimit: %w", context.Cause(ctx))
+	}
+	b.l.markDegraded(err)
+	return nil, &backendError{err}
+}
+
+// seedArgs are the seed arguments of n limits (lifetime, budget month,
+// budget): empty, so the script asks for the seeds it needs, when there is a
+// Seed to ask; else zero seeds for any month ("*").
+func (b *redisBackend) seedArgs(n int) [][3]string {
+	s := make([][3]string, n)
+	if b.l.o.Seed == nil {
+		for i := range s {
+			s[i] = [3]string{"0", "*", "0"}
+		}
+	}
+	return s
+}
+
+// applySeeds resolves the needs listed in a {2, ...} reply into seeds
+// (lifetime, budget month, budget).
+func (b *redisBackend) applySeeds(ctx context.Context, c *call, reply []any, seeds [][3]string) error {
+	var needs []seedNeed
+	for i := 1; i+2 < len(reply); i += 3 {
+		idx, k, month := toInt(reply[i]), kindCodes[toInt(reply[i+1])], toString(reply[i+2])
+		if idx < 1 || int(idx) > len(c.limits) || k == "" {
+			return &backendError{fmt.Errorf("bad seed request in script reply %v", reply)}
+		}
+		needs = append(needs, seedNeed{limit: int(idx) - 1, kind: k, month: month})
+	}
+	vals, err := b.l.seed(ctx, c, needs)
+	if err != nil {
+		return err
+	}
+	for j, nd := range needs {
+		v := strconv.FormatInt(vals[j].n, 10)
+		if vals[j].skip {
+			v = "-"
+		}
+		switch nd.kind {
+		case KindLifetime:
+			seeds[nd.limit][0] = v
+		case KindBudget:
+			seeds[nd.limit][1], seeds[nd.limit][2] = nd.month, v
+		}
+	}
+	return nil
+}
+
+// refusal turns a {1, limit, kind, retry µs} reply into a *LimitError.
+func refusal(c *call, reply []any) error {
+	if len(reply) < 4 {
+		return &backendError{fmt.Errorf("bad refusal in script reply %v", reply)}
+	}
+	idx, k := toInt(reply[1]), kindCodes[toInt(reply[2])]
+	if idx < 1 || int(idx) > len(c.limits) || k == "" {
+		return &backendError{fmt.Errorf("bad refusal in script reply %v", reply)}
+	}
+	lim := c.limits[idx-1]
+	le := &LimitError{Kind: k, Scope: lim.Scope, Limit: limitOf(lim, k),
+		RetryAfter: time.Duration(toInt(reply[3])) * time.Microsecond}
+	if k == KindConcurrency {
+		le.RetryAfter = ConcurrencyRetryAfter
+	}
+	return le
+}
+
+// seedRounds bounds the round trips for seeds (a month may turn meanwhile).
+const seedRounds = 4
+
+func (b *redisBackend) admit(ctx context.Context, c *call) (*Admission, error) {
+	keys := make([]string, 0, 4*len(c.limits))
+	for _, lim := range c.limits {
+		base := b.base(lim)
+		keys = append(keys, base+"req", base+"conc", base+"life", base+"budget")
+	}
+	seeds := b.seedArgs(len(c.limits))
+	args := make([]any, 0, 3+7*len(c.limits))
+	for range seedRounds {
+		args = append(args[:0], b.l.window.Microseconds(), lease.Microseconds(), c.id)
+		for i, lim := range c.limits {
+			args = append(args, lim.RequestsPerMinute, lim.MaxConcurrent, lim.MaxRequests, lim.MonthlyBudget,
+				seeds[i][0], seeds[i][1], seeds[i][2])
+		}
+		reply, err := b.run(ctx, b.admitSrc, keys, args...)
+		if err != nil {
+			return nil, err
+		}
+		if len(reply) == 0 {
+			return nil, &backendError{errors.New("empty script reply")}
+		}
+		switch toInt(reply[0]) {
+		case 0:
+			if len(reply) != 2+2*len(c.limits) {
+				return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
+			}
+			a := &Admission{l: b.l, id: c.id, via: viaRedis}
+			for i, lim := range c.limits {
+				if lim.RequestsPerMinute > 0 {
+					a.requests = restrictive(a.requests, Status{
+						Limit:     lim.RequestsPerMinute,
+						Remaining: max(toInt(reply[2+2*i]), 0),
+						Reset:     time.Duration(toInt(reply[3+2*i])) * time.Microsecond,
+					})
+				}
+				if lim.MaxConcurrent > 0 {
+					a.conc = append(a.conc, lim)
+				}
+			}
+			return a, nil
+		case 1:
+			return nil, refusal(c, reply)
+		case 2:
+			if err := b.applySeeds(ctx, c, reply, seeds); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
+		}
+	}
+	return nil, fmt.Errorf("ratelimit: counters of %s kept changing while being seeded", c.limits[0].Scope)
+}
+
+func (b *redisBackend) concKeys(conc []Limit) []string {
+	keys := make([]string, len(conc))
+	for i, lim := range conc {
+		keys[i] = b.base(lim) + "conc"
+	}
+	return keys
+}
+
+// release ends the slots of request id, or queues that for when Redis is back.
+func (b *redisBackend) release(ctx context.Context, conc []Limit, id string) {
+	keys := b.concKeys(conc)
+	if _, err := b.run(ctx, b.relSrc, keys, id); err != nil {
+		b.l.queueRelease(pendingRelease{keys: keys, id: id})
+	}
+}
+
+func (b *redisBackend) reserve(ctx context.Context, c *call, tokens, cost int64) (*Reservation, error) {
+	keys := make([]string, 0, 3*len(c.limits))
+	for _, lim := range c.limits {
+		base := b.base(lim)
+		keys = append(keys, base+"tok", base+"toksum", base+"budget")
+	}
+	seeds := b.seedArgs(len(c.limits))
+	args := make([]any, 0, 4+4*len(c.limits))
+	for range seedRounds {
+		args = append(args[:0], b.l.window.Microseconds(), c.id, tokens, cost)
+		for i, lim := range c.limits {
+			args = append(args, lim.TokensPerMinute, lim.MonthlyBudget, seeds[i][1], seeds[i][2])
+		}
+		reply, err := b.run(ctx, b.reserveSrc, keys, args...)
+		if err != nil {
+			return nil, err
+		}
+		if len(reply) == 0 {
+			return nil, &backendError{errors.New("empty script reply")}
+		}
+		switch toInt(reply[0]) {
+		case 0:
+			if len(reply) != 2+3*len(c.limits) {
+				return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
+			}
+			r := &Reservation{l: b.l, id: c.id, via: viaRedis, tokens: tokens, cost: cost, month: toString(reply[1])}
+			for i, lim := range c.limits {
+				if lim.TokensPerMinute > 0 {
+					r.status = restrictive(r.status, Status{
+						Limit:     lim.TokensPerMinute,
+						Remaining: max(toInt(reply[2+3*i]), 0),
+						Reset:     time.Duration(toInt(reply[3+3*i])) * time.Microsecond,
+					})
+				}
+				if toInt(reply[4+3*i]) == 0 {
+					lim.MonthlyBudget = 0 // not charged, so not to be settled
+				}
+				r.limits = append(r.limits, lim)
+			}
+			return r, nil
+		case 1:
+			return nil, refusal(c, reply)
+		case 2:
+			if err := b.applySeeds(ctx, c, reply, seeds); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
+		}
+	}
+	return nil, fmt.Errorf("ratelimit: counters of %s kept changing while being seeded", c.limits[0].Scope)
+}
+
+func (b *redisBackend) settle(ctx context.Context, r *Reservation, tokens, cost int64) error {
+	keys := make([]string, 0, 3*len(r.limits))
+	args := make([]any, 0, 6+2*len(r.limits))
+	args = append(args, r.id, r.tokens, tokens, r.month, cost-r.cost, b.l.window.Microseconds())
+	for _, lim := range r.limits {
+		base := b.base(lim)
+		keys = append(keys, base+"tok", base+"toksum", base+"budget")
+		args = append(args, flag(lim.TokensPerMinute > 0), flag(lim.MonthlyBudget > 0))
+	}
+	if _, err := b.run(ctx, b.settleSrc, keys, args...); err != nil {
+		var be *backendError
+		if errors.As(err, &be) {
+			return fmt.Errorf("ratelimit: settle: %w: %w", ErrUnavailable, be.err)
+		}
+		return err
+	}
+	return nil
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// ping checks that Redis runs scripts again, bypassing the degraded state.
+func (b *redisBackend) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.l.o.Timeout)
+	defer cancel()
+	return b.relSrc.Run(ctx, b.c, []string{b.l.o.Prefix + "{probe}:conc"}, "probe").Err()
+}
+
+// replay runs queued releases; it stops at the first failure, keeping the rest.
+func (b *redisBackend) replay(ctx context.Context) error {
+	l := b.l
+	l.pending.Lock()
+	todo := l.pending.releases
+	l.pending.releases = nil
+	l.pending.Unlock()
+	for i, p := range todo {
+		cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+		err := b.relSrc.Run(cctx, b.c, p.keys, p.id).Err()
+		cancel()
+		if err != nil {
+			l.pending.Lock()
+			l.pending.releases = append(todo[i:], l.pending.releases...)
+			l.pending.Unlock()
+			return err
+		}
+	}
+	return nil
+}
+
+// A pendingRelease is a concurrency release that failed, for replay.
+type pendingRelease struct {
+	keys []string
+	id   string
+}
+
+func (l *Limiter) queueRelease(p pendingRelease) {
+	l.pending.Lock()
+	defer l.pending.Unlock()
+	if len(l.pending.releases) < maxPending {
+		l.pending.releases = append(l.pending.releases, p)
+	}
+}
+
+// markDegraded records a Redis failure; the first after a healthy spell logs
+// a warning and wakes the probe.
+func (l *Limiter) markDegraded(err error) {
+	l.metrics.backendError()
+	if l.degraded.CompareAndSwap(false, true) {
+		l.metrics.setDegraded(true)
+		l.log.Warn().Err(err).Str("timeout", l.o.Timeout.String()).
+			Msg("redis limiter degraded; applying each limit's failure mode")
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// probe waits for the limiter to degrade, then checks Redis every
+// probeInterval; once it answers (and queued releases went through) calls
+// use it again.
+func (l *Limiter) probe(ctx context.Context) {
+	defer l.wg.Done()
+	t := time.NewTimer(probeInterval)
+	t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.kick:
+		}
+		for l.degraded.Load() {
+			t.Reset(probeInterval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			err := l.rdb.ping(ctx)
+			if err == nil {
+				err = l.rdb.replay(ctx)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					l.metrics.backendError()
+				}
+				continue
+			}
+			l.degraded.Store(false)
+			l.metrics.setDegraded(false)
+			l.log.Info().Msg("redis limiter recovered")
+		}
+	}
+}
+
+func toInt(v any) int64 {
+	switch v := v.(type) {
+	case int64:
+		return v
+	case string:
+		n, _ := strconv.ParseInt(v, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func toString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	return ""
+}

@@ -1,0 +1,343 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
+	"github.com/llm-proxy/llm-proxy/usage"
+)
+
+// reply is one raw HTTP exchange through Envoy.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func send(t *testing.T, method, url, tok, body string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+func (r reply) errorField(name string) string {
+	var e struct {
+		Error map[string]any `json:"error"`
+	}
+	json.Unmarshal(r.body, &e)
+	s, _ := e.Error[name].(string)
+	return s
+}
+
+func headerInt(t *testing.T, h http.Header, name string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(h.Get(name), 10, 64)
+	if err != nil {
+		t.Fatalf("header %s = %q", name, h.Get(name))
+	}
+	return n
+}
+
+// TestRequestLimitExactAcrossReplicas: two llm-proxy instances (each behind
+// its own Envoy) share one Redis and one PostgreSQL; 200 concurrent requests
+// against 50 per minute → exactly 50 pass. Then a revoke on one replica is
+// enforced by the other within a second.
+func TestRequestLimitExactAcrossReplicas(t *testing.T) {
+	dbURL := testenv.NewPostgresDB(t)
+	env := map[string]string{
+		"LLM_PROXY_REDIS_URL":    testenv.Redis(t),
+		"LLM_PROXY_REDIS_PREFIX": "t:" + t.Name() + ":",
+		// 200 requests at once on two cores under the race detector can
+		// take Redis calls past the default timeout, and the requests limit
+		// would then fall back to per-replica counting (its failure mode):
+		// this test is about exactness with Redis up.
+		"LLM_PROXY_REDIS_TIMEOUT": "5s",
+	}
+	a := startStack(t, stackOptions{databaseURL: dbURL, env: env})
+	b := startStack(t, stackOptions{databaseURL: dbURL, env: env})
+	p := a.createProject("replicas", realKey)
+	limited := a.createToken(map[string]any{"project_id": p.ID, "limits": map[string]any{"requests_per_minute": 50}})
+
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			r := send(t, "GET", s.envoyURL+"/v1/models", limited.Token, "")
+			if r.status == 429 && (r.errorField("code") != "rate_limit_exceeded" || r.header.Get("Retry-After") == "") {
+				t.Errorf("429 without rate_limit_exceeded or retry-after: %v %s", r.header, r.body)
+			}
+			mu.Lock()
+			statuses[r.status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if statuses[200] != 50 || statuses[429] != 150 {
+		t.Fatalf("statuses %v, want exactly 50×200 and 150×429", statuses)
+	}
+	if n := a.upstream.Count() + b.upstream.Count(); n != 50 {
+		t.Fatalf("upstreams received %d requests, want 50", n)
+	}
+
+	// Revocation everywhere within a second.
+	tok := a.createToken(map[string]any{"project_id": p.ID})
+	if r := send(t, "GET", b.envoyURL+"/v1/models", tok.Token, ""); r.status != 200 {
+		t.Fatalf("replica b before revoke: %d %s", r.status, r.body)
+	}
+	a.mustManage("DELETE", "/manage/tokens/"+tok.ID, nil, 200, nil)
+	deadline := time.Now().Add(time.Second)
+	for {
+		r := send(t, "GET", b.envoyURL+"/v1/models", tok.Token, "")
+		if r.status == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica b still answers %d a second after the revoke on replica a", r.status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTokensPerMinuteReserveAndSettle: admitted tokens never exceed the
+// limit, the x-ratelimit-*-tokens headers follow what was charged, and the
+// usage API agrees with what the upstream reported.
+func TestTokensPerMinuteReserveAndSettle(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	p := s.createProject("tpm", realKey)
+	const limit = 400
+	tok := s.createToken(map[string]any{"project_id": p.ID, "limits": map[string]any{"tokens_per_minute": limit}})
+	tk, err := usage.NewTokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := s.envoyURL + "/v1/chat/completions"
+	body := func(i int) string {
+		return fmt.Sprintf(`{"model":"gpt-4.1-mini","max_tokens":8,"messages":[{"role":"user","content":"request number %d says hello to the proxy"}]}`, i)
+	}
+
+	// Larger than the whole limit: refused at once, and retrying cannot help.
+	r := send(t, "POST", url, tok.Token, `{"model":"gpt-4.1-mini","max_tokens":100000,"messages":[{"role":"user","content":"hi"}]}`)
+	if r.status != 429 || r.errorField("type") != "tokens" || r.header.Get("X-Should-Retry") != "false" {
+		t.Fatalf("oversized request: %d %v %s", r.status, r.header, r.body)
+	}
+
+	var used, successes int64
+	for i := 0; i < 100; i++ {
+		b := body(i)
+		r := send(t, "POST", url, tok.Token, b)
+		if r.status == 429 {
+			if r.errorField("code") != "rate_limit_exceeded" || r.header.Get("Retry-After") == "" {
+				t.Fatalf("429: %v %s", r.header, r.body)
+			}
+			break
+		}
+		if r.status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.status, r.body)
+		}
+		var cc struct {
+			Usage struct {
+				TotalTokens int64 `json:"total_tokens"`
+			}
+		}
+		if err := json.Unmarshal(r.body, &cc); err != nil || cc.Usage.TotalTokens == 0 {
+			t.Fatalf("no usage in %s", r.body)
+		}
+		// What this request was charged at admission: everything settled so
+		// far plus its own reservation (prompt estimate + max_tokens).
+		reserved := tk.CountPrompt("gpt-4.1-mini", []byte(b)) + 8
+		if got, want := headerInt(t, r.header, "X-Ratelimit-Remaining-Tokens"), int64(limit)-used-reserved; got != want {
+			t.Fatalf("request %d: remaining tokens %d, want %d (limit %d - settled %d - reserved %d)", i, got, want, limit, used, reserved)
+		}
+		if headerInt(t, r.header, "X-Ratelimit-Limit-Tokens") != limit || r.header.Get("X-Ratelimit-Reset-Tokens") == "" {
+			t.Fatalf("token headers %v", r.header)
+		}
+		used += cc.Usage.TotalTokens
+		successes++
+	}
+	if successes < 2 || used > limit {
+		t.Fatalf("%d requests admitted using %d tokens against a limit of %d", successes, used, limit)
+	}
+
+	// The usage API agrees with the upstream once the roll-up is flushed.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var u struct {
+			Data []struct {
+				PriceVersion string `json:"price_version"`
+			} `json:"data"`
+			Total struct {
+				Requests    int64   `json:"requests"`
+				TotalTokens int64   `json:"total_tokens"`
+				CostUSD     float64 `json:"cost_usd"`
+			} `json:"total"`
+		}
+		s.mustManage("GET", "/manage/projects/"+p.ID+"/usage", nil, 200, &u)
+		if u.Total.Requests == successes && u.Total.TotalTokens == used {
+			if u.Total.CostUSD <= 0 || len(u.Data) == 0 || u.Data[0].PriceVersion == "" {
+				t.Fatalf("usage without cost or price version: %+v", u)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("usage API: %+v, want %d requests and %d tokens", u.Total, successes, used)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestMonthlyBudget(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	var p project
+	s.mustManage("POST", "/manage/projects", map[string]any{"name": "budget", "openai_api_key": realKey, "monthly_budget_usd": 0.0002}, 201, &p)
+	tok := s.createToken(map[string]any{"project_id": p.ID})
+	ctx := context.Background()
+	c := s.client(tok.Token)
+	for i := range 200 {
+		_, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+			Model: "gpt-4.1-mini", MaxTokens: openai.Int(20),
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("spend a little of the budget please")},
+		})
+		if err == nil {
+			continue
+		}
+		var apiErr *openai.Error
+		if !errors.As(err, &apiErr) || apiErr.StatusCode != 429 || apiErr.Code != "insufficient_quota" {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if i == 0 {
+			t.Fatal("the first request was refused: the budget fits several")
+		}
+		return
+	}
+	t.Fatal("200 requests did not exhaust a $0.0002 budget")
+}
+
+// TestRetriesFollowRetryAfter: the SDK with retries on waits as told and
+// succeeds once a slot frees; with retries off it reports the 429.
+func TestRetriesFollowRetryAfter(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	p := s.createProject("retry", realKey)
+	tok := s.createToken(map[string]any{"project_id": p.ID, "limits": map[string]any{"max_concurrent": 1}})
+	ctx := context.Background()
+
+	hold := "retry-" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	stream := s.client(tok.Token).Chat.Completions.NewStreaming(ctx, chatParams("hold this slot"), option.WithHeader("x-fake-hold", hold))
+	if !stream.Next() {
+		t.Fatalf("held stream: %v", stream.Err())
+	}
+	if _, err := s.client(tok.Token).Chat.Completions.New(ctx, chatParams("no retries")); statusOf(err) != 429 {
+		t.Fatalf("with retries off and the slot taken: %v, want 429", err)
+	}
+	retrying := openai.NewClient(option.WithBaseURL(s.envoyURL+"/v1/"), option.WithAPIKey(tok.Token), option.WithMaxRetries(3))
+	done := make(chan error, 1)
+	go func() {
+		_, err := retrying.Chat.Completions.New(ctx, chatParams("retry until the slot frees"))
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the first attempt meets the held slot
+	s.upstream.Release(hold)
+	for stream.Next() {
+	}
+	stream.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("retrying client: %v", err)
+	}
+}
+
+// TestRedisFailureModes stops Redis under a running llm-proxy and checks each
+// declared failure mode, then restarts Redis and checks llm-proxy returns to
+// it by itself.
+func TestRedisFailureModes(t *testing.T) {
+	for _, mode := range []string{"closed", "open", "local"} {
+		t.Run(mode, func(t *testing.T) {
+			rds := testenv.NewOwnedRedis(t)
+			s := startStack(t, stackOptions{env: map[string]string{
+				"LLM_PROXY_REDIS_URL":           rds.URL(),
+				"LLM_PROXY_LIMIT_FAILURE_MODES": "requests=" + mode,
+			}})
+			p := s.createProject("redis-"+mode, realKey)
+			tok := s.createToken(map[string]any{"project_id": p.ID, "limits": map[string]any{"requests_per_minute": 3}})
+			url := s.envoyURL + "/v1/models"
+			if r := send(t, "GET", url, tok.Token, ""); r.status != 200 || r.header.Get("X-Ratelimit-Remaining-Requests") != "2" {
+				t.Fatalf("with Redis up: %d %v", r.status, r.header)
+			}
+
+			rds.Stop()
+			var got []int
+			for range 5 {
+				got = append(got, send(t, "GET", url, tok.Token, "").status)
+			}
+			want := map[string][]int{
+				"closed": {503, 503, 503, 503, 503},
+				"open":   {200, 200, 200, 200, 200},
+				"local":  {200, 200, 200, 429, 429}, // a fresh in-process limiter: 3 per minute
+			}[mode]
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("Redis down, mode %s: statuses %v, want %v", mode, got, want)
+			}
+			if !strings.Contains(s.metrics(t), "llm_proxy_ratelimit_degraded 1") {
+				t.Fatal("degraded state not in metrics")
+			}
+			if !strings.Contains(s.logs.String(), `"level":"warn"`) {
+				t.Fatal("no warning logged for the degraded limiter")
+			}
+
+			rds.Start()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				r := send(t, "GET", url, tok.Token, "")
+				// Redis came back empty (it was killed): the window starts over.
+				if r.status == 200 && r.header.Get("X-Ratelimit-Remaining-Requests") != "" && strings.Contains(s.metrics(t), "llm_proxy_ratelimit_degraded 0") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no recovery 10s after Redis returned: %d %v", r.status, r.header)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		})
+	}
+}
+
+func (s *stack) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(s.manageURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

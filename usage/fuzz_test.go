@@ -1,0 +1,361 @@
+package usage
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"unicode/utf8"
+)
+
+// decodeAny decodes body as encoding/json does, numbers kept as json.Number.
+// encoding/json is the reference for the package's own readers: it too lets a
+// repeated key's last value win, and a map keeps keys case-sensitively.
+func decodeAny(body []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	m, ok := v.(map[string]any)
+	return m, ok
+}
+
+// refRequest is ParseRequest's contract written over encoding/json.
+func refRequest(body []byte) (req Request, errField string, err bool) {
+	req = Request{N: 1}
+	if !json.Valid(body) {
+		return req, "", true
+	}
+	m, ok := decodeAny(body)
+	if !ok {
+		return req, "", true
+	}
+	var fieldErrs []string
+	integer := func(name string) int64 {
+		switch v := m[name].(type) {
+		case nil:
+			return 0
+		case json.Number:
+			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				return n
+			}
+		}
+		fieldErrs = append(fieldErrs, name)
+		return 0
+	}
+	switch v := m["model"].(type) {
+	case nil:
+	case string:
+		req.Model = v[:min(len(v), maxModelLen)]
+	default:
+		fieldErrs = append(fieldErrs, "model")
+	}
+	switch v := m["stream"].(type) {
+	case nil:
+	case bool:
+		req.Stream = v
+	default:
+		fieldErrs = append(fieldErrs, "stream")
+	}
+	switch v := m["stream_options"].(type) {
+	case nil:
+	case map[string]any:
+		switch iu := v["include_usage"].(type) {
+		case nil:
+		case bool:
+			req.IncludeUsage = iu
+		default:
+			fieldErrs = append(fieldErrs, "stream_options.include_usage")
+		}
+	default:
+		fieldErrs = append(fieldErrs, "stream_options")
+	}
+	for _, name := range []string{"max_tokens", "max_completion_tokens", "max_output_tokens"} {
+		req.MaxOutputTokens = max(req.MaxOutputTokens, integer(name))
+	}
+	if n := integer("n"); n > 1 {
+		req.N = n
+	}
+	if len(fieldErrs) > 0 {
+		return Request{N: 1}, fieldErrs[0], true
+	}
+	return req, "", false
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":100,"n":2}`,
+		`{"model":"o3","max_completion_tokens":4096,"max_tokens":null}`,
+		`{"model":"gpt-5","input":"x","max_output_tokens":512,"stream":false}`,
+		`{"model":4}`, `{"stream_options":{"include_usage":1}}`, `{"max_tokens":1.5}`, `{"n":"2"}`,
+		`{"model":"a\u00e9\ud83d\ude00","model":"b"}`, `[]`, `null`, ``, `{`, `{"a":[1,{"b":"\"}"}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, err := ParseRequest(body)
+		if !utf8.Valid(body) {
+			return // encoding/json rewrites invalid UTF-8; the reference would differ
+		}
+		want, wantField, wantErr := refRequest(body)
+		if (err != nil) != wantErr {
+			t.Fatalf("ParseRequest(%q) error %v, reference error %v (%q)", body, err, wantErr, wantField)
+		}
+		if err != nil {
+			if re, ok := err.(*RequestError); !ok || re.Field != wantField {
+				t.Fatalf("ParseRequest(%q) error %v, reference field %q", body, err, wantField)
+			}
+			return
+		}
+		if got != want {
+			t.Fatalf("ParseRequest(%q) = %+v, reference %+v", body, got, want)
+		}
+	})
+}
+
+// refUsage is ParseUsage's contract written over encoding/json.
+func refUsage(body []byte) (Usage, bool) {
+	m, ok := decodeAny(body)
+	if !ok || !json.Valid(body) {
+		return Usage{}, false
+	}
+	if u, ok := refUsageObject(m["usage"]); ok {
+		return u, true
+	}
+	if resp, ok := m["response"].(map[string]any); ok {
+		return refUsageObject(resp["usage"])
+	}
+	return Usage{}, false
+}
+
+func refUsageObject(v any) (Usage, bool) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return Usage{}, false
+	}
+	valid := true
+	get := func(m map[string]any, name string) count {
+		switch n := m[name].(type) {
+		case nil:
+			return count{}
+		case json.Number:
+			if v, err := strconv.ParseInt(string(n), 10, 64); err == nil && v >= 0 {
+				return count{v: v, set: true}
+			}
+		}
+		valid = false
+		return count{}
+	}
+	detail := func(name, inner string) count {
+		switch d := obj[name].(type) {
+		case nil:
+			return count{}
+		case map[string]any:
+			return get(d, inner)
+		}
+		valid = false
+		return count{}
+	}
+	prompt, input := get(obj, "prompt_tokens"), get(obj, "input_tokens")
+	completion, output := get(obj, "completion_tokens"), get(obj, "output_tokens")
+	total := get(obj, "total_tokens")
+	cached := detail("prompt_tokens_details", "cached_tokens").or(detail("input_tokens_details", "cached_tokens"))
+	reasoning := detail("completion_tokens_details", "reasoning_tokens").or(detail("output_tokens_details", "reasoning_tokens"))
+	p, c := prompt.or(input), completion.or(output)
+	if !valid || !p.set && !c.set && !total.set {
+		return Usage{}, false
+	}
+	u := Usage{PromptTokens: p.v, CompletionTokens: c.v, CachedTokens: cached.v, ReasoningTokens: reasoning.v, TotalTokens: total.v}
+	if !total.set {
+		u.TotalTokens = saturatingAdd(p.v, c.v)
+	}
+	return u, true
+}
+
+func FuzzParseUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":8},"completion_tokens_details":{"reasoning_tokens":4}}}`,
+		`{"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":12},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":64},"total_tokens":123}}`,
+		`{"usage":{"prompt_tokens":8,"total_tokens":8}}`,
+		`{"type":"response.completed","response":{"usage":{"input_tokens":5,"output_tokens":7,"total_tokens":12}}}`,
+		`{"usage":{"prompt_tokens":"1"},"response":{"usage":{"input_tokens":2}}}`,
+		`{"usage":{"prompt_tokens":1,"prompt_tokens":null}}`, `{"usage":{"prompt_tokens":-0}}`,
+		`{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":1}}`, `{"usage":null}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := ParseUsage(body)
+		if ok && (got.PromptTokens < 0 || got.CompletionTokens < 0 || got.CachedTokens < 0 || got.ReasoningTokens < 0 || got.TotalTokens < 0) {
+			t.Fatalf("ParseUsage(%q) = %+v: negative count", body, got)
+		}
+		want, wantOK := refUsage(body)
+		if ok != wantOK || got != want {
+			t.Fatalf("ParseUsage(%q) = %+v, %v; reference %+v, %v", body, got, ok, want, wantOK)
+		}
+	})
+}
+
+// FuzzStreamParser feeds arbitrary bytes in arbitrary chunks: the parser must
+// not panic, must keep its limits, and must read the same whatever the chunking.
+func FuzzStreamParser(f *testing.F) {
+	for _, s := range []string{
+		chatStream("\n", true, "Hello", " world"),
+		chatStream("\r\n", false, "a"),
+		chatStream("\r", true, "é"),
+		responsesStream,
+		": ping\n\ndata: {\"choices\":[{\"delta\":\ndata: {\"content\":\"x\"}}]}\n\n",
+		"data: {\"usage\":{\"prompt_tokens\":1}\n\ndata: [DONE]\r\n\r\n",
+	} {
+		f.Add([]byte(s), []byte{1, 7, 3, 200, 0, 13})
+	}
+	f.Fuzz(func(t *testing.T, stream, cuts []byte) {
+		const maxText = 16
+		whole := NewStreamParser(maxText)
+		whole.Write(stream)
+		want := resultOf(whole)
+		if len(want.Text) > maxText || int64(len(want.Text)) > want.TextBytes {
+			t.Fatalf("text %q over its limit or its byte count %d", want.Text, want.TextBytes)
+		}
+		if want.Truncated != (want.TextBytes > int64(len(want.Text))) {
+			t.Fatalf("Truncated %v with %d of %d bytes kept", want.Truncated, len(want.Text), want.TextBytes)
+		}
+		chunked := NewStreamParser(maxText)
+		rest := stream
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if len(cuts) > 0 {
+				if n = min(int(cuts[i%len(cuts)]), len(rest)); n == 0 {
+					chunked.Write(nil) // an empty chunk, then go on
+					n = 1
+				}
+			}
+			chunked.Write(rest[:n])
+			rest = rest[n:]
+		}
+		if got := resultOf(chunked); got != want {
+			t.Fatalf("chunked by %v: %+v, whole: %+v", cuts, got, want)
+		}
+	})
+}
+
+// FuzzStreamPayload builds chat chunks with encoding/json from arbitrary
+// strings and counts and expects the parser to read back exactly what
+// encoding/json does.
+func FuzzStreamPayload(f *testing.F) {
+	f.Add("Hello", "think", "get_weather", `{"city":"Paris"}`, int64(12), int64(5), int64(3), int64(1))
+	f.Add("<&>\u2028\x00\"\\", "\xff", "", "😀", int64(-1), int64(0), int64(0), int64(0))
+	f.Fuzz(func(t *testing.T, content, reasoning, name, args string, prompt, completion, cached, reasoningTokens int64) {
+		type function struct {
+			Name      string `json:"name"`
+			Arguments string `json:"arguments"`
+		}
+		type toolCall struct {
+			Index    int      `json:"index"`
+			Type     string   `json:"type"`
+			Function function `json:"function"`
+		}
+		chunk := map[string]any{
+			"id":     "chatcmpl-1",
+			"object": "chat.completion.chunk",
+			"choices": []any{map[string]any{
+				"index": 0,
+				"delta": map[string]any{
+					"content":           content,
+					"reasoning_content": reasoning,
+					"tool_calls":        []toolCall{{Type: "function", Function: function{name, args}}},
+				},
+			}},
+			"usage": map[string]any{
+				"prompt_tokens":             prompt,
+				"completion_tokens":         completion,
+				"prompt_tokens_details":     map[string]any{"cached_tokens": cached},
+				"completion_tokens_details": map[string]any{"reasoning_tokens": reasoningTokens},
+			},
+		}
+		payload, err := json.Marshal(chunk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			Choices []struct {
+				Delta struct {
+					Content          string     `json:"content"`
+					ReasoningContent string     `json:"reasoning_content"`
+					ToolCalls        []toolCall `json:"tool_calls"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(payload, &back); err != nil {
+			t.Fatal(err)
+		}
+		d := back.Choices[0].Delta
+		// Members are read in document order: sorted map keys, then struct fields.
+		wantText := d.Content + d.ReasoningContent + d.ToolCalls[0].Function.Name + d.ToolCalls[0].Function.Arguments
+		s := NewStreamParser(0)
+		s.Write([]byte("data: " + string(payload) + "\n\n"))
+		if got := s.Text(); got != wantText {
+			t.Fatalf("Text = %q, want %q (payload %s)", got, wantText, payload)
+		}
+		u, ok := s.Usage()
+		wantOK := prompt >= 0 && completion >= 0 && cached >= 0 && reasoningTokens >= 0
+		if ok != wantOK {
+			t.Fatalf("Usage ok = %v, want %v (payload %s)", ok, wantOK, payload)
+		}
+		if want := (Usage{prompt, completion, cached, reasoningTokens, saturatingAdd(prompt, completion)}); ok && u != want {
+			t.Fatalf("Usage = %+v, want %+v", u, want)
+		}
+	})
+}
+
+// FuzzValidJSON holds validJSON to json.Valid.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":[1,-2.5e+3,true,false,null,"x\u00e9\n"],"b":{}}`, `[]`, ` 0 `, `-`, `01`, `1.`, `1e`, `"\x"`, "\"\x01\"",
+		`{"a" 1}`, `{"a":1,}`, `[1,]`, `[1 2]`, `{"a":1}}`, `"abc`, `tru`, `nul`, `{"a":"\ud83d"}`, `[[[[[]]]]]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid %v", b, got, want)
+		}
+	})
+}
+
+// FuzzJSONString holds the reader's string decoding to encoding/json's.
+func FuzzJSONString(f *testing.F) {
+	for _, s := range []string{`abc`, `a\"b\\c\/\b\f\n\r\t`, `\u00e9\ud83d\ude00`, `\ud800`, `\udc00\ud800x`, `\ud83d\u0041`, `\u12`, `\q`} {
+		f.Add([]byte(s), 64)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte, limit int) {
+		quoted := append(append([]byte{'"'}, raw...), '"')
+		r := reader{b: quoted}
+		got, n := r.str(nil, max(limit, 0))
+		if len(got) > max(limit, 0) || n < len(got) {
+			t.Fatalf("str(%q, %d) = %q, %d: over the limit", quoted, limit, got, n)
+		}
+		var want string
+		if err := json.Unmarshal(quoted, &want); err != nil || !utf8.Valid(raw) {
+			return
+		}
+		if r.err || r.i != len(quoted) || n != len(want) || string(got) != want[:min(len(want), max(limit, 0))] {
+			t.Fatalf("str(%q) = %q, %d (err %v), encoding/json %q", quoted, got, n, r.err, want)
+		}
+	})
+}
+
+// FuzzCountPrompt feeds arbitrary bodies to CountPrompt.
+func FuzzCountPrompt(f *testing.F) {
+	f.Add([]byte(`{"messages":` + cookbookMessages + `}`))
+	f.Add([]byte(`{"input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","detail":"low"}]},[1,2],"x"],"tools":[{"a":1}]}`))
+	f.Add([]byte(`{"prompt":["a",[1,2]],"instructions":"x","text":{"format":{"schema":{}}},"response_format":{"json_schema":{}}}`))
+	tok := testTokenizer(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if n := tok.CountPrompt("gpt-4o", body); n < 0 {
+			t.Fatalf("CountPrompt(%q) = %d", body, n)
+		}
+	})
+}

@@ -1,0 +1,102 @@
+package usage
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		body      string
+		want      Request
+		wantField string // the RequestError's Field, when an error is expected
+		wantErr   bool
+	}{
+		{name: "chat", body: `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`,
+			want: Request{Model: "gpt-4o", N: 1}},
+		{name: "stream with usage", body: `{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"max_tokens":100,"n":3}`,
+			want: Request{Model: "gpt-4o-mini", Stream: true, IncludeUsage: true, MaxOutputTokens: 100, N: 3}},
+		{name: "max_completion_tokens", body: `{"model":"o3","max_completion_tokens":4096}`,
+			want: Request{Model: "o3", MaxOutputTokens: 4096, N: 1}},
+		{name: "max_output_tokens", body: `{"model":"gpt-5","input":"x","max_output_tokens":512}`,
+			want: Request{Model: "gpt-5", MaxOutputTokens: 512, N: 1}},
+		{name: "largest cap wins", body: `{"max_tokens":10,"max_completion_tokens":30,"max_output_tokens":20}`,
+			want: Request{MaxOutputTokens: 30, N: 1}},
+		{name: "nulls are absent", body: `{"model":null,"stream":null,"stream_options":null,"max_tokens":null,"n":null}`,
+			want: Request{N: 1}},
+		{name: "include_usage null", body: `{"stream_options":{"include_usage":null,"other":[1,2]}}`,
+			want: Request{N: 1}},
+		{name: "unknown fields", body: `{"temperature":0.2,"tools":[{"type":"function"}],"metadata":{"model":"x"},"model":"gpt-4.1"}`,
+			want: Request{Model: "gpt-4.1", N: 1}},
+		{name: "case-sensitive keys", body: `{"Model":"x","STREAM":true,"model":"gpt-4o"}`,
+			want: Request{Model: "gpt-4o", N: 1}},
+		{name: "last key wins", body: `{"model":"a","model":"b","n":5,"n":2}`,
+			want: Request{Model: "b", N: 2}},
+		{name: "later value corrects a wrong type", body: `{"max_tokens":"10","max_tokens":10}`,
+			want: Request{MaxOutputTokens: 10, N: 1}},
+		{name: "escaped model", body: `{"model":"gpt-4o\u002dmini"}`,
+			want: Request{Model: "gpt-4o-mini", N: 1}},
+		{name: "n below 1", body: `{"n":0}`, want: Request{N: 1}},
+		{name: "negative max", body: `{"max_tokens":-5}`, want: Request{N: 1}},
+		{name: "white space", body: " \n{ \"model\" : \"gpt-4o\" , \"stream\" : false }\n",
+			want: Request{Model: "gpt-4o", N: 1}},
+		{name: "long model truncated", body: `{"model":"` + strings.Repeat("m", 1000) + `"}`,
+			want: Request{Model: strings.Repeat("m", 256), N: 1}},
+
+		{name: "empty body", body: ``, wantErr: true},
+		{name: "invalid JSON", body: `{"model":"gpt-4o"`, wantErr: true},
+		{name: "trailing garbage", body: `{"model":"gpt-4o"} x`, wantErr: true},
+		{name: "array", body: `[{"model":"gpt-4o"}]`, wantErr: true},
+		{name: "null", body: `null`, wantErr: true},
+		{name: "model number", body: `{"model":4}`, wantField: "model"},
+		{name: "stream string", body: `{"stream":"true"}`, wantField: "stream"},
+		{name: "stream_options array", body: `{"stream_options":[]}`, wantField: "stream_options"},
+		{name: "include_usage number", body: `{"stream_options":{"include_usage":1}}`, wantField: "stream_options.include_usage"},
+		{name: "max_tokens float", body: `{"max_tokens":1.5}`, wantField: "max_tokens"},
+		{name: "max_tokens exponent", body: `{"max_tokens":1e3}`, wantField: "max_tokens"},
+		{name: "max_tokens overflow", body: `{"max_tokens":99999999999999999999}`, wantField: "max_tokens"},
+		{name: "max_completion_tokens string", body: `{"max_completion_tokens":"5"}`, wantField: "max_completion_tokens"},
+		{name: "max_output_tokens object", body: `{"max_output_tokens":{}}`, wantField: "max_output_tokens"},
+		{name: "n bool", body: `{"n":true}`, wantField: "n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseRequest([]byte(tc.body))
+			if tc.wantErr || tc.wantField != "" {
+				var re *RequestError
+				if !errors.As(err, &re) {
+					t.Fatalf("ParseRequest error = %v, want a *RequestError", err)
+				}
+				if re.Field != tc.wantField {
+					t.Errorf("Field = %q, want %q (%v)", re.Field, tc.wantField, err)
+				}
+				if tc.wantField != "" && !strings.Contains(err.Error(), tc.wantField) {
+					t.Errorf("error %q does not name %s", err, tc.wantField)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseRequest: %v", err)
+			}
+			if got != tc.want {
+				t.Errorf("ParseRequest = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRequestAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	body := []byte(`{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"max_tokens":100,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4096) + `"}]}`)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := ParseRequest(body); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 1 { // the model name
+		t.Errorf("ParseRequest allocates %v times, want at most 1", allocs)
+	}
+}

@@ -1,0 +1,481 @@
+package usage
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	tiktoken "github.com/pkoukk/tiktoken-go"
+	tiktokenloader "github.com/pkoukk/tiktoken-go-loader"
+)
+
+// The encodings a [Tokenizer] loads; see encodingFor for which model uses which.
+const (
+	encodingO200k  = "o200k_base"
+	encodingCL100k = "cl100k_base"
+)
+
+// installOfflineLoader points tiktoken-go at the BPE ranks embedded in
+// tiktoken-go-loader. tiktoken-go keeps its loader in a package variable
+// (tiktoken.SetBpeLoader) whose default downloads the rank files and caches
+// them in a temp directory; this is the one piece of mutable package state in
+// this package, forced by that API. It runs once per process, before the first
+// encoding is loaded, and nothing in llm-proxy may call tiktoken-go except
+// through [NewTokenizer].
+var installOfflineLoader = sync.OnceFunc(func() {
+	tiktoken.SetBpeLoader(tiktokenloader.NewOfflineLoader())
+})
+
+// Counting constants, after OpenAI's cookbook "How to count tokens with
+// tiktoken" for chat models and its vision pricing guide.
+const (
+	tokensPerMessage = 3 // <|start|>{role}<|message|>…<|end|> around each message
+	tokensPerName    = 1 // a message's "name"
+	tokensPriming    = 3 // every reply is primed with <|start|>assistant<|message|>
+	imageTokensLow   = 85
+	imageTokensHigh  = 765 // a 1024×1024 image at high detail: 85 + 4 tiles × 170
+)
+
+// exactTextLimit is how many bytes of text one count tokenizes exactly;
+// tiktoken-go runs at roughly 2–3 MB/s, so this caps a count near 25 ms. Text
+// beyond it is estimated at the tokens-per-byte ratio of the text counted
+// exactly in the same call.
+const exactTextLimit = 64 << 10
+
+// Tokenizer counts tokens offline with tiktoken's BPE encodings, embedded in
+// the binary: it never touches the network or the file system. It is safe for
+// concurrent use. Building one loads every encoding (about 0.5 s and 35 MB),
+// so a process builds one and shares it.
+type Tokenizer struct {
+	o200k  *tiktoken.Tiktoken
+	cl100k *tiktoken.Tiktoken
+}
+
+// NewTokenizer loads the o200k_base and cl100k_base encodings from the ranks
+// embedded by tiktoken-go-loader. Its first call installs that offline loader
+// in tiktoken-go, process-wide.
+func NewTokenizer() (*Tokenizer, error) {
+	installOfflineLoader()
+	o200k, err := tiktoken.GetEncoding(encodingO200k)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", encodingO200k, err)
+	}
+	cl100k, err := tiktoken.GetEncoding(encodingCL100k)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", encodingCL100k, err)
+	}
+	return &Tokenizer{o200k: o200k, cl100k: cl100k}, nil
+}
+
+// encodingFor returns the encoding OpenAI uses for model. A fine-tuned model
+// ("ft:gpt-4o-mini-2024-07-18:org::id") uses its base model's. cl100k_base:
+// gpt-4 and gpt-4-*, gpt-3.5*, gpt-35* (Azure's spelling), text-embedding-3-*,
+// text-embedding-ada-002, davinci-002, babbage-002. Everything else is
+// o200k_base: the gpt-4o, gpt-4.1, gpt-4.5, gpt-5, o1, o3, o4, chatgpt-4o and
+// gpt-oss families, and any model not known here.
+func encodingFor(model string) string {
+	if base, ok := strings.CutPrefix(model, "ft:"); ok {
+		model, _, _ = strings.Cut(base, ":")
+	}
+	switch {
+	case family(model, "gpt-4"),
+		strings.HasPrefix(model, "gpt-3.5"),
+		strings.HasPrefix(model, "gpt-35"),
+		strings.HasPrefix(model, "text-embedding-3-"),
+		family(model, "text-embedding-ada-002"),
+		family(model, "davinci-002"),
+		family(model, "babbage-002"):
+		return encodingCL100k
+	}
+	return encodingO200k
+}
+
+// family reports whether model is name or a version of it ("name-…").
+func family(model, name string) bool {
+	return strings.HasPrefix(model, name) && (len(model) == len(name) || model[len(name)] == '-')
+}
+
+func (t *Tokenizer) encoding(model string) *tiktoken.Tiktoken {
+	if encodingFor(model) == encodingCL100k {
+		return t.cl100k
+	}
+	return t.o200k
+}
+
+// CountText returns the number of tokens of text in model's encoding, with no
+// message overhead. Special tokens such as <|endoftext|> count as plain text.
+// The first 64 KiB are tokenized exactly; the rest is estimated at their
+// tokens-per-byte ratio.
+func (t *Tokenizer) CountText(model, text string) int64 {
+	c := counter{enc: t.encoding(model), budget: exactTextLimit}
+	c.text(text)
+	return c.total()
+}
+
+// CountPrompt estimates the prompt tokens of a JSON request body for model,
+// for any of the endpoints that take text:
+//
+//   - "messages" (chat completions): per OpenAI's cookbook, 3 tokens per
+//     message plus its role, name (+1), content — a string or the text and
+//     refusal of content parts — and tool calls' names and arguments; 3 more
+//     prime the reply.
+//   - "input": a string or an array of strings, token ids or token-id arrays
+//     (embeddings, moderations), or of items (Responses API: counted like
+//     messages, including function call arguments and outputs).
+//   - "instructions" (Responses API): one message.
+//   - "prompt" (completions): a string, strings, token ids or token-id arrays.
+//   - "tools", "functions", and a json_schema in "response_format" or
+//     "text.format": roughly, as the tokens of their compact JSON.
+//
+// Each image part counts a fixed 765 tokens (a 1024×1024 image at high
+// detail), 85 with "detail": "low"; the image itself is never fetched. Audio
+// and file parts count nothing. The upstream's usage corrects all of this when
+// the request settles. Across the body, the first 64 KiB of text are tokenized
+// exactly and the rest is estimated at their tokens-per-byte ratio. A body that
+// is not a JSON object counts one token per 4 bytes.
+func (t *Tokenizer) CountPrompt(model string, body []byte) int64 {
+	c := counter{enc: t.encoding(model), budget: exactTextLimit}
+	r := reader{b: body}
+	if !r.openObject() {
+		return bytesEstimate(len(body))
+	}
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		switch string(key) {
+		case "messages":
+			c.messages(&r)
+		case "input", "prompt":
+			c.input(&r)
+		case "instructions":
+			if r.peek() == '"' {
+				c.tokens += tokensPerMessage
+			}
+			c.stringValue(&r)
+		case "tools", "functions":
+			c.jsonValue(&r)
+		case "response_format":
+			c.schema(&r, "json_schema")
+		case "text":
+			c.textFormat(&r)
+		default:
+			r.skip()
+		}
+	}
+	if r.err {
+		return bytesEstimate(len(body))
+	}
+	return c.total()
+}
+
+func bytesEstimate(n int) int64 { return (int64(n) + 3) / 4 }
+
+// counter adds up the tokens of one count.
+type counter struct {
+	enc         *tiktoken.Tiktoken
+	budget      int   // bytes of text still to tokenize exactly
+	tokens      int64 // overheads, token ids and text counted exactly
+	exactBytes  int64 // text counted exactly, for the ratio
+	exactTokens int64
+	deferred    int64 // bytes of text past the budget, estimated at the end
+	buf         []byte
+}
+
+func (c *counter) total() int64 {
+	t := c.tokens
+	if c.deferred > 0 {
+		ratio := 0.25
+		if c.exactBytes > 0 {
+			ratio = float64(c.exactTokens) / float64(c.exactBytes)
+		}
+		t += int64(math.Ceil(float64(c.deferred) * ratio))
+	}
+	return t
+}
+
+// text counts s, exactly within the budget.
+func (c *counter) text(s string) {
+	if len(s) > c.budget {
+		cut := cutPoint(s[:c.budget])
+		c.deferred += int64(len(s) - cut)
+		s = s[:cut]
+	}
+	if s == "" {
+		return
+	}
+	n := int64(len(c.enc.EncodeOrdinary(s)))
+	c.tokens += n
+	c.exactTokens += n
+	c.exactBytes += int64(len(s))
+	c.budget -= len(s)
+}
+
+// cutPoint returns where to cut a prefix of a longer text: before the last
+// white space in its final KiB, so no word is split, else after its last
+// complete rune.
+func cutPoint(prefix string) int {
+	for i := len(prefix) - 1; i > 0 && i >= len(prefix)-1024; i-- {
+		switch prefix[i] {
+		case ' ', '\n', '\t':
+			return i
+		}
+	}
+	for j := len(prefix) - 1; j >= 0 && j >= len(prefix)-utf8.UTFMax; j-- {
+		if utf8.RuneStart(prefix[j]) {
+			if !utf8.FullRuneInString(prefix[j:]) {
+				return j
+			}
+			break
+		}
+	}
+	return len(prefix)
+}
+
+// stringValue counts a JSON string value and skips any other value.
+func (c *counter) stringValue(r *reader) {
+	if r.peek() != '"' {
+		r.skip()
+		return
+	}
+	var n int
+	c.buf, n = r.str(c.buf[:0], c.budget)
+	if r.err {
+		return
+	}
+	s := string(c.buf)
+	if n > len(s) {
+		// Only a prefix fit in the budget; estimate the rest.
+		cut := cutPoint(s)
+		c.deferred += int64(n - cut)
+		s = s[:cut]
+	}
+	c.text(s)
+}
+
+// jsonValue counts the compact JSON of a value.
+func (c *counter) jsonValue(r *reader) {
+	raw := r.span()
+	if raw == nil || string(raw) == "null" {
+		return
+	}
+	c.buf = appendCompact(c.buf[:0], raw)
+	c.text(string(c.buf))
+}
+
+// schema counts the compact JSON of the named member of an object value.
+func (c *counter) schema(r *reader, name string) {
+	if !r.openObject() {
+		r.skip()
+		return
+	}
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		if string(key) == name {
+			c.jsonValue(r)
+		} else {
+			r.skip()
+		}
+	}
+}
+
+// textFormat counts the json_schema of a Responses API "text": {"format": {…}}.
+func (c *counter) textFormat(r *reader) {
+	if !r.openObject() {
+		r.skip()
+		return
+	}
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		if string(key) == "format" {
+			c.schema(r, "schema")
+		} else {
+			r.skip()
+		}
+	}
+}
+
+// messages counts a chat "messages" array.
+func (c *counter) messages(r *reader) {
+	if !r.openArray() {
+		r.skip()
+		return
+	}
+	primed := false
+	for r.nextElem() {
+		if !r.openObject() {
+			r.skip()
+			continue
+		}
+		c.tokens += tokensPerMessage
+		primed = true
+		c.item(r)
+	}
+	if primed {
+		c.tokens += tokensPriming
+	}
+}
+
+// input counts an "input" or "prompt" value.
+func (c *counter) input(r *reader) {
+	switch r.peek() {
+	case '"':
+		c.stringValue(r)
+		return
+	case '[':
+	default:
+		r.skip() // null, or a Responses API prompt template reference
+		return
+	}
+	r.openArray()
+	primed := false
+	for r.nextElem() {
+		switch r.peek() {
+		case '"':
+			c.stringValue(r)
+		case '[':
+			r.openArray()
+			for r.nextElem() {
+				c.tokenID(r)
+			}
+		case '{':
+			r.openObject()
+			c.tokens += tokensPerMessage
+			primed = true
+			c.item(r)
+		default:
+			c.tokenID(r)
+		}
+	}
+	if primed {
+		c.tokens += tokensPriming
+	}
+}
+
+// tokenID counts one element of a token-id array.
+func (c *counter) tokenID(r *reader) {
+	if ch := r.peek(); ch == '-' || ch >= '0' && ch <= '9' {
+		c.tokens++
+	}
+	r.skip()
+}
+
+// item counts the members of a chat message or a Responses API input item,
+// after its '{'.
+func (c *counter) item(r *reader) {
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		switch string(key) {
+		case "role", "arguments", "input", "refusal", "text":
+			c.stringValue(r)
+		case "name":
+			if r.peek() == '"' {
+				c.tokens += tokensPerName
+			}
+			c.stringValue(r)
+		case "content", "output", "summary":
+			c.content(r)
+		case "tool_calls":
+			if !r.openArray() {
+				r.skip()
+				continue
+			}
+			for r.nextElem() {
+				c.toolCall(r)
+			}
+		case "function_call":
+			c.call(r)
+		default:
+			r.skip()
+		}
+	}
+}
+
+// toolCall counts a chat tool call: {"function": {…}} or {"custom": {…}}.
+func (c *counter) toolCall(r *reader) {
+	if !r.openObject() {
+		r.skip()
+		return
+	}
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		switch string(key) {
+		case "function", "custom":
+			c.call(r)
+		default:
+			r.skip()
+		}
+	}
+}
+
+// call counts a function or custom tool call: its name and arguments (input).
+func (c *counter) call(r *reader) {
+	if !r.openObject() {
+		r.skip()
+		return
+	}
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		switch string(key) {
+		case "name", "arguments", "input":
+			c.stringValue(r)
+		default:
+			r.skip()
+		}
+	}
+}
+
+// content counts a message content: a string or an array of parts.
+func (c *counter) content(r *reader) {
+	if r.peek() == '"' {
+		c.stringValue(r)
+		return
+	}
+	if !r.openArray() {
+		r.skip()
+		return
+	}
+	for r.nextElem() {
+		switch r.peek() {
+		case '"':
+			c.stringValue(r)
+		case '{':
+			c.part(r)
+		default:
+			r.skip()
+		}
+	}
+}
+
+// part counts one content part: its text, or a fixed estimate for an image.
+func (c *counter) part(r *reader) {
+	r.openObject()
+	image, low := false, false
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		switch string(key) {
+		case "type":
+			switch string(r.span()) {
+			case `"image_url"`, `"input_image"`:
+				image = true
+			}
+		case "text", "refusal":
+			c.stringValue(r)
+		case "detail":
+			low = string(r.span()) == `"low"`
+		case "image_url":
+			if !r.openObject() {
+				r.skip()
+				continue
+			}
+			for k, more := r.nextKey(); more; k, more = r.nextKey() {
+				if string(k) == "detail" {
+					low = string(r.span()) == `"low"`
+				} else {
+					r.skip()
+				}
+			}
+		default:
+			r.skip()
+		}
+	}
+	switch {
+	case image && low:
+		c.tokens += imageTokensLow
+	case image:
+		c.tokens += imageTokensHigh
+	}
+}

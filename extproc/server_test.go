@@ -148,11 +148,11 @@ func roundTrip(t *testing.T, c extprocv3.ExternalProcessorClient, reqs ...*extpr
 
 func TestRequestHeadersDecisions(t *testing.T) {
 	auth := fakeAuth{
-		goodToken:   nil,
-		"llmp_rev":  fmt.Errorf("token tok_2: %w", authz.ErrTokenRevoked),
-		"llmp_exp":  authz.ErrTokenExpired,
-		"llmp_off":  authz.ErrProjectInactive,
-		"llmp_db":   errors.New("database is locked"),
+		goodToken:  nil,
+		"llmp_rev": fmt.Errorf("token tok_2: %w", authz.ErrTokenRevoked),
+		"llmp_exp": authz.ErrTokenExpired,
+		"llmp_off": authz.ErrProjectInactive,
+		"llmp_db":  errors.New("database is locked"),
 	}
 	for _, tc := range []struct {
 		name, method, path, authorization string

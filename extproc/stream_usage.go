@@ -118,4 +118,3 @@ type badRequestError struct{ err error }
 
 func (e *badRequestError) Error() string { return fmt.Sprintf("bad request body: %v", e.err) }
 func (e *badRequestError) Unwrap() error { return e.err }
-

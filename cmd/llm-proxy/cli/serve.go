@@ -142,8 +142,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Usage:            rollup,
 		DefaultMaxTokens: cfg.DefaultMaxTokens,
 		Routes:           routes,
-		Logger:  log.With().Str("component", "extproc").Logger(),
-		Metrics: extproc.NewMetrics(reg),
+		Logger:           log.With().Str("component", "extproc").Logger(),
+		Metrics:          extproc.NewMetrics(reg),
 	}))
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)

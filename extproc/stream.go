@@ -45,7 +45,9 @@ type stream struct {
 
 	// Usage (stream_usage.go).
 	req           usage.Request
-	promptTokens  int64
+	reqBody       []byte // the JSON request, kept for a lazy prompt count
+	promptTokens  int64  // valid when promptCounted
+	promptCounted bool
 	readBody      bool // the response body is read for usage
 	sse           bool
 	sseParser     usage.StreamParser

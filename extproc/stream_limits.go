@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -52,10 +53,14 @@ func (st *stream) admit() error {
 
 // reserve charges the request's worst case (prompt estimate plus the
 // completion it may produce) against tokens per minute and the budget; the
-// reservation is settled with the real usage when the response ends.
+// reservation is settled with the real usage when the response ends. Without
+// a token limit or budget there is nothing to reserve.
 func (st *stream) reserve() error {
-	tokens := st.promptTokens + st.maxOutput()
-	cost := st.srv.prices.Estimate(st.req.Model, st.promptTokens, st.maxOutput())
+	if !slices.ContainsFunc(st.limits, func(l ratelimit.Limit) bool { return l.TokensPerMinute > 0 || l.MonthlyBudget > 0 }) {
+		return nil
+	}
+	tokens := st.prompt() + st.maxOutput()
+	cost := st.srv.prices.Estimate(st.req.Model, st.prompt(), st.maxOutput())
 	r, err := st.srv.limiter.Reserve(st.ctx, st.limits, tokens, cost)
 	if err != nil {
 		return fmt.Errorf("reserve %d tokens: %w", tokens, err)

@@ -19,9 +19,19 @@ func (st *stream) readRequest(body []byte) error {
 	if err != nil {
 		return &badRequestError{err: err}
 	}
-	st.req = req
-	st.promptTokens = st.srv.tokenizer.CountPrompt(req.Model, body)
+	st.req, st.reqBody = req, body
 	return nil
+}
+
+// prompt is the tiktoken estimate of the prompt, counted on first need:
+// tokenizing is the costliest step of a request, and most requests need it
+// only when a token limit or budget applies, or the response lacks usage.
+func (st *stream) prompt() int64 {
+	if !st.promptCounted {
+		st.promptTokens = st.srv.tokenizer.CountPrompt(st.req.Model, st.reqBody)
+		st.promptCounted = true
+	}
+	return st.promptTokens
 }
 
 // watchResponse decides, from the response headers, how the body is read for
@@ -93,7 +103,6 @@ func (st *stream) forwarded() bool { return st.principal.TokenID != "" && st.den
 // the prompt estimate. A request denied here, or answered with an error, used
 // nothing.
 func (st *stream) measure() (usage.Usage, usage.Source) {
-	estimate := usage.Usage{PromptTokens: st.promptTokens, TotalTokens: st.promptTokens}
 	switch {
 	case !st.forwarded() || st.status >= 300:
 		return usage.Usage{}, usage.SourceProvider
@@ -102,7 +111,7 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 			return u, usage.SourceProvider
 		}
 		completion := st.srv.tokenizer.CountText(st.req.Model, st.sseParser.Text())
-		return usage.Usage{PromptTokens: st.promptTokens, CompletionTokens: completion, TotalTokens: st.promptTokens + completion}, usage.SourceTokenizer
+		return usage.Usage{PromptTokens: st.prompt(), CompletionTokens: completion, TotalTokens: st.prompt() + completion}, usage.SourceTokenizer
 	case st.readBody && !st.bodyTruncated:
 		if u, ok := usage.ParseUsage(st.body); ok {
 			return u, usage.SourceProvider
@@ -110,7 +119,7 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 	}
 	// A success without readable usage, or no answer at all (the client left
 	// first): the upstream may have done the work, so count the prompt.
-	return estimate, usage.SourceEstimated
+	return usage.Usage{PromptTokens: st.prompt(), TotalTokens: st.prompt()}, usage.SourceEstimated
 }
 
 // badRequestError: the request body is not what the endpoint accepts.

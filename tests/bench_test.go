@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/tests/envoytest"
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
 // benchBody is a small, realistic chat request.
@@ -25,7 +26,8 @@ const benchBody = `{"model":"gpt-4.1-mini","messages":[{"role":"user","content":
 //   - at saturation (closed loop, benchWorkers concurrent clients): req/s;
 //   - at moderate load (open loop, benchRate req/s): p50 and p99 latency.
 //
-// It reports both and their ratios. It is a measurement, not a test: it
+// A third row runs with every limit on, kept in Redis. It reports all three
+// and their ratios. It is a measurement, not a test: it
 // asserts nothing about time. Load goes to 127.0.0.1 only and is bounded by
 // benchDuration per phase.
 func BenchmarkGateway(b *testing.B) {
@@ -56,6 +58,18 @@ func BenchmarkGateway(b *testing.B) {
 	bareURL := fmt.Sprintf("http://127.0.0.1:%d/v1/chat/completions", bareListener)
 	proxyURL := s.envoyURL + "/v1/chat/completions"
 
+	// Limits on, in Redis: a second deployment on the same upstream whose
+	// project and token have every rate limit (set high enough never to
+	// refuse), so each request is admitted, reserved and settled in Redis.
+	lim := startStack(b, stackOptions{env: map[string]string{
+		"LLM_PROXY_LOG_LEVEL": "warn", "LLM_PROXY_REDIS_URL": testenv.Redis(b), "LLM_PROXY_REDIS_PREFIX": "bench:",
+	}})
+	lim.upstream.SetRecording(false)
+	high := map[string]any{"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000, "max_concurrent": 10_000}
+	var lp project
+	lim.mustManage("POST", "/manage/projects", map[string]any{"name": "bench", "openai_api_key": realKey, "limits": high, "monthly_budget_usd": 1_000_000}, 201, &lp)
+	limTok := lim.createToken(map[string]any{"project_id": lp.ID, "limits": high})
+
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers * 2}}
 	send := func(url, auth string) error {
 		req, _ := http.NewRequest("POST", url, strings.NewReader(benchBody))
@@ -77,6 +91,7 @@ func BenchmarkGateway(b *testing.B) {
 		// token, which is fine for a fake.
 		{"envoy", bareURL, "Bearer " + tok.Token},
 		{"envoy+llm-proxy", proxyURL, "Bearer " + tok.Token},
+		{"+redis limits", lim.envoyURL + "/v1/chat/completions", "Bearer " + limTok.Token},
 	}
 	// Prove the baseline really bypasses the sidecar: it forwards a token
 	// llm-proxy would refuse.
@@ -114,6 +129,11 @@ func BenchmarkGateway(b *testing.B) {
 	b.ReportMetric(float64((with.p99 - base.p99).Microseconds()), "added-p99-µs")
 	b.Logf("throughput ratio (with/without llm-proxy) %.2f; added latency at %d req/s: p50 %v, p99 %v",
 		with.rps/base.rps, benchRate, with.p50-base.p50, with.p99-base.p99)
+	limited := results["+redis limits"]
+	b.ReportMetric(limited.rps/with.rps, "limits-throughput-ratio")
+	b.ReportMetric(float64((limited.p50 - with.p50).Microseconds()), "limits-added-p50-µs")
+	b.Logf("Redis limits vs the plain sidecar: throughput ratio %.2f; added latency at %d req/s: p50 %v, p99 %v",
+		limited.rps/with.rps, benchRate, limited.p50-with.p50, limited.p99-with.p99)
 }
 
 // loadResult collects one load phase's latencies.

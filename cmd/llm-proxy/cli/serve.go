@@ -106,6 +106,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		if err != nil {
 			return fmt.Errorf("LLM_PROXY_REDIS_URL: %w", err)
 		}
+		// Per-call deadlines (LLM_PROXY_REDIS_TIMEOUT) only bind when the
+		// client honours the context's deadline.
+		opts.ContextTimeoutEnabled = true
 		rdb = redis.NewClient(opts)
 		defer rdb.Close()
 	}

@@ -51,6 +51,8 @@ type stream struct {
 	readBody      bool // the response body is read for usage
 	sse           bool
 	sseParser     usage.StreamParser
+	injected      bool   // include_usage was added on the client's behalf
+	usageFilter   usageChunkFilter
 	body          []byte // a JSON response, up to maxJSONResponse
 	bodyTruncated bool
 	complete      bool // the response body reached end_of_stream
@@ -130,6 +132,10 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 		if err := st.reserve(); err != nil {
 			return st.deny(err)
 		}
+		if body := st.injectIncludeUsage(); body != nil {
+			st.injected = true
+			return replaceBody(body)
+		}
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
 }
@@ -149,12 +155,20 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	return resp
 }
 
-// onResponseBody reads each chunk for usage and passes it on unchanged.
+// onResponseBody reads each chunk for usage and passes it on unchanged —
+// unless llm-proxy asked for usage on the client's behalf, when the usage-only
+// chunk is taken out.
 func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	resp := &extprocv3.BodyResponse{}
 	if st.readBody {
 		st.onResponseChunk(b.GetBody(), b.GetEndOfStream())
+		if st.injected && st.sse {
+			resp.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
+				Mutation: &extprocv3.BodyMutation_Body{Body: st.usageFilter.filter(b.GetBody(), b.GetEndOfStream())},
+			}}
+		}
 	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: resp}}
 }
 
 // deny ends the request with an OpenAI-shaped error.

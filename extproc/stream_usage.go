@@ -110,7 +110,12 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 		if u, ok := st.sseParser.Usage(); ok {
 			return u, usage.SourceProvider
 		}
-		completion := st.srv.tokenizer.CountText(st.req.Model, st.sseParser.Text())
+		text := st.sseParser.Text()
+		completion := st.srv.tokenizer.CountText(st.req.Model, text)
+		if st.sseParser.Truncated() && len(text) > 0 {
+			// Only the first part of a very long stream is kept: scale.
+			completion = completion * st.sseParser.TextBytes() / int64(len(text))
+		}
 		return usage.Usage{PromptTokens: st.prompt(), CompletionTokens: completion, TotalTokens: st.prompt() + completion}, usage.SourceTokenizer
 	case st.readBody && !st.bodyTruncated:
 		if u, ok := usage.ParseUsage(st.body); ok {

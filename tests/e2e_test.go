@@ -102,15 +102,42 @@ func TestEndToEnd(t *testing.T) {
 		chunks := 1
 		for stream.Next() {
 			chunks++
-			if c := stream.Current(); len(c.Choices) > 0 {
-				content.WriteString(c.Choices[0].Delta.Content)
+			c := stream.Current()
+			if len(c.Choices) == 0 {
+				// llm-proxy asks for usage on the client's behalf and must
+				// hide the usage-only chunk from a client that did not.
+				t.Fatalf("chunk %d without choices reached a client that did not ask for usage: %+v", chunks, c)
 			}
+			content.WriteString(c.Choices[0].Delta.Content)
 		}
 		if err := stream.Err(); err != nil {
 			t.Fatal(err)
 		}
 		if content.String() != fakeopenai.EchoReply(words) {
 			t.Fatalf("streamed content %q, want %q (%d chunks)", content.String(), fakeopenai.EchoReply(words), chunks)
+		}
+	})
+
+	t.Run("a client that asks for stream usage gets it", func(t *testing.T) {
+		params := chatParams("count me")
+		params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+		stream := s.client(tok.Token).Chat.Completions.NewStreaming(ctx, params)
+		defer stream.Close()
+		var usageChunks int
+		for stream.Next() {
+			if c := stream.Current(); len(c.Choices) == 0 && c.Usage.TotalTokens > 0 {
+				usageChunks++
+			}
+		}
+		if err := stream.Err(); err != nil || usageChunks != 1 {
+			t.Fatalf("usage chunks %d, err %v", usageChunks, err)
+		}
+		// Both streams were asked for usage upstream, whatever the client said.
+		for _, r := range s.upstream.Requests() {
+			if r.Path == "/v1/chat/completions" && strings.Contains(string(r.Body), `"stream":true`) &&
+				!strings.Contains(string(r.Body), `"include_usage":true`) {
+				t.Fatalf("a stream went upstream without include_usage: %s", r.Body)
+			}
 		}
 	})
 

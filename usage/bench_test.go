@@ -2,6 +2,7 @@ package usage
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -70,7 +71,7 @@ func chatBody(messages int, contentLen int) []byte {
 	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", contentLen/45+1)[:contentLen]
 	for i := range messages {
 		role := []string{"user", "assistant"}[i%2]
-		msgs = append(msgs, map[string]string{"role": role, "content": text})
+		msgs = append(msgs, map[string]string{"role": role, "content": fmt.Sprintf("Message %d. %s", i, text)})
 	}
 	b, _ := json.Marshal(map[string]any{"model": "gpt-4o", "stream": true, "max_tokens": 1000, "messages": msgs})
 	return b
@@ -96,6 +97,8 @@ func BenchmarkParseRequest(b *testing.B) {
 	}
 }
 
+// BenchmarkCountPrompt counts bodies cold (every text tokenized) and warm
+// (every text remembered, as for a conversation's earlier turns).
 func BenchmarkCountPrompt(b *testing.B) {
 	tok := testTokenizer(b)
 	for _, bc := range []struct {
@@ -106,9 +109,18 @@ func BenchmarkCountPrompt(b *testing.B) {
 		{"64KiB", chatBody(16, 4<<10)},
 		{"8MiB", chatBody(128, 64<<10)},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
+		b.Run(bc.name+"/cold", func(b *testing.B) {
 			b.SetBytes(int64(len(bc.body)))
 			b.ReportAllocs()
+			for b.Loop() {
+				cold := &Tokenizer{o200k: tok.o200k, cl100k: tok.cl100k, counts: newCountCache(countCacheEntries)}
+				cold.CountPrompt("gpt-4o", bc.body)
+			}
+		})
+		b.Run(bc.name+"/warm", func(b *testing.B) {
+			b.SetBytes(int64(len(bc.body)))
+			b.ReportAllocs()
+			tok.CountPrompt("gpt-4o", bc.body)
 			for b.Loop() {
 				tok.CountPrompt("gpt-4o", bc.body)
 			}

@@ -13,6 +13,10 @@ const DefaultMaxText = 1 << 20
 // any Responses API response.completed) is dropped rather than buffered.
 const maxEventBytes = 8 << 20
 
+// initialTextCap is the text buffer's first capacity: a typical reply, so
+// that most streams allocate it once.
+const initialTextCap = 4 << 10
+
 // keepBufferCap is the capacity of a line or data buffer kept across events;
 // a buffer that grew past it for one big event is released after it.
 const keepBufferCap = 64 << 10
@@ -31,8 +35,9 @@ const keepBufferCap = 64 << 10
 //     completions chunk's choices[].text, and the "delta" of the Responses API
 //     text events (output, refusal, reasoning, function/custom/MCP call
 //     arguments, code). Audio deltas are not text;
-//   - whether the stream ended properly: "data: [DONE]", or a Responses API
-//     response.completed, response.incomplete or response.failed event.
+//   - whether the stream reached its end marker: "data: [DONE]", or a
+//     Responses API response.completed, response.incomplete or
+//     response.failed event.
 //
 // Chunks may split events, lines and even CRLF pairs anywhere. Lines end in LF,
 // CRLF or CR; comment lines (":…", keep-alives) and fields other than data are
@@ -69,8 +74,9 @@ func NewStreamParser(maxText int) *StreamParser {
 	return &StreamParser{maxText: maxText}
 }
 
-// Done reports whether the stream ended properly: a "[DONE]" payload, or a
-// Responses API terminal event, has been read.
+// Done reports whether the stream reached its end marker: a "[DONE]" payload,
+// or a Responses API terminal event (response.completed, response.incomplete,
+// response.failed). A stream that stops without one was cut off.
 func (s *StreamParser) Done() bool { return s.done }
 
 // Usage returns the usage of the last event that carried a valid one; ok is
@@ -387,6 +393,9 @@ func (s *StreamParser) appendText(r *reader, ev *eventState) {
 	limit := s.textLimit()
 	if s.truncated || ev.dropped {
 		limit = len(s.text) // full: only count
+	}
+	if s.text == nil {
+		s.text = make([]byte, 0, min(limit, initialTextCap))
 	}
 	before := len(s.text)
 	var n int

@@ -164,7 +164,7 @@ func TestStreamParserSplits(t *testing.T) {
 				}
 				if len(stream) < 1500 {
 					for i := range len(stream) + 1 {
-						for j := i; j <= len(stream); j += 7 {
+						for j := i; j <= len(stream); j += 41 {
 							check(fmt.Sprintf("split at %d, %d", i, j), stream[:i], stream[i:j], "", stream[j:])
 						}
 					}
@@ -220,6 +220,10 @@ func TestStreamParserAllocs(t *testing.T) {
 	}
 	if allocs := testing.AllocsPerRun(1000, func() { s.Write(chunk) }); allocs != 0 {
 		t.Errorf("Write allocates %v times per content chunk", allocs)
+	}
+	delta := []byte(`data: {"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,"delta":" word","logprobs":[],"obfuscation":"x"}` + "\n\n")
+	if allocs := testing.AllocsPerRun(1000, func() { s.Write(delta) }); allocs != 0 {
+		t.Errorf("Write allocates %v times per Responses API text delta", allocs)
 	}
 	split := len(chunk) / 2
 	if allocs := testing.AllocsPerRun(1000, func() { s.Write(chunk[:split]); s.Write(chunk[split:]) }); allocs != 0 {

@@ -48,10 +48,21 @@ const exactTextLimit = 64 << 10
 // the binary: it never touches the network or the file system. It is safe for
 // concurrent use. Building one loads every encoding (about 0.5 s and 35 MB),
 // so a process builds one and shares it.
+//
+// tiktoken-go tokenizes at only 2–3 MB/s, so a Tokenizer remembers the counts
+// of texts of 256 bytes or more (up to 32768 of them, about 2 MB): clients
+// resend a conversation's earlier turns, its system prompt and its tools with
+// every request, and those are then counted at memory speed.
 type Tokenizer struct {
 	o200k  *tiktoken.Tiktoken
 	cl100k *tiktoken.Tiktoken
+	counts *countCache
+	// roles holds the counts of the message roles, per encoding (as encID).
+	roles [2]map[string]int64
 }
+
+// roleNames are the roles a message may have; every prompt repeats them.
+var roleNames = [...]string{"system", "developer", "user", "assistant", "tool", "function"}
 
 // NewTokenizer loads the o200k_base and cl100k_base encodings from the ranks
 // embedded by tiktoken-go-loader. Its first call installs that offline loader
@@ -66,7 +77,14 @@ func NewTokenizer() (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", encodingCL100k, err)
 	}
-	return &Tokenizer{o200k: o200k, cl100k: cl100k}, nil
+	t := &Tokenizer{o200k: o200k, cl100k: cl100k, counts: newCountCache(countCacheEntries)}
+	for id, enc := range [2]*tiktoken.Tiktoken{o200k, cl100k} {
+		t.roles[id] = make(map[string]int64, len(roleNames))
+		for _, role := range roleNames {
+			t.roles[id][role] = int64(len(enc.EncodeOrdinary(role)))
+		}
+	}
+	return t, nil
 }
 
 // encodingFor returns the encoding OpenAI uses for model. A fine-tuned model
@@ -97,19 +115,25 @@ func family(model, name string) bool {
 	return strings.HasPrefix(model, name) && (len(model) == len(name) || model[len(name)] == '-')
 }
 
-func (t *Tokenizer) encoding(model string) *tiktoken.Tiktoken {
+// counter starts a count in model's encoding.
+func (t *Tokenizer) counter(model string) counter {
+	c := counter{enc: t.o200k, encID: 0, budget: exactTextLimit, cache: t.counts}
 	if encodingFor(model) == encodingCL100k {
-		return t.cl100k
+		c.enc, c.encID = t.cl100k, 1
 	}
-	return t.o200k
+	c.roles = t.roles[c.encID]
+	return c
 }
+
+// encoding returns model's encoding.
+func (t *Tokenizer) encoding(model string) *tiktoken.Tiktoken { return t.counter(model).enc }
 
 // CountText returns the number of tokens of text in model's encoding, with no
 // message overhead. Special tokens such as <|endoftext|> count as plain text.
 // The first 64 KiB are tokenized exactly; the rest is estimated at their
 // tokens-per-byte ratio.
 func (t *Tokenizer) CountText(model, text string) int64 {
-	c := counter{enc: t.encoding(model), budget: exactTextLimit}
+	c := t.counter(model)
 	c.text(text)
 	return c.total()
 }
@@ -133,10 +157,12 @@ func (t *Tokenizer) CountText(model, text string) int64 {
 // detail), 85 with "detail": "low"; the image itself is never fetched. Audio
 // and file parts count nothing. The upstream's usage corrects all of this when
 // the request settles. Across the body, the first 64 KiB of text are tokenized
-// exactly and the rest is estimated at their tokens-per-byte ratio. A body that
-// is not a JSON object counts one token per 4 bytes.
+// exactly and the rest is estimated at their tokens-per-byte ratio; texts
+// counted before come from the Tokenizer's memory, as they were counted then,
+// and cost none of those 64 KiB. A body that is not a well-formed JSON object
+// counts one token per 4 bytes.
 func (t *Tokenizer) CountPrompt(model string, body []byte) int64 {
-	c := counter{enc: t.encoding(model), budget: exactTextLimit}
+	c := t.counter(model)
 	r := reader{b: body}
 	if !r.openObject() {
 		return bytesEstimate(len(body))
@@ -173,9 +199,12 @@ func bytesEstimate(n int) int64 { return (int64(n) + 3) / 4 }
 // counter adds up the tokens of one count.
 type counter struct {
 	enc         *tiktoken.Tiktoken
-	budget      int   // bytes of text still to tokenize exactly
-	tokens      int64 // overheads, token ids and text counted exactly
-	exactBytes  int64 // text counted exactly, for the ratio
+	encID       uint8 // for the cache: 0 o200k_base, 1 cl100k_base
+	cache       *countCache
+	roles       map[string]int64 // counts of role names, may be nil
+	budget      int              // bytes of text still to tokenize exactly
+	tokens      int64            // overheads, token ids and text counted exactly
+	exactBytes  int64            // text counted exactly, for the ratio
 	exactTokens int64
 	deferred    int64 // bytes of text past the budget, estimated at the end
 	buf         []byte
@@ -193,21 +222,80 @@ func (c *counter) total() int64 {
 	return t
 }
 
-// text counts s, exactly within the budget.
-func (c *counter) text(s string) {
-	if len(s) > c.budget {
-		cut := cutPoint(s[:c.budget])
-		c.deferred += int64(len(s) - cut)
-		s = s[:cut]
-	}
+// exact adds the tokens of size bytes of text counted exactly.
+func (c *counter) exact(tokens int64, size int) {
+	c.tokens += tokens
+	c.exactTokens += tokens
+	c.exactBytes += int64(size)
+}
+
+// tokenize counts s with tiktoken and spends the budget on it.
+func (c *counter) tokenize(s string) int64 {
+	c.budget -= len(s)
 	if s == "" {
+		return 0
+	}
+	return int64(len(c.enc.EncodeOrdinary(s)))
+}
+
+// text counts s: from the cache, else exactly within the budget and the rest
+// estimated. A text past the budget is remembered as it was counted then: the
+// exact count of its prefix and the length of the rest.
+func (c *counter) text(s string) {
+	if n, ok := c.roles[s]; ok {
+		c.exact(n, len(s))
 		return
 	}
-	n := int64(len(c.enc.EncodeOrdinary(s)))
-	c.tokens += n
-	c.exactTokens += n
-	c.exactBytes += int64(len(s))
-	c.budget -= len(s)
+	key, e, ok := c.cache.lookupString(c.encID, s)
+	if !ok {
+		e.size = len(s)
+		if len(s) > c.budget {
+			e.size = cutPoint(s[:c.budget])
+		}
+		e.tokens, e.rest = c.tokenize(s[:e.size]), len(s)-e.size
+		c.cache.put(key, e)
+	}
+	c.add(e)
+}
+
+// add adds a text's count: its exact part, and the rest to estimate.
+func (c *counter) add(e countEntry) {
+	c.exact(e.tokens, e.size)
+	c.deferred += int64(e.rest)
+}
+
+// stringValue counts a JSON string value, and skips any other value. The
+// cache is keyed on the raw JSON, so a text seen before is neither decoded
+// nor tokenized again.
+func (c *counter) stringValue(r *reader) {
+	if r.peek() != '"' {
+		r.skip()
+		return
+	}
+	raw := r.span()
+	if len(raw) >= 2 {
+		if n, ok := c.roles[string(raw[1:len(raw)-1])]; ok {
+			c.exact(n, len(raw)-2)
+			return
+		}
+	}
+	key, e, ok := c.cache.lookupJSON(c.encID, raw)
+	if !ok {
+		sr := reader{b: raw}
+		var n int
+		c.buf, n = sr.str(c.buf[:0], c.budget)
+		if sr.err {
+			r.fail()
+			return
+		}
+		s := string(c.buf)
+		if n > len(s) {
+			s = s[:cutPoint(s)] // only a prefix fit in the budget; estimate the rest
+		}
+		e = countEntry{tokens: c.tokenize(s), size: len(s), rest: n - len(s)}
+		c.cache.put(key, e)
+	}
+	c.add(e)
 }
 
 // cutPoint returns where to cut a prefix of a longer text: before the last
@@ -229,27 +317,6 @@ func cutPoint(prefix string) int {
 		}
 	}
 	return len(prefix)
-}
-
-// stringValue counts a JSON string value and skips any other value.
-func (c *counter) stringValue(r *reader) {
-	if r.peek() != '"' {
-		r.skip()
-		return
-	}
-	var n int
-	c.buf, n = r.str(c.buf[:0], c.budget)
-	if r.err {
-		return
-	}
-	s := string(c.buf)
-	if n > len(s) {
-		// Only a prefix fit in the budget; estimate the rest.
-		cut := cutPoint(s)
-		c.deferred += int64(n - cut)
-		s = s[:cut]
-	}
-	c.text(s)
 }
 
 // jsonValue counts the compact JSON of a value.

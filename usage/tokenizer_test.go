@@ -250,3 +250,57 @@ func TestTokenizerConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestCountCache checks that remembered counts are the counts: per encoding,
+// for repeated bodies, and for repeated texts within a body, which the cache
+// lets a count take exactly past the budget.
+func TestCountCache(t *testing.T) {
+	tok := testTokenizer(t)
+	cold := &Tokenizer{o200k: tok.o200k, cl100k: tok.cl100k}                                 // no cache
+	text := strings.Repeat("Once upon a time, in a land far away, lived a tokenizer. ", 700) // 40 KB
+	body, _ := json.Marshal(map[string]any{"messages": []map[string]string{
+		{"role": "user", "content": text}, {"role": "assistant", "content": text},
+		{"role": "user", "content": text}, {"role": "assistant", "content": text},
+	}})
+	for _, model := range []string{"gpt-4o", "gpt-4", "gpt-4o"} {
+		exact := int64(len(tok.encoding(model).EncodeOrdinary(text)))
+		roles := tok.CountText(model, "user")*2 + tok.CountText(model, "assistant")*2
+		want := 4*(3+exact) + roles + 3
+		for i := range 2 {
+			if got := tok.CountPrompt(model, body); got != want {
+				t.Errorf("%s, count %d: CountPrompt = %d, want %d", model, i, got, want)
+			}
+		}
+		if got := tok.CountText(model, text); got != exact {
+			t.Errorf("%s: CountText = %d, want %d", model, got, exact)
+		}
+		// Without the cache the two texts past the budget are estimated.
+		if got := cold.CountPrompt(model, body); got < want*98/100 || got > want*102/100 {
+			t.Errorf("%s: uncached CountPrompt = %d, want about %d", model, got, want)
+		}
+	}
+}
+
+func TestCountCacheEviction(t *testing.T) {
+	c := newCountCache(4)
+	for i := range 10 {
+		text := fmt.Sprintf("%0300d", i)
+		key, _, ok := c.lookupString(0, text)
+		if ok {
+			t.Fatalf("text %d found before it was put", i)
+		}
+		c.put(key, countEntry{tokens: int64(i), size: len(text)})
+		if _, e, ok := c.lookupString(0, text); !ok || e.tokens != int64(i) {
+			t.Fatalf("text %d: got %+v, %v", i, e, ok)
+		}
+		if _, _, ok := c.lookupString(1, text); ok {
+			t.Fatalf("text %d found in another encoding", i)
+		}
+		if len(c.m) > 4 {
+			t.Fatalf("cache holds %d entries, max 4", len(c.m))
+		}
+	}
+	if _, _, ok := c.lookupString(0, "short"); ok {
+		t.Error("short text cached")
+	}
+}

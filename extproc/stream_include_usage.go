@@ -1,0 +1,132 @@
+package extproc
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+)
+
+// Streamed chat and text completions report usage only when the client asks
+// (stream_options.include_usage). Without it the usage of a stream would be a
+// tokenizer estimate, so llm-proxy asks on the client's behalf and removes the
+// usage-only chunk it caused from what the client receives: a client that
+// reads choices[0] of every chunk would break on it. A client that asked gets
+// the chunk as usual.
+
+// streamOptionsPaths are the endpoints that accept stream_options.
+var streamOptionsPaths = map[string]bool{"/v1/chat/completions": true, "/v1/completions": true}
+
+// injectIncludeUsage returns the request body with include_usage set, or nil
+// when the request needs no change.
+func (st *stream) injectIncludeUsage() []byte {
+	if !st.req.Stream || st.req.IncludeUsage || !streamOptionsPaths[st.path] {
+		return nil
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(st.reqBody, &doc); err != nil {
+		return nil // readRequest accepted it; nothing sensible to change
+	}
+	opts := map[string]json.RawMessage{}
+	if raw, ok := doc["stream_options"]; ok && !bytes.Equal(raw, []byte("null")) {
+		if err := json.Unmarshal(raw, &opts); err != nil {
+			return nil
+		}
+	}
+	opts["include_usage"] = json.RawMessage("true")
+	b, err := json.Marshal(opts)
+	if err != nil {
+		return nil
+	}
+	doc["stream_options"] = b
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// replaceBody is the request-body answer that swaps in body. Envoy takes a
+// header mutation along with a BUFFERED body, and the length must match.
+func replaceBody(body []byte) *extprocv3.ProcessingResponse {
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{
+		Response: &extprocv3.CommonResponse{
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+				setHeader("content-length", strconv.Itoa(len(body))),
+			}},
+			BodyMutation: &extprocv3.BodyMutation{Mutation: &extprocv3.BodyMutation_Body{Body: body}},
+		},
+	}}}
+}
+
+// usageChunkFilter removes usage-only events from an SSE stream. It passes
+// complete events on and holds back only an event still being received, so
+// the client sees each event as soon as it is whole.
+type usageChunkFilter struct {
+	pending []byte
+}
+
+// filter returns what of the bytes received so far the client may have.
+func (f *usageChunkFilter) filter(chunk []byte, end bool) []byte {
+	f.pending = append(f.pending, chunk...)
+	out := make([]byte, 0, len(f.pending))
+	for {
+		n := eventLen(f.pending)
+		if n < 0 {
+			break
+		}
+		if ev := f.pending[:n]; !isUsageOnly(ev) {
+			out = append(out, ev...)
+		}
+		f.pending = f.pending[n:]
+	}
+	if end {
+		out = append(out, f.pending...)
+		f.pending = nil
+	}
+	if len(f.pending) == 0 {
+		f.pending = nil // let a long stream's buffer go
+	}
+	return out
+}
+
+// eventLen is the length of the first complete SSE event in b (through its
+// blank line), or -1.
+func eventLen(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		switch {
+		case i+1 < len(b) && b[i+1] == '\n':
+			return i + 2
+		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
+			return i + 3
+		}
+	}
+	return -1
+}
+
+// isUsageOnly reports whether an SSE event is a chunk with no choices and a
+// usage object: the chunk include_usage adds.
+func isUsageOnly(ev []byte) bool {
+	if !bytes.Contains(ev, []byte(`"usage"`)) {
+		return false
+	}
+	var data []byte
+	for line := range bytes.Lines(ev) {
+		if rest, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("data:")); ok {
+			data = append(data, bytes.TrimPrefix(rest, []byte(" "))...)
+		}
+	}
+	var chunk struct {
+		Choices []json.RawMessage `json:"choices"`
+		Usage   json.RawMessage   `json:"usage"`
+	}
+	if json.Unmarshal(data, &chunk) != nil {
+		return false
+	}
+	return chunk.Choices != nil && len(chunk.Choices) == 0 && len(chunk.Usage) > 0 && !bytes.Equal(chunk.Usage, []byte("null"))
+}

@@ -1,0 +1,93 @@
+package extproc
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/llm-proxy/llm-proxy/usage"
+)
+
+const sseWithUsage = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n" +
+	": keep-alive\n\n" +
+	"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\r\n\r\n" +
+	"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n" +
+	"data: [DONE]\n\n"
+
+const sseWithoutUsage = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n" +
+	": keep-alive\n\n" +
+	"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\r\n\r\n" +
+	"data: [DONE]\n\n"
+
+func TestUsageChunkFilterAtEveryChunkBoundary(t *testing.T) {
+	in := []byte(sseWithUsage)
+	for cut := 0; cut <= len(in); cut++ {
+		for cut2 := cut; cut2 <= len(in); cut2 += 7 {
+			var f usageChunkFilter
+			var out []byte
+			out = append(out, f.filter(in[:cut], false)...)
+			out = append(out, f.filter(in[cut:cut2], false)...)
+			out = append(out, f.filter(in[cut2:], true)...)
+			if string(out) != sseWithoutUsage {
+				t.Fatalf("cuts %d/%d: got %q", cut, cut2, out)
+			}
+		}
+	}
+}
+
+func TestInjectIncludeUsage(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, path string
+		want             bool // a changed body
+	}{
+		{"plain stream", `{"model":"m","stream":true,"messages":[]}`, "/v1/chat/completions", true},
+		{"other stream options kept", `{"model":"m","stream":true,"stream_options":{"x":1}}`, "/v1/chat/completions", true},
+		{"client asked", `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, "/v1/chat/completions", false},
+		{"not streamed", `{"model":"m","messages":[]}`, "/v1/chat/completions", false},
+		{"responses API reports usage itself", `{"model":"m","stream":true,"input":"x"}`, "/v1/responses", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := usage.ParseRequest([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := &stream{req: req, reqBody: []byte(tc.body), path: tc.path}
+			out := st.injectIncludeUsage()
+			if (out != nil) != tc.want {
+				t.Fatalf("changed = %v", out != nil)
+			}
+			if out == nil {
+				return
+			}
+			var doc struct {
+				StreamOptions map[string]any `json:"stream_options"`
+				Model         string         `json:"model"`
+			}
+			if err := json.Unmarshal(out, &doc); err != nil || doc.StreamOptions["include_usage"] != true || doc.Model != "m" {
+				t.Fatalf("%s → %s", tc.body, out)
+			}
+			if bytes.Contains([]byte(tc.body), []byte(`"x":1`)) && doc.StreamOptions["x"] != float64(1) {
+				t.Fatalf("other stream options lost: %s", out)
+			}
+		})
+	}
+}
+
+func FuzzUsageChunkFilter(f *testing.F) {
+	f.Add([]byte(sseWithUsage), 10)
+	f.Add([]byte("data: x\r\n\r\ndata: y"), 3)
+	f.Fuzz(func(t *testing.T, in []byte, cut int) {
+		if cut < 0 || cut > len(in) {
+			return
+		}
+		var whole, split usageChunkFilter
+		a := whole.filter(in, true)
+		b := append(split.filter(in[:cut], false), split.filter(in[cut:], true)...)
+		if !bytes.Equal(a, b) {
+			t.Fatalf("chunking changed the output: %q vs %q", a, b)
+		}
+		if len(a) > len(in) {
+			t.Fatal("filter added bytes")
+		}
+	})
+}

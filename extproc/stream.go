@@ -51,7 +51,7 @@ type stream struct {
 	readBody      bool // the response body is read for usage
 	sse           bool
 	sseParser     usage.StreamParser
-	injected      bool   // include_usage was added on the client's behalf
+	injected      bool // include_usage was added on the client's behalf
 	usageFilter   usageChunkFilter
 	body          []byte // a JSON response, up to maxJSONResponse
 	bodyTruncated bool

@@ -76,3 +76,10 @@ func statusOf(h map[string]string) int {
 	n, _ := strconv.Atoi(h[":status"])
 	return n
 }
+
+// clientAddress is the peer address Envoy reports in the request attributes
+// (request_attributes: ["source.address"]), never a client-supplied header.
+func clientAddress(req *extprocv3.ProcessingRequest) string {
+	attrs := req.GetAttributes()["envoy.filters.http.ext_proc"]
+	return attrs.GetFields()["source.address"].GetStringValue()
+}

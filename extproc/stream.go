@@ -29,14 +29,16 @@ type stream struct {
 	log   zerolog.Logger
 	start time.Time
 
-	requestID string
-	method    string
-	path      string
-	route     *compiledRoute
-	principal authz.Principal
-	outcome   string
-	denial    *apiError
-	status    int // upstream response status, once seen
+	requestID     string
+	method        string
+	path          string
+	clientAddress string        // Envoy's view of the peer, from request attributes
+	ttfb          time.Duration // until the response headers arrived
+	route         *compiledRoute
+	principal     authz.Principal
+	outcome       string
+	denial        *apiError
+	status        int // upstream response status, once seen
 
 	// Limits (stream_limits.go).
 	limits      []ratelimit.Limit
@@ -74,6 +76,7 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 	switch r := req.Request.(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		phase = "request_headers"
+		st.clientAddress = clientAddress(req)
 		resp = st.onRequestHeaders(r.RequestHeaders)
 	case *extprocv3.ProcessingRequest_RequestBody:
 		phase = "request_body"
@@ -143,6 +146,7 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 // onResponseHeaders adds the rate-limit headers and asks for the body when
 // its usage must be read.
 func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	st.ttfb = st.srv.now().Sub(st.start)
 	st.watchResponse(headerMap(h.GetHeaders()))
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{

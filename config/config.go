@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,6 +55,15 @@ type Config struct {
 	// PricesFile overrides the embedded price table.
 	PricesFile string
 
+	// EventSinks are where usage events go: file, redis, stdout (or none).
+	EventSinks         []string
+	EventsFile         string
+	EventsFileMaxBytes int64
+	EventsStream       string
+	EventsStreamMaxLen int64
+	EventsQueue        int
+	AuditFile          string // optional JSONL copy of the audit log
+
 	AuthCacheTTL       time.Duration
 	UsageFlushInterval time.Duration
 	ShutdownTimeout    time.Duration
@@ -93,6 +103,13 @@ var Vars = []Var{
 	{"LLM_PROXY_LIMIT_FAILURE_MODES", "see ratelimit docs", "what each limit does when Redis fails, e.g. requests=local,tokens=local,concurrency=open,budget=closed,lifetime=closed; modes: closed (deny), open (allow), local (in-process limiter)"},
 	{"LLM_PROXY_DEFAULT_MAX_TOKENS", "1024", "completion tokens reserved for a request without max_tokens / max_completion_tokens (settled to the real usage afterwards)"},
 	{"LLM_PROXY_PRICES_FILE", "built-in table", "JSON price table (USD per million tokens, versioned) replacing the embedded one"},
+	{"LLM_PROXY_EVENTS_SINKS", "file", "where usage events go, comma-separated: file, redis (a Redis Stream, for `llm-proxy dispatch`), stdout, or none"},
+	{"LLM_PROXY_EVENTS_FILE", "<data dir>/events.jsonl", "JSONL file of the file sink (rotated by size)"},
+	{"LLM_PROXY_EVENTS_FILE_MAX_BYTES", "104857600", "size at which the events file is rotated (5 old files kept)"},
+	{"LLM_PROXY_EVENTS_STREAM", "llmproxy:events", "Redis Stream of the redis sink"},
+	{"LLM_PROXY_EVENTS_STREAM_MAXLEN", "1000000", "approximate length the Redis Stream is trimmed to"},
+	{"LLM_PROXY_EVENTS_QUEUE", "10000", "events buffered in memory; beyond it events are dropped (counted), never waited for"},
+	{"LLM_PROXY_AUDIT_FILE", "", "optional JSONL copy of the audit log (always stored in the database)"},
 	{"LLM_PROXY_ROUTES_FILE", "built-in OpenAI list", "JSON file of allowed method + path patterns"},
 	{"LLM_PROXY_AUTH_CACHE_TTL", "10s", "how long a validated token is trusted before the store is read again; changes through this instance apply at once"},
 	{"LLM_PROXY_USAGE_FLUSH_INTERVAL", "1s", "how often token request counts are written to the store"},
@@ -119,6 +136,12 @@ func Load(getenv func(string) string) (Config, error) {
 		LimitFailureModes:  p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
 		DefaultMaxTokens:   int64(p.integer("LLM_PROXY_DEFAULT_MAX_TOKENS", 1024, 1, 10_000_000)),
 		PricesFile:         p.str("LLM_PROXY_PRICES_FILE", ""),
+		EventSinks:         p.sinks("LLM_PROXY_EVENTS_SINKS"),
+		EventsFileMaxBytes: int64(p.integer("LLM_PROXY_EVENTS_FILE_MAX_BYTES", 100<<20, 1<<10, 1<<40)),
+		EventsStream:       p.str("LLM_PROXY_EVENTS_STREAM", "llmproxy:events"),
+		EventsStreamMaxLen: int64(p.integer("LLM_PROXY_EVENTS_STREAM_MAXLEN", 1_000_000, 1000, 1<<40)),
+		EventsQueue:        p.integer("LLM_PROXY_EVENTS_QUEUE", 10_000, 1, 10_000_000),
+		AuditFile:          p.str("LLM_PROXY_AUDIT_FILE", ""),
 		RoutesFile:         p.str("LLM_PROXY_ROUTES_FILE", ""),
 		AuthCacheTTL:       p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
 		UsageFlushInterval: p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),
@@ -126,6 +149,10 @@ func Load(getenv func(string) string) (Config, error) {
 		LogLevel:           p.level("LLM_PROXY_LOG_LEVEL", zerolog.InfoLevel),
 	}
 	c.DatabaseURL = p.str("LLM_PROXY_DATABASE_URL", filepath.Join(c.DataDir, "llm-proxy.db"))
+	c.EventsFile = p.str("LLM_PROXY_EVENTS_FILE", filepath.Join(c.DataDir, "events.jsonl"))
+	if slices.Contains(c.EventSinks, "redis") && c.RedisURL == "" {
+		p.fail("LLM_PROXY_EVENTS_SINKS", "names redis, which needs LLM_PROXY_REDIS_URL")
+	}
 	if !c.Embedded() {
 		// Several replicas share a PostgreSQL database, so each generating its
 		// own secrets would split the fleet: they must come from the deployment.
@@ -282,6 +309,27 @@ func (p *parser) failureModes(name string) map[string]string {
 			p.fail(name, "mode for %s must be closed, open or local, got %q", kind, mode)
 		default:
 			out[kind] = mode
+		}
+	}
+	return out
+}
+
+// sinks parses the event sink list; "none" alone means no events.
+func (p *parser) sinks(name string) []string {
+	v := strings.TrimSpace(p.getenv(name))
+	if v == "" {
+		return []string{"file"}
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		switch s = strings.TrimSpace(s); s {
+		case "file", "redis", "stdout":
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		case "none":
+		default:
+			p.fail(name, "unknown sink %q (file, redis, stdout, none)", s)
 		}
 	}
 	return out

@@ -5,7 +5,7 @@ BIN := bin
 # Go's race detector and the e2e suite are both slow on two cores; be generous.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build deps run test vet fmt-check envoy-validate bench lint clean
+.PHONY: all build deps run test vet fmt-check envoy-validate bench lint clean proto proto-check
 
 all: build
 
@@ -46,6 +46,32 @@ bench: deps
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# Protobuf: buf (pinned) lints proto/ and generates its Go code with
+# protoc-gen-go built from the google.golang.org/protobuf version in go.mod.
+BUF := $(GO) run github.com/bufbuild/buf/cmd/buf@v1.75.0
+
+$(BIN)/protoc-gen-go: go.mod
+	$(GO) build -o $@ google.golang.org/protobuf/cmd/protoc-gen-go
+
+# Regenerates proto/**/*.pb.go after a .proto change.
+proto: $(BIN)/protoc-gen-go
+	$(BUF) format -w
+	$(BUF) lint
+	$(BUF) generate
+
+# Fails when the generated code is stale, a .proto is not buf-formatted, or
+# buf lint objects.
+proto-check: $(BIN)/protoc-gen-go
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(BUF) generate -o "$$tmp" && \
+	{ diff <(cd proto && find . -name '*.pb.go' | sort) <(cd "$$tmp/proto" && find . -name '*.pb.go' | sort) || \
+		{ echo "generated files differ from proto/ (<: in the tree, >: generated): run make proto"; exit 1; }; } && \
+	for f in $$(cd "$$tmp/proto" && find . -name '*.pb.go'); do \
+		diff -u "proto/$$f" "$$tmp/proto/$$f" || { echo "generated code is stale: run make proto"; exit 1; }; \
+	done
 
 clean:
 	rm -rf $(BIN) .run

@@ -1,11 +1,21 @@
-// Package eventsink records what requests used. Today it holds the usage
-// roll-up ([Rollup]): per project, day, model and price-table version, summed
-// in memory and flushed to the store in batches, which budgets and the usage
-// API read.
+// Package eventsink records what requests used.
 //
-// It will also hold usage and audit events: the event schema, the
-// bounded asynchronous pipeline the request path never waits on, offline
-// tiktoken counting, the JSONL and Redis Stream sinks and the dispatcher that
-// delivers to Lunary, Helicone and webhooks. The ext_proc server will emit one
-// event per request from its stream's finish step.
+// The usage roll-up ([Rollup]) sums settled requests per project, day, model
+// and price-table version in memory and flushes the sums to the store in
+// batches, which budgets and the usage API read.
+//
+// Usage events are the per-request record: one [llmproxyv1.UsageEvent] per
+// proxied request (forwarded, cache hit, denied, failed or aborted), built
+// by the ext_proc server in its stream's finish step and handed to an
+// [Emitter]. Emit never blocks: the emitter keeps a bounded queue and drops,
+// counts and logs (at a limited rate) what does not fit, so the request path
+// never waits on a sink. The emitter's Run loop, owned by main, writes the
+// queue in batches to its [Sink]s — the JSONL file ([FileSink], with
+// size-based rotation), a Redis Stream ([RedisStreamSink]) that the
+// dispatcher reads, or stdout ([StdoutSink]) — retrying a failing sink a few
+// times before it drops the batch for that sink.
+//
+// Every sink and the dispatcher use one JSON encoding of an event,
+// [MarshalEvent] and [UnmarshalEvent]; [NewEventID] makes the event ids that
+// consumers use as idempotency keys.
 package eventsink

@@ -20,6 +20,8 @@
 //	GET    /manage/tokens/{id}                      get a token → 200 token
 //	PATCH  /manage/tokens/{id}                      change name, active, expiry, cap, limits → 200 token
 //	DELETE /manage/tokens/{id}                      revoke it (kept, inactive) → 200 token
+//	GET    /manage/audit[?project_id=&action=&from=&to=&limit=&cursor=]
+//	                                                the audit log, newest first → 200 page
 //
 // Contracts callers and clients may rely on:
 //
@@ -62,8 +64,33 @@
 //     change.
 //   - Money in responses (monthly_budget_usd, cost_usd) is a JSON number
 //     written exactly from micro-USD, with at most six decimals.
+//   - Every operation that changes something (create, patch, delete,
+//     revoke, revoke-all) and succeeds is recorded in the audit log exactly
+//     once, through Options.Audit, after the store and the Invalidator and
+//     before the response is written. A failed operation, or a PATCH that
+//     changes nothing, is not recorded. The event names the action
+//     ([store.AuditProjectCreate] …), the target and its project, the
+//     request id, the actor ("management:" and the first 8 hex digits of
+//     the SHA-256 of the management token — the token is shared, so this
+//     tells tokens apart, not people) and the client address. If storing
+//     the event fails, the operation still answers success — it has
+//     happened — and the failure is logged at error with the request id;
+//     the audit log counts it and retries the event.
+//   - The client address is read from X-Forwarded-For, counting
+//     Options.TrustedHops entries from the right (1: the address Envoy,
+//     with use_remote_address, appended), or is the connection's peer with
+//     TrustedHops 0, with too few entries, or with an entry that is not an
+//     IP address. What a client puts in X-Forwarded-For itself is left of
+//     the trusted entries and never recorded.
+//   - GET /manage/audit pages by an opaque cursor (keyset on time and id):
+//     walking the pages sees every event that existed at the start exactly
+//     once. limit is 1–1000 (default 100); from (inclusive) and to
+//     (exclusive) are RFC 3339; an unknown action, a malformed time, from
+//     after to, a bad limit or a cursor the API did not return is a 400
+//     naming the parameter.
 //   - Every response carries x-request-id (the caller's, if it is 1–128
 //     visible ASCII characters, else a fresh one) and Cache-Control: no-store.
 //     Each request is logged once at info with request_id, method, path,
-//     route, status and duration; never a body or a header value.
+//     route, client_address, status and duration; never a body or a header
+//     value.
 package adminapi

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,6 +79,7 @@ type harness struct {
 	keys   *authz.Keyring
 	hasher authz.Hasher
 	inv    *recordingInvalidator
+	audit  *storeAudit
 	authz  *authz.Authorizer // only with harnessOptions.authorizer
 	logs   *testenv.LogBuffer
 	now    time.Time
@@ -100,6 +103,29 @@ type harnessOptions struct {
 	// authorizer, if set, builds a real validator whose cache the server's
 	// invalidations reach; it is then in harness.authz.
 	authorizer bool
+	// trustedHops, if set, is Options.TrustedHops; else DefaultTrustedHops.
+	trustedHops *int
+	// noAudit leaves Options.Audit nil.
+	noAudit bool
+}
+
+// storeAudit is the harness's audit writer: it stores each event at once,
+// like eventsink.AuditLog.Write, or fails while fail is set.
+type storeAudit struct {
+	st     *store.Store
+	fail   atomic.Bool
+	writes atomic.Int64 // calls, failed ones included
+}
+
+func (a *storeAudit) Write(ctx context.Context, ev store.AuditEvent) error {
+	a.writes.Add(1)
+	if a.fail.Load() {
+		return errors.New("audit store unavailable")
+	}
+	if ev.ID == "" {
+		ev.ID = authz.NewID("aud")
+	}
+	return a.st.AddAudit(ctx, []store.AuditEvent{ev})
 }
 
 // newHarnessWith is newHarness, varied by o.
@@ -124,9 +150,10 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	}
 	h := &harness{
 		t: t, store: st, keys: keys, hasher: hasher,
-		inv:  &recordingInvalidator{},
-		logs: &testenv.LogBuffer{},
-		now:  time.Now().UTC().Truncate(time.Second),
+		inv:   &recordingInvalidator{},
+		audit: &storeAudit{st: st},
+		logs:  &testenv.LogBuffer{},
+		now:   time.Now().UTC().Truncate(time.Second),
 	}
 	var ps projectStore = st
 	if o.wrapStore != nil {
@@ -136,15 +163,24 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 		h.authz = authz.NewAuthorizer(st, hasher, keys, authz.Options{CacheTTL: time.Hour})
 		h.inv.next = h.authz
 	}
-	s, err := New(Options{
+	opts := Options{
 		Store:           ps,
 		Keyring:         keys,
 		Hasher:          hasher,
 		Invalidator:     h.inv,
 		ManagementToken: testManagementToken,
+		Audit:           h.audit,
+		TrustedHops:     DefaultTrustedHops,
 		Logger:          zerolog.New(h.logs),
 		Now:             func() time.Time { return h.now },
-	})
+	}
+	if o.trustedHops != nil {
+		opts.TrustedHops = *o.trustedHops
+	}
+	if o.noAudit {
+		opts.Audit = nil
+	}
+	s, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

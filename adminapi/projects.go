@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/authz"
@@ -101,6 +102,16 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("create project: %w", err))
 		return
 	}
+	s.audit(r, store.AuditEvent{
+		Action: store.AuditProjectCreate, ProjectID: p.ID, TargetType: store.AuditTargetProject, TargetID: p.ID,
+		Detail: auditFields(
+			auditField{"name", req.Name.Set},
+			auditField{"openai_api_key", req.OpenAIAPIKey.Set},
+			activeField(req.Active),
+			auditField{"limits", req.Limits.has()},
+			auditField{"monthly_budget_usd", req.MonthlyBudgetUSD.has()},
+		),
+	})
 	writeJSON(w, http.StatusCreated, projectView(p))
 }
 
@@ -224,6 +235,16 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.invalidate.InvalidateProject(id)
+	s.audit(r, store.AuditEvent{
+		Action: store.AuditProjectUpdate, ProjectID: id, TargetType: store.AuditTargetProject, TargetID: id,
+		Detail: auditFields(
+			auditField{"name", u.Name != nil},
+			auditField{"openai_api_key", u.KeyCiphertext != nil},
+			activeField(req.Active),
+			auditField{"limits", u.SetLimits},
+			auditField{"monthly_budget_usd", u.SetMonthlyBudget},
+		),
+	})
 	writeJSON(w, http.StatusOK, projectView(p))
 }
 
@@ -234,6 +255,7 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.invalidate.InvalidateProject(id)
+	s.audit(r, store.AuditEvent{Action: store.AuditProjectDelete, ProjectID: id, TargetType: store.AuditTargetProject, TargetID: id})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -247,6 +269,10 @@ func (s *Server) revokeProjectTokens(w http.ResponseWriter, r *http.Request) {
 	// One project-wide invalidation covers every token just revoked (and any
 	// issued meanwhile) without a call per token.
 	s.invalidate.InvalidateProject(id)
+	s.audit(r, store.AuditEvent{
+		Action: store.AuditProjectTokensRevoke, ProjectID: id, TargetType: store.AuditTargetProject, TargetID: id,
+		Detail: "revoked: " + strconv.Itoa(len(ids)),
+	})
 	writeJSON(w, http.StatusOK, revokedJSON{Revoked: len(ids)})
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,6 +32,7 @@ type projectStore interface {
 	RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error)
 	RevokeProjectTokens(ctx context.Context, projectID string, at time.Time) ([]string, error)
 	ProjectUsage(ctx context.Context, projectID, fromDay, toDay string) ([]store.UsageRecord, error)
+	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, string, error)
 }
 
 // invalidator drops cached validation state; *authz.Authorizer provides it.
@@ -82,6 +84,19 @@ type Options struct {
 	}
 	// ManagementToken is the bearer token every request must present.
 	ManagementToken string
+	// Audit stores the record of every management operation that takes
+	// effect, before its response is written; usually the
+	// *eventsink.AuditLog. Nil records nothing, which is for tests and
+	// tools: a server must set it.
+	Audit auditWriter
+	// TrustedHops is how many proxies in front of the server append the
+	// address of their peer to X-Forwarded-For; the audit log records the
+	// address the outermost of them saw (see [DefaultTrustedHops], 1 for
+	// Envoy with use_remote_address). 0 ignores X-Forwarded-For and records
+	// the connection's peer. Set it to exactly the number of such proxies on
+	// every path to the server: with more, a client that reaches the
+	// server past them can choose its recorded address.
+	TrustedHops int
 	// Logger receives one info line per request and one error line per
 	// server error. The zero Logger logs nothing.
 	Logger zerolog.Logger
@@ -97,6 +112,9 @@ type Server struct {
 	hasher      authz.Hasher
 	invalidate  invalidator
 	tokenDigest [sha256.Size]byte
+	actor       string // the audit actor: "management:" and a fingerprint of the token
+	auditLog    auditWriter
+	trustedHops int
 	log         zerolog.Logger
 	now         func() time.Time
 	mux         *http.ServeMux
@@ -117,18 +135,27 @@ func New(o Options) (*Server, error) {
 	if o.ManagementToken == "" {
 		errs = append(errs, errors.New("adminapi: Options.ManagementToken is required; the management API has no open mode"))
 	}
+	if o.TrustedHops < 0 {
+		errs = append(errs, fmt.Errorf("adminapi: Options.TrustedHops is %d; it counts proxies, 0 or more", o.TrustedHops))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	digest := sha256.Sum256([]byte(o.ManagementToken))
 	s := &Server{
 		store:       o.Store,
 		keys:        o.Keyring,
 		hasher:      o.Hasher,
 		invalidate:  o.Invalidator,
-		tokenDigest: sha256.Sum256([]byte(o.ManagementToken)),
+		tokenDigest: digest,
+		// 32 bits of the token's SHA-256: enough to tell one management
+		// token from its replacement, useless for recovering a 256-bit token.
+		actor:       "management:" + hex.EncodeToString(digest[:4]),
+		auditLog:    o.Audit,
+		trustedHops: o.TrustedHops,
 		log:         o.Logger,
 		now:         o.Now,
 		mux:         http.NewServeMux(),
@@ -153,6 +180,8 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /manage/tokens/{id}", s.getToken)
 	s.mux.HandleFunc("PATCH /manage/tokens/{id}", s.updateToken)
 	s.mux.HandleFunc("DELETE /manage/tokens/{id}", s.revokeToken)
+
+	s.mux.HandleFunc("GET /manage/audit", s.listAudit)
 }
 
 // ServeHTTP assigns the request id, logs the request, bounds the body,
@@ -161,8 +190,10 @@ func (s *Server) routes() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	reqID := requestID(r.Header.Get(requestIDHeader))
+	client := clientAddress(r, s.trustedHops)
 	log := s.log.With().Str(logRequestID, reqID).Logger()
-	r = r.WithContext(log.WithContext(r.Context()))
+	ctx := withRequestInfo(log.WithContext(r.Context()), requestInfo{id: reqID, clientAddress: client})
+	r = r.WithContext(ctx)
 
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	sw.Header().Set(requestIDHeader, reqID)
@@ -187,6 +218,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ev := log.Info().
 		Str(logMethod, r.Method).
 		Str(logPath, r.URL.Path).
+		Str(logClientAddress, client).
 		Int(logStatus, sw.status).
 		Dur(logDuration, s.now().Sub(start))
 	if r.Pattern != "" {

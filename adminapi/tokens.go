@@ -112,6 +112,15 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	s.audit(r, store.AuditEvent{
+		Action: store.AuditTokenCreate, ProjectID: t.ProjectID, TargetType: store.AuditTargetToken, TargetID: t.ID,
+		Detail: auditFields(
+			auditField{"name", req.Name.has()},
+			auditField{"expires_at", t.ExpiresAt != nil},
+			auditField{"max_requests", t.MaxRequests != nil},
+			auditField{"limits", req.Limits.has()},
+		),
+	})
 	view := tokenView(t)
 	view.Token = secret
 	writeJSON(w, http.StatusCreated, view)
@@ -199,6 +208,16 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.invalidate.InvalidateToken(id)
+	s.audit(r, store.AuditEvent{
+		Action: store.AuditTokenUpdate, ProjectID: t.ProjectID, TargetType: store.AuditTargetToken, TargetID: id,
+		Detail: auditFields(
+			auditField{"name", u.Name != nil},
+			activeField(req.Active),
+			auditField{"expires_at", u.SetExpiresAt},
+			auditField{"max_requests", u.SetMaxRequests},
+			auditField{"limits", u.SetLimits},
+		),
+	})
 	writeJSON(w, http.StatusOK, tokenView(t))
 }
 
@@ -249,6 +268,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.invalidate.InvalidateToken(id)
+	s.audit(r, store.AuditEvent{Action: store.AuditTokenRevoke, ProjectID: t.ProjectID, TargetType: store.AuditTargetToken, TargetID: id})
 	writeJSON(w, http.StatusOK, tokenView(t))
 }
 

@@ -1,6 +1,6 @@
 // Package store keeps llm-proxy's durable state — projects and their proxy
-// tokens, their limits, and the daily usage roll-up — in SQL, behind one
-// concrete type, [Store].
+// tokens, their limits, the daily usage roll-up and the audit log — in SQL,
+// behind one concrete type, [Store].
 //
 // Two backends share one schema and one set of queries:
 //
@@ -34,6 +34,14 @@
 //     version) only grows: [Store.AddUsage] adds to it, concurrently from any
 //     number of replicas without losing an addition. It is billing history,
 //     so deleting a project keeps its usage.
+//   - The audit log ([AuditEvent]) is append-only: [Store.AddAudit] stores
+//     a batch atomically and skips ids already stored, so a writer may retry
+//     a batch. [Store.ListAudit] pages it newest first with an opaque
+//     keyset cursor on (time, id), so a walk through the pages sees each
+//     event that existed when it began exactly once, whatever is added
+//     meanwhile. Like usage, the audit log outlives the projects it is
+//     about. The action names ([AuditProjectCreate] …) are defined here, so
+//     every writer shares them.
 //   - A Store is safe for concurrent use and holds no package-level state.
 //
 // The package does not cache: validation on the request path is expected to

@@ -11,6 +11,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a row with the same unique key already exists.
 	ErrConflict = errors.New("conflict")
+	// ErrInvalidCursor means an [AuditQuery.Cursor] is not one that
+	// [Store.ListAudit] returned.
+	ErrInvalidCursor = errors.New("invalid cursor")
 )
 
 // Project is a tenant: it owns the real OpenAI key and the proxy tokens issued for it.
@@ -120,4 +123,88 @@ type UsageRecord struct {
 	CachedTokens     int64
 	ReasoningTokens  int64
 	CostMicroUSD     int64 // millionths of a US dollar
+}
+
+// Audit actions: the [AuditEvent.Action] values. Management operations are
+// recorded by the management API, denials by the proxy's request path.
+// [AuditActions] lists them all.
+const (
+	AuditProjectCreate       = "project.create"        // a project was created
+	AuditProjectUpdate       = "project.update"        // a project's name, key, active flag, limits or budget changed
+	AuditProjectDelete       = "project.delete"        // a project and its tokens were deleted
+	AuditProjectTokensRevoke = "project.tokens_revoke" // every active token of a project was revoked
+	AuditTokenCreate         = "token.create"          // a proxy token was issued
+	AuditTokenUpdate         = "token.update"          // a token's name, active flag, expiry, cap or limits changed
+	AuditTokenRevoke         = "token.revoke"          // a token was revoked
+	AuditCachePurge          = "cache.purge"           // cached responses were purged
+
+	AuditAuthMissingToken    = "auth.missing_token"    // a proxied request carried no token
+	AuditAuthUnknownToken    = "auth.unknown_token"    // its token matches no token
+	AuditAuthRevokedToken    = "auth.revoked_token"    // its token was revoked (or deactivated)
+	AuditAuthExpiredToken    = "auth.expired_token"    // its token has expired
+	AuditAuthProjectInactive = "auth.project_inactive" // its token's project is inactive
+	AuditAuthQuotaExhausted  = "auth.quota_exhausted"  // a quota is used up: its token's lifetime request cap or its project's monthly budget (not a per-minute rate limit)
+)
+
+// AuditActions returns every audit action this version knows, management
+// operations first, in a fixed order. The caller owns the slice.
+func AuditActions() []string {
+	return []string{
+		AuditProjectCreate, AuditProjectUpdate, AuditProjectDelete, AuditProjectTokensRevoke,
+		AuditTokenCreate, AuditTokenUpdate, AuditTokenRevoke, AuditCachePurge,
+		AuditAuthMissingToken, AuditAuthUnknownToken, AuditAuthRevokedToken,
+		AuditAuthExpiredToken, AuditAuthProjectInactive, AuditAuthQuotaExhausted,
+	}
+}
+
+// Audit outcomes: the [AuditEvent.Outcome] values.
+const (
+	AuditOutcomeSuccess = "success" // a management operation that took effect
+	AuditOutcomeDenied  = "denied"  // a request refused for a security reason
+)
+
+// Audit target types: the [AuditEvent.TargetType] values.
+const (
+	AuditTargetProject = "project"
+	AuditTargetToken   = "token"
+	AuditTargetCache   = "cache"
+)
+
+// AuditEvent is one entry of the audit log: who did what to which target,
+// when, from where, and with what outcome. Only ID and Action are required;
+// the other fields are stored as given ("" when unknown). None of them may
+// hold a secret: a token is named by its public id, never its secret or
+// hash.
+type AuditEvent struct {
+	ID            string    // unique; a second event with the same id is not stored
+	Time          time.Time // kept to the microsecond, returned in UTC; zero means now
+	Action        string    // one of the Audit… action constants
+	Actor         string    // who acted, e.g. "management:1a2b3c4d" or a token's public id
+	ProjectID     string    // the project concerned; "" for none (stored as NULL)
+	TargetType    string    // AuditTargetProject, AuditTargetToken, …
+	TargetID      string    // the target's public id
+	RequestID     string    // the x-request-id of the request that caused it
+	ClientAddress string    // the client's IP address as the trusted proxy saw it
+	Outcome       string    // AuditOutcomeSuccess or AuditOutcomeDenied
+	Detail        string    // a short, secret-free description, e.g. the fields changed
+}
+
+// Page sizes of [Store.ListAudit].
+const (
+	DefaultAuditLimit = 100  // the page size when AuditQuery.Limit is 0
+	MaxAuditLimit     = 1000 // the largest page size accepted
+)
+
+// AuditQuery selects a page of the audit log for [Store.ListAudit]. Empty
+// and zero fields do not filter.
+type AuditQuery struct {
+	ProjectID string    // only events of this project
+	Action    string    // only events with this action
+	From      time.Time // only events at or after From
+	To        time.Time // only events before To
+	// Limit is the page size, 1 to [MaxAuditLimit]; 0 means [DefaultAuditLimit].
+	Limit int
+	// Cursor continues a listing where the previous page ended: the next
+	// cursor ListAudit returned, or "" for the first page.
+	Cursor string
 }

@@ -45,6 +45,12 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"Usage", testUsage},
 		{"UsageInvalid", testUsageInvalid},
 		{"UsageConcurrent", testUsageConcurrent},
+		{"MigrateAudit", testMigrateAudit},
+		{"Audit", testAudit},
+		{"AuditInvalid", testAuditInvalid},
+		{"AuditPaging", testAuditPaging},
+		{"AuditPagingConcurrent", testAuditPagingConcurrent},
+		{"AuditFilters", testAuditFilters},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -194,7 +200,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 }
 
 // migrationFiles are the migrations the store embeds, oldest first.
-var migrationFiles = []string{"00001_projects_tokens.sql", "00002_limits_usage.sql"}
+var migrationFiles = []string{"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql"}
 
 func migrationStatus(t *testing.T, st *store.Store) string {
 	t.Helper()

@@ -1,0 +1,269 @@
+package adminapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// auditWriter stores the record of a management operation before the
+// operation is acknowledged; *eventsink.AuditLog provides it.
+type auditWriter interface {
+	Write(ctx context.Context, ev store.AuditEvent) error
+}
+
+// DefaultTrustedHops is the [Options.TrustedHops] for llm-proxy's own
+// deployment: Envoy, with use_remote_address, in front of the management API.
+const DefaultTrustedHops = 1
+
+// auditWriteTimeout bounds the wait for an audit event to be stored.
+const auditWriteTimeout = 5 * time.Second
+
+// Log field names of audit failures.
+const (
+	logClientAddress = "client_address"
+	logAuditAction   = "audit_action"
+	logAuditTarget   = "audit_target_id"
+)
+
+// requestInfo is what ServeHTTP learns about a request that the audit
+// record of an operation needs.
+type requestInfo struct {
+	id            string // the x-request-id sent back
+	clientAddress string // see clientAddress
+}
+
+type requestInfoKey struct{}
+
+func withRequestInfo(ctx context.Context, info requestInfo) context.Context {
+	return context.WithValue(ctx, requestInfoKey{}, info)
+}
+
+func requestInfoFrom(ctx context.Context) requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(requestInfo)
+	return info
+}
+
+// clientAddress returns the IP address of the client that sent r, as the
+// trusted proxies in front of the server saw it.
+//
+// Each of the trustedHops proxies appends the address of its peer to
+// X-Forwarded-For (Envoy does with use_remote_address: true), so the
+// trustedHops-th entry from the right is the one the outermost trusted
+// proxy wrote, and whatever is left of it came from the client and is
+// ignored: a client cannot choose its recorded address by sending the
+// header itself. With trustedHops 0, or when the header has fewer entries
+// than trusted hops or the entry is not an IP address (a proxy that did not
+// append), the address is the connection's peer, r.RemoteAddr.
+func clientAddress(r *http.Request, trustedHops int) string {
+	peer := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(peer); err == nil {
+		peer = host
+	}
+	if trustedHops <= 0 {
+		return peer
+	}
+	var hops []string
+	for _, v := range r.Header.Values("X-Forwarded-For") {
+		for h := range strings.SplitSeq(v, ",") {
+			hops = append(hops, strings.TrimSpace(h))
+		}
+	}
+	if len(hops) < trustedHops {
+		return peer
+	}
+	if addr, ok := parseHop(hops[len(hops)-trustedHops]); ok {
+		return addr
+	}
+	return peer
+}
+
+// parseHop reads an X-Forwarded-For entry: an IP address, possibly with a
+// port, and returns it in canonical form.
+func parseHop(s string) (string, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap().String(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap().String(), true
+	}
+	return "", false
+}
+
+// audit records a management operation that has taken effect, before its
+// response is written. A failure to store the record does not fail the
+// operation — it has happened, and answering 500 would invite a retry of
+// something already done. It is logged here at error, with the request id,
+// and counted by the audit log (llm_proxy_audit_store_errors_total), which
+// keeps the event and stores it at its next flush.
+func (s *Server) audit(r *http.Request, ev store.AuditEvent) {
+	if s.auditLog == nil {
+		return
+	}
+	info := requestInfoFrom(r.Context())
+	ev.Time = s.now().UTC()
+	ev.Actor = s.actor
+	ev.RequestID = info.id
+	ev.ClientAddress = info.clientAddress
+	ev.Outcome = store.AuditOutcomeSuccess
+	// Detached from the request: a client that hangs up once the change is
+	// made must not cancel its record.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditWriteTimeout)
+	defer cancel()
+	if err := s.auditLog.Write(ctx, ev); err != nil {
+		zerolog.Ctx(r.Context()).Error().Err(err).
+			Str(logAuditAction, ev.Action).Str(logAuditTarget, ev.TargetID).
+			Msg("audit record of a management operation not stored; the operation stands")
+	}
+}
+
+// auditField is one request field for an audit event's detail.
+type auditField struct {
+	name string
+	set  bool
+}
+
+// activeField names the active flag with its new value, the part of a
+// change an auditor needs to tell enabling from disabling.
+func activeField(o optional[bool]) auditField {
+	return auditField{name: "active=" + strconv.FormatBool(o.Value), set: o.has()}
+}
+
+// auditFields renders the fields a request set as an audit event's detail,
+// e.g. "fields: name, active=false, limits". It shows names, not values, so
+// neither a key nor a name's content reaches the audit log; "" if none.
+func auditFields(fields ...auditField) string {
+	var names []string
+	for _, f := range fields {
+		if f.set {
+			names = append(names, f.name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "fields: " + strings.Join(names, ", ")
+}
+
+// auditEventJSON is an audit event as the API shows it.
+type auditEventJSON struct {
+	ID            string  `json:"id"`
+	Time          string  `json:"time"`
+	Action        string  `json:"action"`
+	Actor         string  `json:"actor"`
+	ProjectID     *string `json:"project_id"`
+	TargetType    string  `json:"target_type"`
+	TargetID      string  `json:"target_id"`
+	RequestID     string  `json:"request_id"`
+	ClientAddress string  `json:"client_address"`
+	Outcome       string  `json:"outcome"`
+	Detail        string  `json:"detail"`
+}
+
+func auditEventView(e store.AuditEvent) auditEventJSON {
+	v := auditEventJSON{
+		ID:            e.ID,
+		Time:          e.Time.UTC().Format(time.RFC3339Nano),
+		Action:        e.Action,
+		Actor:         e.Actor,
+		TargetType:    e.TargetType,
+		TargetID:      e.TargetID,
+		RequestID:     e.RequestID,
+		ClientAddress: e.ClientAddress,
+		Outcome:       e.Outcome,
+		Detail:        e.Detail,
+	}
+	if e.ProjectID != "" {
+		v.ProjectID = &e.ProjectID
+	}
+	return v
+}
+
+// auditListJSON is a page of the audit log; NextCursor is null on the last page.
+type auditListJSON struct {
+	Object     string           `json:"object"`
+	Data       []auditEventJSON `json:"data"`
+	NextCursor *string          `json:"next_cursor"`
+}
+
+// listAudit answers GET /manage/audit?project_id=&action=&from=&to=&limit=&cursor=.
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	q, err := auditQuery(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	events, next, err := s.store.ListAudit(r.Context(), q)
+	if errors.Is(err, store.ErrInvalidCursor) {
+		writeError(w, r, invalid(codeInvalidValue, "cursor", "cursor is not a next_cursor this API returned; list again without it."))
+		return
+	}
+	if err != nil {
+		writeError(w, r, fmt.Errorf("list audit: %w", err))
+		return
+	}
+	page := auditListJSON{Object: "list", Data: make([]auditEventJSON, 0, len(events))}
+	for _, e := range events {
+		page.Data = append(page.Data, auditEventView(e))
+	}
+	if next != "" {
+		page.NextCursor = &next
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// auditQuery reads the audit listing's query parameters. Empty project_id,
+// action and cursor do not filter; from, to and limit, when present, must
+// be valid.
+func auditQuery(r *http.Request) (store.AuditQuery, error) {
+	v := r.URL.Query()
+	q := store.AuditQuery{ProjectID: v.Get("project_id"), Action: v.Get("action"), Cursor: v.Get("cursor")}
+	if q.Action != "" && !slices.Contains(store.AuditActions(), q.Action) {
+		return q, invalid(codeInvalidValue, "action", "action %q is not an audit action; use one of %s.",
+			q.Action, strings.Join(store.AuditActions(), ", "))
+	}
+	var err error
+	if v.Has("from") {
+		if q.From, err = parseTimestamp("from", v.Get("from")); err != nil {
+			return q, err
+		}
+	}
+	if v.Has("to") {
+		if q.To, err = parseTimestamp("to", v.Get("to")); err != nil {
+			return q, err
+		}
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && q.From.After(q.To) {
+		return q, invalid(codeInvalidValue, "from", "from (%s) must not be after to (%s).",
+			q.From.Format(time.RFC3339Nano), q.To.Format(time.RFC3339Nano))
+	}
+	q.Limit = store.DefaultAuditLimit
+	if v.Has("limit") {
+		n, err := strconv.Atoi(v.Get("limit"))
+		if err != nil || n < 1 || n > store.MaxAuditLimit {
+			return q, invalid(codeInvalidValue, "limit", "limit must be an integer from 1 to %d.", store.MaxAuditLimit)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// parseTimestamp reads a query parameter holding an RFC 3339 time.
+func parseTimestamp(param, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, invalid(codeInvalidValue, param, "%s must be an RFC 3339 timestamp such as 2025-03-31T12:00:00Z.", param)
+	}
+	return t, nil
+}

@@ -26,6 +26,20 @@ var (
 	ErrProjectInactive = errors.New("project inactive")
 )
 
+// DeniedError is the refusal of a token that exists: it names the token and
+// project (public ids) for the audit log. It wraps ErrTokenRevoked,
+// ErrTokenExpired or ErrProjectInactive.
+type DeniedError struct {
+	TokenID, ProjectID string
+	Err                error
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("token %s of project %s: %v", e.TokenID, e.ProjectID, e.Err)
+}
+
+func (e *DeniedError) Unwrap() error { return e.Err }
+
 // Principal is an authenticated request's identity, the key to swap in, and
 // the limits that apply to it.
 type Principal struct {
@@ -120,13 +134,16 @@ func (a *Authorizer) Authenticate(ctx context.Context, secret string) (Principal
 		}
 	}
 
+	deny := func(reason error) error {
+		return &DeniedError{TokenID: c.token.ID, ProjectID: c.project.ID, Err: reason}
+	}
 	switch {
 	case !c.token.Active:
-		return Principal{}, fmt.Errorf("token %s: %w", c.token.ID, ErrTokenRevoked)
+		return Principal{}, deny(ErrTokenRevoked)
 	case c.token.ExpiresAt != nil && !now.Before(*c.token.ExpiresAt):
-		return Principal{}, fmt.Errorf("token %s: %w", c.token.ID, ErrTokenExpired)
+		return Principal{}, deny(ErrTokenExpired)
 	case !c.project.Active:
-		return Principal{}, fmt.Errorf("token %s: project %s: %w", c.token.ID, c.project.ID, ErrProjectInactive)
+		return Principal{}, deny(ErrProjectInactive)
 	}
 	return Principal{
 		TokenID: c.token.ID, ProjectID: c.project.ID, OpenAIKey: c.openAIKey,

@@ -63,6 +63,10 @@ type Config struct {
 	EventsStreamMaxLen int64
 	EventsQueue        int
 	AuditFile          string // optional JSONL copy of the audit log
+	// TrustedHops is how many proxies in front of the management API append
+	// to X-Forwarded-For (Envoy: 1); the client address is the entry the
+	// outermost trusted one appended, never one a client wrote.
+	TrustedHops int
 
 	AuthCacheTTL       time.Duration
 	UsageFlushInterval time.Duration
@@ -110,6 +114,7 @@ var Vars = []Var{
 	{"LLM_PROXY_EVENTS_STREAM_MAXLEN", "1000000", "approximate length the Redis Stream is trimmed to"},
 	{"LLM_PROXY_EVENTS_QUEUE", "10000", "events buffered in memory; beyond it events are dropped (counted), never waited for"},
 	{"LLM_PROXY_AUDIT_FILE", "", "optional JSONL copy of the audit log (always stored in the database)"},
+	{"LLM_PROXY_TRUSTED_HOPS", "1", "proxies in front of the management API that append to X-Forwarded-For (Envoy: 1; 0: use the TCP peer)"},
 	{"LLM_PROXY_ROUTES_FILE", "built-in OpenAI list", "JSON file of allowed method + path patterns"},
 	{"LLM_PROXY_AUTH_CACHE_TTL", "10s", "how long a validated token is trusted before the store is read again; changes through this instance apply at once"},
 	{"LLM_PROXY_USAGE_FLUSH_INTERVAL", "1s", "how often token request counts are written to the store"},
@@ -142,6 +147,7 @@ func Load(getenv func(string) string) (Config, error) {
 		EventsStreamMaxLen: int64(p.integer("LLM_PROXY_EVENTS_STREAM_MAXLEN", 1_000_000, 1000, 1<<40)),
 		EventsQueue:        p.integer("LLM_PROXY_EVENTS_QUEUE", 10_000, 1, 10_000_000),
 		AuditFile:          p.str("LLM_PROXY_AUDIT_FILE", ""),
+		TrustedHops:        p.integer("LLM_PROXY_TRUSTED_HOPS", 1, 0, 10),
 		RoutesFile:         p.str("LLM_PROXY_ROUTES_FILE", ""),
 		AuthCacheTTL:       p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
 		UsageFlushInterval: p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"crypto/rand"
+	"net"
 	"strconv"
 	"strings"
 
@@ -81,5 +82,24 @@ func statusOf(h map[string]string) int {
 // (request_attributes: ["source.address"]), never a client-supplied header.
 func clientAddress(req *extprocv3.ProcessingRequest) string {
 	attrs := req.GetAttributes()["envoy.filters.http.ext_proc"]
-	return attrs.GetFields()["source.address"].GetStringValue()
+	addr := attrs.GetFields()["source.address"].GetStringValue()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host // the port says nothing about who the client is
+	}
+	return addr
+}
+
+// requestIDHeaders make the client see llm-proxy's request id — the one in
+// its usage event and logs — and keep the upstream's own (which OpenAI
+// support asks for) under x-upstream-request-id.
+func (st *stream) requestIDHeaders(resp map[string]string) []*corev3.HeaderValueOption {
+	up := resp["x-request-id"]
+	if up == st.requestID {
+		return nil
+	}
+	hs := []*corev3.HeaderValueOption{setHeader("x-request-id", st.requestID)}
+	if up != "" {
+		hs = append(hs, setHeader("x-upstream-request-id", up))
+	}
+	return hs
 }

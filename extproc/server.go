@@ -14,6 +14,7 @@ import (
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/eventsink"
+	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/usage"
@@ -41,6 +42,17 @@ type tokenCounter interface {
 	CountText(model, text string) int64
 }
 
+// eventEmitter takes one usage event per request; it must never block.
+type eventEmitter interface {
+	Emit(ev *llmproxyv1.UsageEvent)
+}
+
+// auditRecorder takes security denials into the audit log; it must never
+// block.
+type auditRecorder interface {
+	Record(ev store.AuditEvent)
+}
+
 // usageRecorder takes each settled request into the usage roll-up.
 type usageRecorder interface {
 	Record(at time.Time, rec store.UsageRecord)
@@ -52,6 +64,8 @@ var (
 	_ limiter        = (*ratelimit.Limiter)(nil)
 	_ tokenCounter   = (*usage.Tokenizer)(nil)
 	_ usageRecorder  = (*eventsink.Rollup)(nil)
+	_ eventEmitter   = (*eventsink.Emitter)(nil)
+	_ auditRecorder  = (*eventsink.AuditLog)(nil)
 )
 
 // Options configures a [Server]. Auth, Counter, Limiter, Tokenizer, Prices
@@ -63,6 +77,10 @@ type Options struct {
 	Tokenizer tokenCounter
 	Prices    *usage.Prices
 	Usage     usageRecorder
+	// Events receives one usage event per request; nil: no events.
+	Events eventEmitter
+	// Audit receives security denials; nil: not recorded.
+	Audit auditRecorder
 	// DefaultMaxTokens is reserved for a request that names no max_tokens.
 	DefaultMaxTokens int64
 	Routes           []config.Route
@@ -81,6 +99,8 @@ type Server struct {
 	tokenizer        tokenCounter
 	prices           *usage.Prices
 	usage            usageRecorder
+	events           eventEmitter
+	audit            auditRecorder
 	defaultMaxTokens int64
 	routes           allowlist
 	log              zerolog.Logger
@@ -103,6 +123,8 @@ func NewServer(o Options) *Server {
 		tokenizer:        o.Tokenizer,
 		prices:           o.Prices,
 		usage:            o.Usage,
+		events:           o.Events,
+		audit:            o.Audit,
 		defaultMaxTokens: o.DefaultMaxTokens,
 		routes:           newAllowlist(o.Routes),
 		log:              o.Logger,

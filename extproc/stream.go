@@ -147,10 +147,11 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 // its usage must be read.
 func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	st.ttfb = st.srv.now().Sub(st.start)
-	st.watchResponse(headerMap(h.GetHeaders()))
+	hdrs := headerMap(h.GetHeaders())
+	st.watchResponse(hdrs)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: st.rateLimitHeaders()},
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: append(st.requestIDHeaders(hdrs), st.rateLimitHeaders()...)},
 		}},
 	}}
 	if st.readBody {
@@ -177,6 +178,7 @@ func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 
 // deny ends the request with an OpenAI-shaped error.
 func (st *stream) deny(err error) *extprocv3.ProcessingResponse {
+	st.auditDenial(err)
 	ae := toAPIError(err)
 	st.denial = ae
 	st.outcome = outcomeDenied
@@ -201,6 +203,9 @@ func (st *stream) finish() {
 	st.srv.metrics.observeDecision(st.outcome)
 	if st.method == "" {
 		return // never saw request headers (e.g. a health probe opening a stream)
+	}
+	if st.srv.events != nil {
+		st.srv.events.Emit(st.event(elapsed))
 	}
 	ev := st.log.Info()
 	if st.outcome == outcomeError {

@@ -23,6 +23,7 @@ commands:
   serve                      run the ext_proc gRPC server and the management API
   migrate up|down|status     apply, roll back one, or list schema migrations
   envoy-config [flags]       print envoy/envoy.yaml with addresses changed (see -h)
+  dispatch                   deliver usage events from the Redis Stream to file, webhook, Lunary, Helicone (see -h)
   healthcheck                exit 0 if the local serve is ready (for container health checks)
   help                       show this text
 
@@ -37,11 +38,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, getenv, stderr)
+		return serve(ctx, getenv, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, args[1:], getenv, stdout)
 	case "envoy-config":
 		return envoyConfig(args[1:], stdout, stderr)
+	case "dispatch":
+		return runDispatch(ctx, args[1:], getenv, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
 	case "help", "-h", "--help":

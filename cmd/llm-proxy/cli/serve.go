@@ -37,7 +37,7 @@ const extprocService = "envoy.service.ext_proc.v3.ExternalProcessor"
 
 // serve runs until ctx ends, then drains: gRPC streams in flight get
 // ShutdownTimeout to finish, counts are flushed, the store is closed.
-func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
@@ -99,6 +99,19 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		}
 	}
 	rollup := eventsink.NewRollup(st)
+	auditLog, err := eventsink.NewAuditLog(st, eventsink.AuditOptions{
+		JSONLPath: cfg.AuditFile, Registerer: reg, Logger: log.With().Str("component", "audit").Logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := auditLog.Close(ctx); err != nil {
+			log.Error().Err(err).Msg("final audit flush failed")
+		}
+	}()
 
 	var rdb redis.UniversalClient
 	if cfg.RedisURL != "" {
@@ -120,6 +133,18 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Registerer:   reg,
 		Logger:       log.With().Str("component", "ratelimit").Logger(),
 	}
+	sinks, err := eventSinks(cfg, rdb, stdout)
+	if err != nil {
+		return err
+	}
+	var emitter *eventsink.Emitter
+	if len(sinks) > 0 {
+		emitter = eventsink.NewEmitter(eventsink.EmitterOptions{
+			Sinks: sinks, QueueSize: cfg.EventsQueue, Registerer: reg,
+			Logger: log.With().Str("component", "events").Logger(),
+		})
+	}
+
 	var limiter *ratelimit.Limiter
 	var invalidator interface {
 		InvalidateToken(string)
@@ -143,6 +168,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Tokenizer:        tokenizer,
 		Prices:           prices,
 		Usage:            rollup,
+		Events:           eventsOrNil(emitter),
+		Audit:            auditLog,
 		DefaultMaxTokens: cfg.DefaultMaxTokens,
 		Routes:           routes,
 		Logger:           log.With().Str("component", "extproc").Logger(),
@@ -158,6 +185,8 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		Hasher:          hasher,
 		Invalidator:     invalidator,
 		ManagementToken: cfg.ManagementToken,
+		Audit:           auditLog,
+		TrustedHops:     cfg.TrustedHops,
 		Logger:          log.With().Str("component", "adminapi").Logger(),
 	})
 	if err != nil {
@@ -213,12 +242,25 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 			log.Warn().Err(err).Msg("usage roll-up flush failed; will retry")
 		})
 	})
+	g.Go(func() error {
+		return flushEvery(gctx, cfg.UsageFlushInterval, auditLog.Flush, func(err error) {
+			log.Warn().Err(err).Msg("audit flush failed; will retry")
+		})
+	})
 	if broadcast != nil {
 		g.Go(func() error { return broadcast.Run(gctx) })
+	}
+	// Events emitted while streams drain must still be written: the emitter
+	// stops only after the servers have.
+	ectx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopEvents()
+	if emitter != nil {
+		g.Go(func() error { return emitter.Run(ectx) })
 	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutdown(cfg.ShutdownTimeout, grpcSrv, healthSrv, httpSrv, log)
+		stopEvents()
 		return nil
 	})
 	healthSrv.SetServingStatus(extprocService, healthpb.HealthCheckResponse_SERVING)

@@ -1,0 +1,51 @@
+package extproc
+
+import (
+	"errors"
+
+	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+// auditDenial records a security denial in the audit log: a missing, unknown,
+// revoked or expired token, an inactive project, a used-up budget or lifetime
+// cap. Rate limits and malformed requests are not security events.
+func (st *stream) auditDenial(err error) {
+	if st.srv.audit == nil {
+		return
+	}
+	action := denialAction(err)
+	if action == "" {
+		return
+	}
+	ev := store.AuditEvent{
+		Time: st.srv.now(), Action: action, Actor: "client", Outcome: store.AuditOutcomeDenied,
+		TargetType: store.AuditTargetToken, TargetID: st.principal.TokenID, ProjectID: st.principal.ProjectID,
+		RequestID: st.requestID, ClientAddress: st.clientAddress, Detail: st.method + " " + truncate(st.path, 200),
+	}
+	var de *authz.DeniedError
+	if errors.As(err, &de) {
+		ev.TargetID, ev.ProjectID = de.TokenID, de.ProjectID
+	}
+	st.srv.audit.Record(ev)
+}
+
+func denialAction(err error) string {
+	var le *ratelimit.LimitError
+	switch {
+	case errors.Is(err, errMissingToken):
+		return store.AuditAuthMissingToken
+	case errors.Is(err, authz.ErrInvalidToken):
+		return store.AuditAuthUnknownToken
+	case errors.Is(err, authz.ErrTokenRevoked):
+		return store.AuditAuthRevokedToken
+	case errors.Is(err, authz.ErrTokenExpired):
+		return store.AuditAuthExpiredToken
+	case errors.Is(err, authz.ErrProjectInactive):
+		return store.AuditAuthProjectInactive
+	case errors.As(err, &le) && (le.Kind == ratelimit.KindBudget || le.Kind == ratelimit.KindLifetime):
+		return store.AuditAuthQuotaExhausted
+	}
+	return ""
+}

@@ -174,7 +174,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.UsageFlushInterval <= 0 {
 		p.fail("LLM_PROXY_USAGE_FLUSH_INTERVAL", "must be positive")
 	}
-	return c, errors.Join(p.errs...)
+	return c, p.err()
 }
 
 // parser collects every problem instead of stopping at the first.
@@ -182,6 +182,8 @@ type parser struct {
 	getenv func(string) string
 	errs   []error
 }
+
+func (p *parser) err() error { return errors.Join(p.errs...) }
 
 func (p *parser) fail(name, format string, args ...any) {
 	p.errs = append(p.errs, fmt.Errorf("%s %s", name, fmt.Sprintf(format, args...)))

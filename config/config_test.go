@@ -109,12 +109,14 @@ func TestREADMEListsEverySetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range Vars {
+	for _, v := range append(append([]Var(nil), Vars...), DispatchVars...) {
 		if !strings.Contains(string(readme), "| `"+v.Name+"` |") {
 			t.Errorf("README lacks %s", v.Name)
 		}
 	}
 	src, _ := os.ReadFile("config.go")
+	dsrc, _ := os.ReadFile("dispatch.go")
+	src = append(src, dsrc...)
 	for _, name := range strings.Fields(strings.NewReplacer("\"", " ", "(", " ", ")", " ", ",", " ").Replace(string(src))) {
 		if strings.HasPrefix(name, "LLM_PROXY_") && !strings.Contains(string(readme), name) {
 			t.Errorf("config.go reads %s, which the README does not document", name)

@@ -26,8 +26,9 @@ const benchBody = `{"model":"gpt-4.1-mini","messages":[{"role":"user","content":
 //   - at saturation (closed loop, benchWorkers concurrent clients): req/s;
 //   - at moderate load (open loop, benchRate req/s): p50 and p99 latency.
 //
-// A third row runs with every limit on, kept in Redis. It reports all three
-// and their ratios. It is a measurement, not a test: it
+// A third row runs with every limit on, kept in Redis; a fourth sends usage
+// events to a Redis Stream instead of the default JSONL file. It reports all
+// rows and their ratios. It is a measurement, not a test: it
 // asserts nothing about time. Load goes to 127.0.0.1 only and is bounded by
 // benchDuration per phase.
 func BenchmarkGateway(b *testing.B) {
@@ -70,6 +71,15 @@ func BenchmarkGateway(b *testing.B) {
 	lim.mustManage("POST", "/manage/projects", map[string]any{"name": "bench", "openai_api_key": realKey, "limits": high, "monthly_budget_usd": 1_000_000}, 201, &lp)
 	limTok := lim.createToken(map[string]any{"project_id": lp.ID, "limits": high})
 
+	// Usage events into a Redis Stream (for `llm-proxy dispatch`) instead of
+	// the default JSONL file; no limits.
+	evs := startStack(b, stackOptions{env: map[string]string{
+		"LLM_PROXY_LOG_LEVEL": "warn", "LLM_PROXY_REDIS_URL": testenv.Redis(b), "LLM_PROXY_REDIS_PREFIX": "bench-ev:",
+		"LLM_PROXY_EVENTS_SINKS": "redis", "LLM_PROXY_EVENTS_STREAM": "bench:events",
+	}})
+	evs.upstream.SetRecording(false)
+	evTok := evs.createToken(map[string]any{"project_id": evs.createProject("bench", realKey).ID})
+
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers * 2}}
 	send := func(url, auth string) error {
 		req, _ := http.NewRequest("POST", url, strings.NewReader(benchBody))
@@ -92,6 +102,7 @@ func BenchmarkGateway(b *testing.B) {
 		{"envoy", bareURL, "Bearer " + tok.Token},
 		{"envoy+llm-proxy", proxyURL, "Bearer " + tok.Token},
 		{"+redis limits", lim.envoyURL + "/v1/chat/completions", "Bearer " + limTok.Token},
+		{"+redis events", evs.envoyURL + "/v1/chat/completions", "Bearer " + evTok.Token},
 	}
 	// Prove the baseline really bypasses the sidecar: it forwards a token
 	// llm-proxy would refuse.
@@ -134,6 +145,10 @@ func BenchmarkGateway(b *testing.B) {
 	b.ReportMetric(float64((limited.p50 - with.p50).Microseconds()), "limits-added-p50-µs")
 	b.Logf("Redis limits vs the plain sidecar: throughput ratio %.2f; added latency at %d req/s: p50 %v, p99 %v",
 		limited.rps/with.rps, benchRate, limited.p50-with.p50, limited.p99-with.p99)
+	streamed := results["+redis events"]
+	b.ReportMetric(streamed.rps/with.rps, "redis-events-throughput-ratio")
+	b.Logf("Redis Stream events vs file events: throughput ratio %.2f; added latency at %d req/s: p50 %v, p99 %v",
+		streamed.rps/with.rps, benchRate, streamed.p50-with.p50, streamed.p99-with.p99)
 }
 
 // loadResult collects one load phase's latencies.

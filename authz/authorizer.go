@@ -87,9 +87,10 @@ type credential struct {
 // counter is a token's lifetime request count. used is authoritative on this
 // instance; pending is the part not yet written to the store.
 type counter struct {
-	used     int64
-	pending  int64
-	lastUsed time.Time
+	used      int64
+	pending   int64
+	cacheHits int64 // not yet flushed
+	lastUsed  time.Time
 }
 
 // Options configures an [Authorizer].
@@ -208,6 +209,18 @@ func (a *Authorizer) CountRequest(tokenID string) {
 	n.lastUsed = now
 }
 
+// CountCacheHit counts one request of a token answered from the cache.
+func (a *Authorizer) CountCacheHit(tokenID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n, ok := a.counters[tokenID]
+	if !ok {
+		n = &counter{}
+		a.counters[tokenID] = n
+	}
+	n.cacheHits++
+}
+
 // RequestCount is the token's lifetime count as this instance knows it: the
 // stored count at its last load plus what it counted since. It seeds the
 // limiter's lifetime counter.
@@ -251,9 +264,9 @@ func (a *Authorizer) Flush(ctx context.Context) error {
 	a.mu.Lock()
 	var batch []store.TokenUsage
 	for id, n := range a.counters {
-		if n.pending > 0 {
-			batch = append(batch, store.TokenUsage{TokenID: id, Requests: n.pending, LastUsedAt: n.lastUsed})
-			n.pending = 0
+		if n.pending > 0 || n.cacheHits > 0 {
+			batch = append(batch, store.TokenUsage{TokenID: id, Requests: n.pending, CacheHits: n.cacheHits, LastUsedAt: n.lastUsed})
+			n.pending, n.cacheHits = 0, 0
 		}
 	}
 	a.mu.Unlock()
@@ -265,6 +278,7 @@ func (a *Authorizer) Flush(ctx context.Context) error {
 		a.mu.Lock()
 		for _, u := range batch {
 			a.counters[u.TokenID].pending += u.Requests
+			a.counters[u.TokenID].cacheHits += u.CacheHits
 		}
 		a.mu.Unlock()
 		return fmt.Errorf("flush token usage: %w", err)

@@ -63,6 +63,13 @@ type Config struct {
 	EventsStreamMaxLen int64
 	EventsQueue        int
 	AuditFile          string // optional JSONL copy of the audit log
+	// Cache selects the response cache backend: memory, redis or off.
+	Cache              string
+	CacheMaxBytes      int64
+	CacheMaxEntryBytes int
+	CacheTTL           time.Duration
+	CacheWait          time.Duration
+
 	// TrustedHops is how many proxies in front of the management API append
 	// to X-Forwarded-For (Envoy: 1); the client address is the entry the
 	// outermost trusted one appended, never one a client wrote.
@@ -114,6 +121,11 @@ var Vars = []Var{
 	{"LLM_PROXY_EVENTS_STREAM_MAXLEN", "1000000", "approximate length the Redis Stream is trimmed to"},
 	{"LLM_PROXY_EVENTS_QUEUE", "10000", "events buffered in memory; beyond it events are dropped (counted), never waited for"},
 	{"LLM_PROXY_AUDIT_FILE", "", "optional JSONL copy of the audit log (always stored in the database)"},
+	{"LLM_PROXY_CACHE", "memory", "response cache: memory (per replica, bounded), redis (shared; needs LLM_PROXY_REDIS_URL) or off"},
+	{"LLM_PROXY_CACHE_MAX_BYTES", "268435456", "memory cache size; least valuable entries are evicted beyond it"},
+	{"LLM_PROXY_CACHE_MAX_ENTRY_BYTES", "8388608", "largest response stored (a longer stream is passed through, not stored)"},
+	{"LLM_PROXY_CACHE_TTL", "5m", "lifetime of a cached response whose Cache-Control names none"},
+	{"LLM_PROXY_CACHE_WAIT", "10s", "how long identical concurrent misses wait for the first one's response before going upstream themselves"},
 	{"LLM_PROXY_TRUSTED_HOPS", "1", "proxies in front of the management API that append to X-Forwarded-For (Envoy: 1; 0: use the TCP peer)"},
 	{"LLM_PROXY_ROUTES_FILE", "built-in OpenAI list", "JSON file of allowed method + path patterns"},
 	{"LLM_PROXY_AUTH_CACHE_TTL", "10s", "how long a validated token is trusted before the store is read again; changes through this instance apply at once"},
@@ -148,6 +160,11 @@ func Load(getenv func(string) string) (Config, error) {
 		EventsQueue:        p.integer("LLM_PROXY_EVENTS_QUEUE", 10_000, 1, 10_000_000),
 		AuditFile:          p.str("LLM_PROXY_AUDIT_FILE", ""),
 		TrustedHops:        p.integer("LLM_PROXY_TRUSTED_HOPS", 1, 0, 10),
+		Cache:              p.str("LLM_PROXY_CACHE", "memory"),
+		CacheMaxBytes:      int64(p.integer("LLM_PROXY_CACHE_MAX_BYTES", 256<<20, 1<<20, 1<<40)),
+		CacheMaxEntryBytes: p.integer("LLM_PROXY_CACHE_MAX_ENTRY_BYTES", 8<<20, 1<<10, 1<<30),
+		CacheTTL:           p.duration("LLM_PROXY_CACHE_TTL", 5*time.Minute),
+		CacheWait:          p.duration("LLM_PROXY_CACHE_WAIT", 10*time.Second),
 		RoutesFile:         p.str("LLM_PROXY_ROUTES_FILE", ""),
 		AuthCacheTTL:       p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
 		UsageFlushInterval: p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),
@@ -156,6 +173,15 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	c.DatabaseURL = p.str("LLM_PROXY_DATABASE_URL", filepath.Join(c.DataDir, "llm-proxy.db"))
 	c.EventsFile = p.str("LLM_PROXY_EVENTS_FILE", filepath.Join(c.DataDir, "events.jsonl"))
+	switch c.Cache {
+	case "memory", "off":
+	case "redis":
+		if c.RedisURL == "" {
+			p.fail("LLM_PROXY_CACHE", "redis needs LLM_PROXY_REDIS_URL")
+		}
+	default:
+		p.fail("LLM_PROXY_CACHE", "must be memory, redis or off, got %q", c.Cache)
+	}
 	if slices.Contains(c.EventSinks, "redis") && c.RedisURL == "" {
 		p.fail("LLM_PROXY_EVENTS_SINKS", "names redis, which needs LLM_PROXY_REDIS_URL")
 	}

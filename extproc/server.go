@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
@@ -25,9 +26,10 @@ type authenticator interface {
 	Authenticate(ctx context.Context, token string) (authz.Principal, error)
 }
 
-// requestCounter counts admitted requests per token (request_count).
+// requestCounter counts admitted requests and cache hits per token.
 type requestCounter interface {
 	CountRequest(tokenID string)
+	CountCacheHit(tokenID string)
 }
 
 // limiter enforces rates, concurrency, budgets and lifetime caps.
@@ -66,6 +68,7 @@ var (
 	_ usageRecorder  = (*eventsink.Rollup)(nil)
 	_ eventEmitter   = (*eventsink.Emitter)(nil)
 	_ auditRecorder  = (*eventsink.AuditLog)(nil)
+	_ responseCache  = (*cachefilter.Cache)(nil)
 )
 
 // Options configures a [Server]. Auth, Counter, Limiter, Tokenizer, Prices
@@ -81,6 +84,14 @@ type Options struct {
 	Events eventEmitter
 	// Audit receives security denials; nil: not recorded.
 	Audit auditRecorder
+	// Cache answers repeated requests; nil: no cache. CacheTTL is the
+	// lifetime of a response that names none, CacheMaxEntry the largest
+	// response stored (bytes), CacheWait how long identical concurrent
+	// misses wait for the first one's answer.
+	Cache         responseCache
+	CacheTTL      time.Duration
+	CacheMaxEntry int
+	CacheWait     time.Duration
 	// DefaultMaxTokens is reserved for a request that names no max_tokens.
 	DefaultMaxTokens int64
 	Routes           []config.Route
@@ -101,6 +112,10 @@ type Server struct {
 	usage            usageRecorder
 	events           eventEmitter
 	audit            auditRecorder
+	cache            responseCache
+	cacheTTL         time.Duration
+	cacheMaxEntry    int
+	cacheWait        time.Duration
 	defaultMaxTokens int64
 	routes           allowlist
 	log              zerolog.Logger
@@ -125,6 +140,10 @@ func NewServer(o Options) *Server {
 		usage:            o.Usage,
 		events:           o.Events,
 		audit:            o.Audit,
+		cache:            o.Cache,
+		cacheTTL:         o.CacheTTL,
+		cacheMaxEntry:    o.CacheMaxEntry,
+		cacheWait:        o.CacheWait,
 		defaultMaxTokens: o.DefaultMaxTokens,
 		routes:           newAllowlist(o.Routes),
 		log:              o.Logger,

@@ -57,7 +57,8 @@ func (f fakeAuth) Authenticate(_ context.Context, token string) (authz.Principal
 	return authz.Principal{}, authz.ErrInvalidToken
 }
 
-func (f fakeAuth) CountRequest(string) {}
+func (f fakeAuth) CountRequest(string)  {}
+func (f fakeAuth) CountCacheHit(string) {}
 
 // recorder keeps what the server records in the usage roll-up.
 type recorder struct {

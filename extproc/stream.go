@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -9,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/usage"
 )
@@ -39,6 +41,16 @@ type stream struct {
 	outcome       string
 	denial        *apiError
 	status        int // upstream response status, once seen
+
+	reqHeaders map[string]string
+
+	// Cache (stream_cache.go).
+	cacheStatus  string
+	cacheKey     string
+	cacheRelease func()
+	capture      *cachefilter.Capture
+	storeTTL     time.Duration
+	storeHeaders map[string]string
 
 	// Limits (stream_limits.go).
 	limits      []ratelimit.Limit
@@ -107,6 +119,7 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 // proxy token, the request limits, then the key swap.
 func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hdrs := headerMap(h.GetHeaders())
+	st.reqHeaders = hdrs
 	st.identify(hdrs)
 	if err := st.checkRoute(hdrs); err != nil {
 		return st.deny(err)
@@ -118,6 +131,11 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 		return st.deny(err)
 	}
 	st.outcome = outcomeForwarded
+	if st.route.Body != "json" {
+		if hit := st.lookupCache(nil); hit != nil {
+			return hit
+		}
+	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{
 		RequestHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation: st.upstreamHeaders(hdrs),
@@ -131,6 +149,9 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if st.outcome == outcomeForwarded && st.route != nil && st.route.Body == "json" {
 		if err := st.readRequest(b.GetBody()); err != nil {
 			return st.deny(err)
+		}
+		if hit := st.lookupCache(b.GetBody()); hit != nil {
+			return hit // before the reservation: a hit uses no tokens
 		}
 		if err := st.reserve(); err != nil {
 			return st.deny(err)
@@ -151,10 +172,10 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	st.watchResponse(hdrs)
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: append(st.requestIDHeaders(hdrs), st.rateLimitHeaders()...)},
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs))},
 		}},
 	}}
-	if st.readBody {
+	if st.readBody || st.capture != nil {
 		resp.ModeOverride = st.responseBodyMode()
 	}
 	return resp
@@ -165,6 +186,7 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 // chunk is taken out.
 func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	resp := &extprocv3.BodyResponse{}
+	st.captureChunk(b.GetBody(), b.GetEndOfStream())
 	if st.readBody {
 		st.onResponseChunk(b.GetBody(), b.GetEndOfStream())
 		if st.injected && st.sse {
@@ -199,6 +221,7 @@ func (st *stream) finish() {
 		st.outcome = outcomeAborted
 	}
 	st.settle(ctx)
+	st.releaseCache()
 	elapsed := st.srv.now().Sub(st.start)
 	st.srv.metrics.observeDecision(st.outcome)
 	if st.method == "" {

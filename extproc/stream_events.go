@@ -23,6 +23,7 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 		Status:        int32(st.status),
 		Stream:        st.req.Stream,
 		Outcome:       st.outcome,
+		CacheStatus:   st.cacheStatus,
 		LatencyMs:     ms(latency),
 		TtfbMs:        ms(st.ttfb),
 		ClientAddress: st.clientAddress,

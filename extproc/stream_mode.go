@@ -34,6 +34,9 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 	if st.admission != nil && st.admission.Requests().Limit > 0 {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND
 	}
+	if st.cacheStatus == cacheMiss {
+		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // to decide whether to store
+	}
 	if st.srv.events != nil {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // the event needs the status
 	}

@@ -104,7 +104,7 @@ func (st *stream) forwarded() bool { return st.principal.TokenID != "" && st.den
 // nothing.
 func (st *stream) measure() (usage.Usage, usage.Source) {
 	switch {
-	case !st.forwarded() || st.status >= 300:
+	case !st.forwarded() || st.status >= 300 || st.cacheStatus == cacheHit:
 		return usage.Usage{}, usage.SourceProvider
 	case st.readBody && st.sse:
 		if u, ok := st.sseParser.Usage(); ok {

@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
@@ -37,4 +40,16 @@ func eventsOrNil(e *eventsink.Emitter) interface{ Emit(*llmproxyv1.UsageEvent) }
 		return nil
 	}
 	return e
+}
+
+// cacheOrNil keeps a nil *Cache from becoming a non-nil interface.
+func cacheOrNil(c *cachefilter.Cache) interface {
+	Get(ctx context.Context, projectID, key string) (*cachefilter.Entry, bool, error)
+	Set(ctx context.Context, projectID, key string, e *cachefilter.Entry) error
+	Acquire(ctx context.Context, projectID, key string, wait time.Duration) (bool, *cachefilter.Entry, func())
+} {
+	if c == nil {
+		return nil
+	}
+	return c
 }

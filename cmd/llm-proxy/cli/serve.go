@@ -23,6 +23,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/extproc"
@@ -145,6 +146,18 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		})
 	}
 
+	var cache *cachefilter.Cache
+	cacheOpts := []cachefilter.Option{
+		cachefilter.WithMaxEntryBytes(cfg.CacheMaxEntryBytes), cachefilter.WithRegisterer(reg),
+		cachefilter.WithLogger(log.With().Str("component", "cache").Logger()),
+	}
+	switch cfg.Cache {
+	case "memory":
+		cache = cachefilter.NewMemory(cfg.CacheMaxBytes, time.Now, cacheOpts...)
+	case "redis":
+		cache = cachefilter.NewRedis(rdb, cfg.RedisPrefix+"cache:", cfg.RedisTimeout, cacheOpts...)
+	}
+
 	var limiter *ratelimit.Limiter
 	var invalidator interface {
 		InvalidateToken(string)
@@ -170,6 +183,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Usage:            rollup,
 		Events:           eventsOrNil(emitter),
 		Audit:            auditLog,
+		Cache:            cacheOrNil(cache),
+		CacheTTL:         cfg.CacheTTL,
+		CacheMaxEntry:    cfg.CacheMaxEntryBytes,
+		CacheWait:        cfg.CacheWait,
 		DefaultMaxTokens: cfg.DefaultMaxTokens,
 		Routes:           routes,
 		Logger:           log.With().Str("component", "extproc").Logger(),

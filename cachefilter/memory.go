@@ -1,0 +1,104 @@
+package cachefilter
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// memKey scopes a key to its project; no key of one project can name an
+// entry of another.
+type memKey struct{ project, key string }
+
+// memory keeps entries in an otter cache bounded by bytes.
+type memory struct {
+	c *otter.Cache[memKey, *Entry]
+}
+
+// NewMemory returns a Cache held in this process, bounded by maxBytes (the
+// sum of the entries' sizes: body, headers, a fixed overhead;
+// [DefaultMaxBytes] when maxBytes <= 0). Beyond it, otter evicts the entries
+// least likely to be used again (W-TinyLFU), and each entry expires at the
+// end of its TTL. One entry may take at most a quarter of maxBytes, whatever
+// [WithMaxEntryBytes] says. now is the clock for TTLs and ages (time.Now when
+// nil); a fake one makes expiry testable.
+//
+// The cache starts no goroutine: maintenance (eviction, removal of expired
+// entries) runs on the calling goroutines.
+func NewMemory(maxBytes int64, now func() time.Time, opts ...Option) *Cache {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBytes
+	}
+	if now == nil {
+		now = time.Now
+	}
+	m := &memory{}
+	c, _ := newCache(m, now, opts)
+	c.maxEntry = int(min(int64(c.maxEntry), maxBytes/4))
+	oc, err := otter.New(&otter.Options[memKey, *Entry]{
+		MaximumWeight: uint64(maxBytes),
+		Weigher: func(k memKey, e *Entry) uint32 {
+			return uint32(min(e.size()+len(k.project)+len(k.key), math.MaxUint32))
+		},
+		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[memKey, *Entry]) time.Duration {
+			return e.Value.Remaining(now())
+		}),
+		Clock:    clock{now},
+		Executor: func(fn func()) { fn() },
+	})
+	if err != nil {
+		panic("cachefilter: otter options: " + err.Error()) // static options: a programming error
+	}
+	m.c = oc
+	return c
+}
+
+// clock gives otter the cache's time and no ticks, so otter runs no
+// background goroutine.
+type clock struct{ now func() time.Time }
+
+func (c clock) NowNano() int64                    { return c.now().UnixNano() }
+func (clock) Tick(time.Duration) <-chan time.Time { return nil }
+
+func (m *memory) get(_ context.Context, project, key string) (*Entry, error) {
+	e, _ := m.c.GetIfPresent(memKey{project, key})
+	return e, nil
+}
+
+func (m *memory) set(_ context.Context, project, key string, e *Entry, _ time.Duration) error {
+	m.c.Set(memKey{project, key}, e)
+	return nil
+}
+
+func (m *memory) del(_ context.Context, project, key string) (int, error) {
+	if _, ok := m.c.Invalidate(memKey{project, key}); ok {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (m *memory) delProject(_ context.Context, project string) (int, error) {
+	return m.delWhere(func(k memKey) bool { return k.project == project }), nil
+}
+
+func (m *memory) delAll(context.Context) (int, error) {
+	return m.delWhere(func(memKey) bool { return true }), nil
+}
+
+func (m *memory) delWhere(match func(memKey) bool) int {
+	var keys []memKey
+	for k := range m.c.Keys() {
+		if match(k) {
+			keys = append(keys, k)
+		}
+	}
+	n := 0
+	for _, k := range keys {
+		if _, ok := m.c.Invalidate(k); ok {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,179 @@
+package cachefilter_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy/llm-proxy/cachefilter"
+	"github.com/llm-proxy/llm-proxy/cachefilter/cachetest"
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
+)
+
+// newClient connects to url the way the cache wants: the context's deadline
+// bounds every read and write.
+func newClient(t testing.TB, url string) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.ContextTimeoutEnabled = true
+	c := redis.NewClient(opts)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func testPrefix() string { return fmt.Sprintf("llmproxy:cache:test:%x:", rand.Uint64()) }
+
+// suiteTimeout is generous: the suite runs many parallel tests on one Redis
+// under the race detector, and a timeout there would be a false failure.
+const suiteTimeout = 5 * time.Second
+
+func TestRedis(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, testenv.Redis(t))
+	cachetest.Run(t, func(t *testing.T, maxEntryBytes int) cachetest.Harness {
+		return cachetest.Harness{
+			Cache:   cachefilter.NewRedis(c, testPrefix(), suiteTimeout, cachefilter.WithMaxEntryBytes(maxEntryBytes)),
+			Advance: time.Sleep,
+			Now:     time.Now,
+		}
+	})
+}
+
+// With a lock TTL, the suite holds as well, and the lock makes replicas (two
+// caches on one Redis, each with its own in-process coalescing) coalesce.
+func TestRedisLocked(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, testenv.Redis(t))
+	cachetest.Run(t, func(t *testing.T, maxEntryBytes int) cachetest.Harness {
+		return cachetest.Harness{
+			Cache: cachefilter.NewRedis(c, testPrefix(), suiteTimeout,
+				cachefilter.WithMaxEntryBytes(maxEntryBytes), cachefilter.WithLockTTL(10*time.Second)),
+			Advance: time.Sleep,
+			Now:     time.Now,
+		}
+	})
+}
+
+// Two replicas (two caches with their own coalescing, one Redis and prefix)
+// with the cross-replica lock: 20 concurrent identical misses, 10 per
+// replica, go upstream once.
+func TestRedisCoalesceAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	url := testenv.Redis(t)
+	prefix := testPrefix()
+	replicas := []*cachefilter.Cache{
+		cachefilter.NewRedis(newClient(t, url), prefix, suiteTimeout, cachefilter.WithLockTTL(10*time.Second)),
+		cachefilter.NewRedis(newClient(t, url), prefix, suiteTimeout, cachefilter.WithLockTTL(10*time.Second)),
+	}
+	ctx := context.Background()
+	var leaders, hits atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 20 {
+		c := replicas[i%2]
+		wg.Go(func() {
+			<-start
+			leader, e, release := c.Acquire(ctx, "p", "k", 10*time.Second)
+			defer release()
+			if !leader {
+				if e == nil || string(e.Body) != "filled" {
+					t.Errorf("follower got %+v", e)
+				}
+				hits.Add(1)
+				return
+			}
+			leaders.Add(1)
+			time.Sleep(200 * time.Millisecond)
+			if err := c.Set(ctx, "p", "k", &cachefilter.Entry{Status: 200, Body: []byte("filled"), TTL: time.Minute}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if leaders.Load() != 1 || hits.Load() != 19 {
+		t.Fatalf("%d leaders, %d hits; want 1 and 19", leaders.Load(), hits.Load())
+	}
+}
+
+// A Redis that is down, or accepts connections and never answers: Get fails
+// within about the timeout, the caller serves the request as a miss, and the
+// metrics say so. Set and purges fail too, and Acquire fails open.
+func TestRedisUnreachable(t *testing.T) {
+	t.Parallel()
+	hung, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hung.Close() })
+	go func() { // accept and hold connections, never answer
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hung.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := down.Addr().String()
+	down.Close()
+
+	for _, tc := range []struct{ name, addr string }{{"down", downAddr}, {"hung", hung.Addr().String()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := redis.NewClient(&redis.Options{Addr: tc.addr, ContextTimeoutEnabled: true, MaxRetries: -1})
+			t.Cleanup(func() { c.Close() })
+			reg := prometheus.NewRegistry()
+			const timeout = 100 * time.Millisecond
+			cache := cachefilter.NewRedis(c, "", timeout, cachefilter.WithRegisterer(reg), cachefilter.WithLockTTL(time.Second))
+			ctx := context.Background()
+
+			start := time.Now()
+			e, ok, err := cache.Get(ctx, "p", "k")
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("Get took %v with a %v timeout", d, timeout)
+			}
+			if e != nil || ok || err == nil {
+				t.Fatalf("Get = %v, %v, %v; want a miss with an error", e, ok, err)
+			}
+			if err := cache.Set(ctx, "p", "k", &cachefilter.Entry{Status: 200, TTL: time.Minute}); err == nil {
+				t.Error("Set succeeded")
+			}
+			if _, err := cache.PurgeAll(ctx); err == nil {
+				t.Error("PurgeAll succeeded")
+			}
+			leader, _, release := cache.Acquire(ctx, "p", "k", time.Second)
+			release()
+			if !leader {
+				t.Error("Acquire did not fail open")
+			}
+			if got := counterValue(t, reg, "llm_proxy_cache_requests_total", "error"); got != 1 {
+				t.Errorf("requests{result=error} = %v, want 1", got)
+			}
+			if got := counterValue(t, reg, "llm_proxy_cache_backend_errors_total", ""); got < 3 {
+				t.Errorf("backend errors = %v, want at least 3", got)
+			}
+		})
+	}
+}

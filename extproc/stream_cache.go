@@ -1,0 +1,151 @@
+package extproc
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/llm-proxy/llm-proxy/cachefilter"
+)
+
+// Cache states recorded in the usage event.
+const (
+	cacheHit    = "hit"
+	cacheMiss   = "miss"
+	cacheBypass = "bypass"
+)
+
+// responseCache is the response cache (package cachefilter).
+type responseCache interface {
+	Get(ctx context.Context, projectID, key string) (*cachefilter.Entry, bool, error)
+	Set(ctx context.Context, projectID, key string, e *cachefilter.Entry) error
+	Acquire(ctx context.Context, projectID, key string, wait time.Duration) (leader bool, entry *cachefilter.Entry, release func())
+}
+
+// lookupCache answers a request from the cache when it may be and an entry
+// exists; it returns nil to go upstream. GET and HEAD are looked up at the
+// request headers, opt-in POSTs at the body (the key covers the canonical
+// JSON). Identical concurrent misses wait for one upstream call (Acquire).
+// Keys are scoped by project, so no project ever sees another's entries.
+func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
+	if st.srv.cache == nil {
+		return nil
+	}
+	ok, maxAge := cachefilter.Lookupable(st.method, st.reqHeaders, false)
+	if !ok {
+		st.cacheStatus = cacheBypass
+		return nil
+	}
+	_, query, _ := strings.Cut(st.reqHeaders[":path"], "?")
+	key, err := cachefilter.KeyFor(st.principal.ProjectID, st.method, st.path, query, body, variantHeader(st.reqHeaders))
+	if err != nil {
+		st.cacheStatus = cacheBypass
+		return nil
+	}
+	project := st.principal.ProjectID
+	if e, found, err := st.srv.cache.Get(st.ctx, project, key); err == nil && found && fresh(e, maxAge, st.srv.now()) {
+		return st.serveHit(e)
+	}
+	leader, e, release := st.srv.cache.Acquire(st.ctx, project, key, st.srv.cacheWait)
+	if !leader && e != nil {
+		return st.serveHit(e)
+	}
+	st.cacheKey, st.cacheRelease, st.cacheStatus = key, release, cacheMiss
+	return nil
+}
+
+func fresh(e *cachefilter.Entry, maxAge time.Duration, now time.Time) bool {
+	return maxAge <= 0 || e.Age(now) <= maxAge
+}
+
+// variantHeader is the request's headers in net/http form for KeyFor, which
+// picks the few that select a representation.
+func variantHeader(h map[string]string) http.Header {
+	out := http.Header{}
+	for _, name := range []string{"accept", "accept-encoding", "openai-beta"} {
+		if v, ok := h[name]; ok {
+			out.Set(name, v)
+		}
+	}
+	return out
+}
+
+// serveHit answers with the stored response. A hit has used a request-rate
+// slot (it was admitted) but no tokens, and counts as the token's cache hit.
+func (st *stream) serveHit(e *cachefilter.Entry) *extprocv3.ProcessingResponse {
+	st.cacheStatus = cacheHit
+	st.status = e.Status
+	st.srv.counter.CountCacheHit(st.principal.TokenID)
+	hs := append([]*corev3.HeaderValueOption{setHeader("x-request-id", st.requestID)}, st.rateLimitHeaders()...)
+	for k, v := range e.ImmediateHeaders(st.srv.now()) {
+		hs = append(hs, setHeader(k, v))
+	}
+	body := e.Body
+	if st.method == http.MethodHead {
+		body = nil
+	}
+	hs = append(hs, setHeader("content-length", strconv.Itoa(len(e.Body))))
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{
+		ImmediateResponse: &extprocv3.ImmediateResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(e.Status)},
+			Headers: &extprocv3.HeaderMutation{SetHeaders: hs},
+			Body:    body,
+			Details: "llm_proxy_cache_hit",
+		},
+	}}
+}
+
+// watchCache decides at the response headers whether the response will be
+// stored, and starts a bounded capture of its body if so.
+func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption {
+	if st.cacheStatus != cacheMiss {
+		return nil
+	}
+	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, resp, st.status, st.srv.cacheTTL)
+	if ok {
+		st.storeTTL = ttl
+		st.storeHeaders = cachefilter.StoredHeaders(resp)
+		if strings.HasPrefix(resp["content-type"], "text/event-stream") {
+			st.capture = cachefilter.NewStreamCapture(st.srv.cacheMaxEntry)
+		} else {
+			st.capture = cachefilter.NewCapture(st.srv.cacheMaxEntry)
+		}
+	}
+	return []*corev3.HeaderValueOption{setHeader("cache-status", cachefilter.MissStatus(false))}
+}
+
+// captureChunk tees a body chunk into the capture and stores the entry once
+// the response is complete: a truncated or aborted stream never is.
+func (st *stream) captureChunk(chunk []byte, end bool) {
+	if st.capture == nil {
+		return
+	}
+	st.capture.Write(chunk)
+	if !end {
+		return
+	}
+	st.capture.End()
+	if st.capture.Complete() {
+		e := &cachefilter.Entry{Status: st.status, Header: st.storeHeaders, Body: st.capture.Bytes(),
+			Stream: st.capture.Stream(), TTL: st.storeTTL}
+		if err := st.srv.cache.Set(st.ctx, st.principal.ProjectID, st.cacheKey, e); err != nil {
+			st.log.Warn().Err(err).Msg("cache store failed")
+		}
+	}
+	st.capture = nil
+	st.releaseCache()
+}
+
+// releaseCache lets requests waiting on this one's fill go on.
+func (st *stream) releaseCache() {
+	if st.cacheRelease != nil {
+		st.cacheRelease()
+		st.cacheRelease = nil
+	}
+}

@@ -97,6 +97,9 @@ type Options struct {
 	// every path to the server: with more, a client that reaches the
 	// server past them can choose its recorded address.
 	TrustedHops int
+	// Cache is the response cache that POST /manage/cache/purge empties;
+	// nil: the endpoint says the cache is off.
+	Cache cachePurger
 	// Logger receives one info line per request and one error line per
 	// server error. The zero Logger logs nothing.
 	Logger zerolog.Logger
@@ -115,6 +118,7 @@ type Server struct {
 	actor       string // the audit actor: "management:" and a fingerprint of the token
 	auditLog    auditWriter
 	trustedHops int
+	cache       cachePurger
 	log         zerolog.Logger
 	now         func() time.Time
 	mux         *http.ServeMux
@@ -156,6 +160,7 @@ func New(o Options) (*Server, error) {
 		actor:       "management:" + hex.EncodeToString(digest[:4]),
 		auditLog:    o.Audit,
 		trustedHops: o.TrustedHops,
+		cache:       o.Cache,
 		log:         o.Logger,
 		now:         o.Now,
 		mux:         http.NewServeMux(),
@@ -182,6 +187,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /manage/tokens/{id}", s.revokeToken)
 
 	s.mux.HandleFunc("GET /manage/audit", s.listAudit)
+	s.mux.HandleFunc("POST /manage/cache/purge", s.purgeCache)
 }
 
 // ServeHTTP assigns the request id, logs the request, bounds the body,

@@ -23,6 +23,7 @@ type tokenJSON struct {
 	ExpiresAt    *string    `json:"expires_at"`
 	MaxRequests  *int64     `json:"max_requests"`
 	RequestCount int64      `json:"request_count"`
+	CacheHits    int64      `json:"cache_hit_count"`
 	LastUsedAt   *string    `json:"last_used_at"`
 	RevokedAt    *string    `json:"revoked_at"`
 	Limits       limitsJSON `json:"limits"`
@@ -41,6 +42,7 @@ func tokenView(t store.Token) tokenJSON {
 		ExpiresAt:    optionalTimestamp(t.ExpiresAt),
 		MaxRequests:  t.MaxRequests,
 		RequestCount: t.RequestCount,
+		CacheHits:    t.CacheHitCount,
 		LastUsedAt:   optionalTimestamp(t.LastUsedAt),
 		RevokedAt:    optionalTimestamp(t.RevokedAt),
 		Limits:       limitsView(t.Limits),

@@ -53,3 +53,15 @@ func cacheOrNil(c *cachefilter.Cache) interface {
 	}
 	return c
 }
+
+// purgerOrNil keeps a nil *Cache from becoming a non-nil interface.
+func purgerOrNil(c *cachefilter.Cache) interface {
+	Purge(ctx context.Context, projectID, key string) (int, error)
+	PurgeProject(ctx context.Context, projectID string) (int, error)
+	PurgeAll(ctx context.Context) (int, error)
+} {
+	if c == nil {
+		return nil
+	}
+	return c
+}

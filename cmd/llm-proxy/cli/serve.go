@@ -204,6 +204,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		ManagementToken: cfg.ManagementToken,
 		Audit:           auditLog,
 		TrustedHops:     cfg.TrustedHops,
+		Cache:           purgerOrNil(cache),
 		Logger:          log.With().Str("component", "adminapi").Logger(),
 	})
 	if err != nil {

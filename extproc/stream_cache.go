@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -107,7 +108,7 @@ func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption
 	if st.cacheStatus != cacheMiss {
 		return nil
 	}
-	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, resp, st.status, st.srv.cacheTTL)
+	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, optInView(st.method, resp), st.status, st.srv.cacheTTL)
 	if ok {
 		st.storeTTL = ttl
 		st.storeHeaders = cachefilter.StoredHeaders(resp)
@@ -148,4 +149,27 @@ func (st *stream) releaseCache() {
 		st.cacheRelease()
 		st.cacheRelease = nil
 	}
+}
+
+// optInView is the response as the storing decision sees it. A POST is only
+// ever looked up because its client opted in explicitly, and OpenAI marks
+// every SSE stream "no-cache" (meant for intermediaries of a live stream):
+// for an opted-in POST that directive does not veto storing. no-store and
+// private still do.
+func optInView(method string, resp map[string]string) map[string]string {
+	cc, ok := resp["cache-control"]
+	if method != http.MethodPost || !ok {
+		return resp
+	}
+	var kept []string
+	for _, d := range strings.Split(cc, ",") {
+		switch strings.ToLower(strings.TrimSpace(d)) {
+		case "no-cache", "must-revalidate":
+		default:
+			kept = append(kept, strings.TrimSpace(d))
+		}
+	}
+	view := maps.Clone(resp)
+	view["cache-control"] = strings.Join(kept, ", ")
+	return view
 }

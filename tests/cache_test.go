@@ -1,0 +1,245 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
+)
+
+// call is one raw request through Envoy with extra headers.
+func call(t *testing.T, s *stack, method, path, tok, body string, hdr map[string]string) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, s.envoyURL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+func isHit(r reply) bool { return strings.Contains(r.header.Get("Cache-Status"), "hit") }
+
+const optIn = "public, max-age=60"
+
+// TestResponseCache runs the cache proofs on both backends.
+func TestResponseCache(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			env := map[string]string{"LLM_PROXY_CACHE": backend}
+			if backend == "redis" {
+				env["LLM_PROXY_REDIS_URL"] = testenv.Redis(t)
+				env["LLM_PROXY_REDIS_PREFIX"] = "t:" + t.Name() + ":"
+			}
+			testCache(t, startStack(t, stackOptions{env: env}))
+		})
+	}
+}
+
+func testCache(t *testing.T, s *stack) {
+	ctx := context.Background()
+	pa, pb := s.createProject("cache-a", realKey), s.createProject("cache-b", "sk-other-project-key-0123456789")
+	ta := s.createToken(map[string]any{"project_id": pa.ID})
+	tb := s.createToken(map[string]any{"project_id": pb.ID})
+
+	t.Run("GET is cached per project, Origin does not split it", func(t *testing.T) {
+		s.upstream.Reset()
+		first := call(t, s, "GET", "/v1/models", ta.Token, "", map[string]string{"Origin": "https://a.example"})
+		second := call(t, s, "GET", "/v1/models", ta.Token, "", map[string]string{"Origin": "https://b.example"})
+		other := call(t, s, "GET", "/v1/models", tb.Token, "", nil)
+		if first.status != 200 || isHit(first) || !isHit(second) || isHit(other) {
+			t.Fatalf("cache statuses: %q %q %q", first.header.Get("Cache-Status"), second.header.Get("Cache-Status"), other.header.Get("Cache-Status"))
+		}
+		if string(second.body) != string(first.body) || second.header.Get("Age") == "" {
+			t.Fatal("hit differs from the stored response or lacks Age")
+		}
+		// Two projects: two upstream calls, each with its own key.
+		if n := s.upstream.Count(); n != 2 {
+			t.Fatalf("upstream calls %d, want 2 (one per project)", n)
+		}
+		for _, r := range s.upstream.Requests() {
+			if r.Authorization != "Bearer "+realKey && r.Authorization != "Bearer sk-other-project-key-0123456789" {
+				t.Fatalf("unexpected upstream authorization")
+			}
+		}
+	})
+
+	chat := func(i int) string {
+		return fmt.Sprintf(`{"model":"gpt-4.1-mini","messages":[{"role":"user","content":"cache me %d"}]}`, i)
+	}
+
+	t.Run("POST only on opt-in, never with no-store", func(t *testing.T) {
+		s.upstream.Reset()
+		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(1), nil)
+		if r := call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(1), nil); isHit(r) {
+			t.Fatal("POST without opt-in was served from the cache")
+		}
+		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(2), map[string]string{"Cache-Control": optIn})
+		// Same JSON, keys reordered and re-spaced: same key.
+		reordered := `{ "messages": [ {"content":"cache me 2", "role":"user"} ], "model": "gpt-4.1-mini" }`
+		if r := call(t, s, "POST", "/v1/chat/completions", ta.Token, reordered, map[string]string{"Cache-Control": optIn}); !isHit(r) {
+			t.Fatalf("opted-in repeat not a hit: %q", r.header.Get("Cache-Status"))
+		}
+		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(3), map[string]string{"Cache-Control": "no-store"})
+		if r := call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(3), map[string]string{"Cache-Control": optIn}); isHit(r) {
+			t.Fatal("a no-store response was stored")
+		}
+		if n := s.upstream.Count(); n != 5 {
+			t.Fatalf("upstream calls %d, want 5", n)
+		}
+	})
+
+	t.Run("TTL expiry", func(t *testing.T) {
+		short := map[string]string{"Cache-Control": "public, max-age=1"}
+		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(4), short)
+		if !isHit(call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(4), short)) {
+			t.Fatal("no hit within the TTL")
+		}
+		time.Sleep(1500 * time.Millisecond)
+		if isHit(call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(4), short)) {
+			t.Fatal("hit after the TTL")
+		}
+	})
+
+	t.Run("a streamed response is stored whole and replayed identically", func(t *testing.T) {
+		s.upstream.Reset()
+		read := func() (string, string) {
+			var resp *http.Response
+			st := s.client(ta.Token).Chat.Completions.NewStreaming(ctx, chatParams("stream and cache"),
+				option.WithHeader("Cache-Control", optIn), option.WithResponseInto(&resp))
+			defer st.Close()
+			var acc openai.ChatCompletionAccumulator
+			for st.Next() {
+				acc.AddChunk(st.Current())
+			}
+			if err := st.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return acc.Choices[0].Message.Content, resp.Header.Get("Cache-Status")
+		}
+		first, st1 := read()
+		second, st2 := read()
+		if first == "" || first != second || strings.Contains(st1, "hit") || !strings.Contains(st2, "hit") {
+			t.Fatalf("replay %q (%s) vs original %q (%s)", second, st2, first, st1)
+		}
+		if n := s.upstream.Count(); n != 1 {
+			t.Fatalf("upstream calls %d, want 1", n)
+		}
+	})
+
+	t.Run("an aborted stream is not stored", func(t *testing.T) {
+		s.upstream.Reset()
+		actx, cancel := context.WithCancel(ctx)
+		st := s.client(ta.Token).Chat.Completions.NewStreaming(actx, chatParams("abort me"),
+			option.WithHeader("Cache-Control", optIn), option.WithHeader("x-fake-words", "100"), option.WithHeader("x-fake-chunk-delay", "20ms"))
+		st.Next()
+		st.Next()
+		cancel()
+		st.Close()
+		time.Sleep(200 * time.Millisecond)
+		st2 := s.client(ta.Token).Chat.Completions.NewStreaming(ctx, chatParams("abort me"),
+			option.WithHeader("Cache-Control", optIn), option.WithHeader("x-fake-words", "100"))
+		for st2.Next() {
+		}
+		st2.Close()
+		if n := s.upstream.Count(); n != 2 {
+			t.Fatalf("upstream calls %d, want 2: the aborted stream must not have been stored", n)
+		}
+	})
+
+	t.Run("identical concurrent misses go upstream once", func(t *testing.T) {
+		s.upstream.Reset()
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		hits := 0
+		for range 20 {
+			wg.Go(func() {
+				r := call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(5), map[string]string{"Cache-Control": optIn, "x-fake-delay": "300ms"})
+				if r.status != 200 {
+					t.Errorf("status %d %s", r.status, r.body)
+				}
+				mu.Lock()
+				if isHit(r) {
+					hits++
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if n := s.upstream.Count(); n != 1 || hits != 19 {
+			t.Fatalf("upstream calls %d and %d hits, want 1 and 19", n, hits)
+		}
+	})
+
+	t.Run("purge by request and by project, then miss", func(t *testing.T) {
+		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(6), map[string]string{"Cache-Control": optIn})
+		var out struct{ Purged int }
+		s.mustManage("POST", "/manage/cache/purge", map[string]any{"project_id": pa.ID, "request": map[string]any{
+			"method": "POST", "path": "/v1/chat/completions", "body": json.RawMessage(chat(6)),
+			// The variant headers the client sent are part of the key (Go's
+			// client adds Accept-Encoding: gzip).
+			"headers": map[string]string{"accept-encoding": "gzip"},
+		}}, 200, &out)
+		if out.Purged != 1 {
+			t.Fatalf("purged %d, want 1", out.Purged)
+		}
+		if isHit(call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(6), map[string]string{"Cache-Control": optIn})) {
+			t.Fatal("hit after purge")
+		}
+		s.mustManage("POST", "/manage/cache/purge", map[string]any{"project_id": pa.ID}, 200, &out)
+		if out.Purged < 2 {
+			t.Fatalf("project purge removed %d entries", out.Purged)
+		}
+		if isHit(call(t, s, "GET", "/v1/models", ta.Token, "", nil)) {
+			t.Fatal("hit after project purge")
+		}
+		// Project b's entry survived project a's purge.
+		if !isHit(call(t, s, "GET", "/v1/models", tb.Token, "", nil)) {
+			t.Fatal("project purge touched another project")
+		}
+	})
+}
+
+// TestCacheRedisDownStillServes: an unreachable cache is a miss, not an error.
+func TestCacheRedisDownStillServes(t *testing.T) {
+	rds := testenv.NewOwnedRedis(t)
+	s := startStack(t, stackOptions{env: map[string]string{"LLM_PROXY_CACHE": "redis", "LLM_PROXY_REDIS_URL": rds.URL()}})
+	p := s.createProject("cache-down", realKey)
+	tok := s.createToken(map[string]any{"project_id": p.ID})
+	call(t, s, "GET", "/v1/models", tok.Token, "", nil)
+	if !isHit(call(t, s, "GET", "/v1/models", tok.Token, "", nil)) {
+		t.Fatal("no hit with Redis up")
+	}
+	rds.Stop()
+	for i := range 3 {
+		if r := call(t, s, "GET", "/v1/models", tok.Token, "", nil); r.status != 200 || isHit(r) {
+			t.Fatalf("request %d with the cache down: %d %q", i, r.status, r.header.Get("Cache-Status"))
+		}
+	}
+	if !strings.Contains(s.metrics(t), "llm_proxy_cache_backend_errors_total") {
+		t.Fatal("cache errors not counted")
+	}
+}

@@ -81,10 +81,13 @@ func BenchmarkGateway(b *testing.B) {
 	evTok := evs.createToken(map[string]any{"project_id": evs.createProject("bench", realKey).ID})
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchWorkers * 2}}
-	send := func(url, auth string) error {
+	send := func(url, auth, cacheControl string) error {
 		req, _ := http.NewRequest("POST", url, strings.NewReader(benchBody))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", auth)
+		if cacheControl != "" {
+			req.Header.Set("Cache-Control", cacheControl)
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			return err
@@ -96,21 +99,24 @@ func BenchmarkGateway(b *testing.B) {
 		}
 		return nil
 	}
-	targets := []struct{ name, url, auth string }{
+	targets := []struct{ name, url, auth, cacheControl string }{
 		// Envoy alone never checks the token; the upstream is sent the proxy
 		// token, which is fine for a fake.
-		{"envoy", bareURL, "Bearer " + tok.Token},
-		{"envoy+llm-proxy", proxyURL, "Bearer " + tok.Token},
-		{"+redis limits", lim.envoyURL + "/v1/chat/completions", "Bearer " + limTok.Token},
-		{"+redis events", evs.envoyURL + "/v1/chat/completions", "Bearer " + evTok.Token},
+		{"envoy", bareURL, "Bearer " + tok.Token, ""},
+		{"envoy+llm-proxy", proxyURL, "Bearer " + tok.Token, ""},
+		{"+redis limits", lim.envoyURL + "/v1/chat/completions", "Bearer " + limTok.Token, ""},
+		{"+redis events", evs.envoyURL + "/v1/chat/completions", "Bearer " + evTok.Token, ""},
+		// The same request, opted in to the cache: after the warm-up every
+		// request is a hit answered by the sidecar through Envoy.
+		{"cache hit", proxyURL, "Bearer " + tok.Token, "public, max-age=3600"},
 	}
 	// Prove the baseline really bypasses the sidecar: it forwards a token
 	// llm-proxy would refuse.
-	if err := send(bareURL, "Bearer llmp_refused-by-llm-proxy"); err != nil {
+	if err := send(bareURL, "Bearer llmp_refused-by-llm-proxy", ""); err != nil {
 		b.Fatalf("baseline Envoy still runs ext_proc: %v", err)
 	}
 	for _, tg := range targets {
-		if err := send(tg.url, tg.auth); err != nil {
+		if err := send(tg.url, tg.auth, tg.cacheControl); err != nil {
 			b.Fatalf("%s: warm-up request: %v", tg.name, err)
 		}
 	}
@@ -122,8 +128,8 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	results := map[string]summary{}
 	for _, tg := range targets {
-		r := closedLoop(benchWorkers, benchDuration, func() error { return send(tg.url, tg.auth) })
-		o := openLoop(benchRate, benchDuration, func() error { return send(tg.url, tg.auth) })
+		r := closedLoop(benchWorkers, benchDuration, func() error { return send(tg.url, tg.auth, tg.cacheControl) })
+		o := openLoop(benchRate, benchDuration, func() error { return send(tg.url, tg.auth, tg.cacheControl) })
 		if r.errors+o.errors > 0 {
 			b.Fatalf("%s: %d errors (first: %v)", tg.name, r.errors+o.errors, firstErr(r, o))
 		}
@@ -145,6 +151,10 @@ func BenchmarkGateway(b *testing.B) {
 	b.ReportMetric(float64((limited.p50 - with.p50).Microseconds()), "limits-added-p50-µs")
 	b.Logf("Redis limits vs the plain sidecar: throughput ratio %.2f; added latency at %d req/s: p50 %v, p99 %v",
 		limited.rps/with.rps, benchRate, limited.p50-with.p50, limited.p99-with.p99)
+	hit := results["cache hit"]
+	b.ReportMetric(hit.rps/base.rps, "cache-hit-vs-envoy-throughput-ratio")
+	b.Logf("cache hits through Envoy vs Envoy forwarding to the upstream: throughput ratio %.2f; latency at %d req/s: p50 %v vs %v, p99 %v vs %v",
+		hit.rps/base.rps, benchRate, hit.p50, base.p50, hit.p99, base.p99)
 	streamed := results["+redis events"]
 	b.ReportMetric(streamed.rps/with.rps, "redis-events-throughput-ratio")
 	b.Logf("Redis Stream events vs file events: throughput ratio %.2f; added latency at %d req/s: p50 %v, p99 %v",

@@ -85,6 +85,21 @@ func testCache(t *testing.T, s *stack) {
 				t.Fatalf("unexpected upstream authorization")
 			}
 		}
+		// The hit is counted on the token (flushed in the background).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var tok struct {
+				CacheHits int `json:"cache_hit_count"`
+			}
+			s.mustManage("GET", "/manage/tokens/"+ta.ID, nil, 200, &tok)
+			if tok.CacheHits == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cache_hit_count %d, want 1", tok.CacheHits)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 
 	chat := func(i int) string {

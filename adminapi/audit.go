@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -156,45 +157,11 @@ func auditFields(fields ...auditField) string {
 	return "fields: " + strings.Join(names, ", ")
 }
 
-// auditEventJSON is an audit event as the API shows it.
-type auditEventJSON struct {
-	ID            string  `json:"id"`
-	Time          string  `json:"time"`
-	Action        string  `json:"action"`
-	Actor         string  `json:"actor"`
-	ProjectID     *string `json:"project_id"`
-	TargetType    string  `json:"target_type"`
-	TargetID      string  `json:"target_id"`
-	RequestID     string  `json:"request_id"`
-	ClientAddress string  `json:"client_address"`
-	Outcome       string  `json:"outcome"`
-	Detail        string  `json:"detail"`
-}
-
-func auditEventView(e store.AuditEvent) auditEventJSON {
-	v := auditEventJSON{
-		ID:            e.ID,
-		Time:          e.Time.UTC().Format(time.RFC3339Nano),
-		Action:        e.Action,
-		Actor:         e.Actor,
-		TargetType:    e.TargetType,
-		TargetID:      e.TargetID,
-		RequestID:     e.RequestID,
-		ClientAddress: e.ClientAddress,
-		Outcome:       e.Outcome,
-		Detail:        e.Detail,
-	}
-	if e.ProjectID != "" {
-		v.ProjectID = &e.ProjectID
-	}
-	return v
-}
-
 // auditListJSON is a page of the audit log; NextCursor is null on the last page.
 type auditListJSON struct {
-	Object     string           `json:"object"`
-	Data       []auditEventJSON `json:"data"`
-	NextCursor *string          `json:"next_cursor"`
+	Object     string                `json:"object"`
+	Data       []eventsink.AuditJSON `json:"data"`
+	NextCursor *string               `json:"next_cursor"`
 }
 
 // listAudit answers GET /manage/audit?project_id=&action=&from=&to=&limit=&cursor=.
@@ -213,9 +180,9 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, fmt.Errorf("list audit: %w", err))
 		return
 	}
-	page := auditListJSON{Object: "list", Data: make([]auditEventJSON, 0, len(events))}
+	page := auditListJSON{Object: "list", Data: make([]eventsink.AuditJSON, 0, len(events))}
 	for _, e := range events {
-		page.Data = append(page.Data, auditEventView(e))
+		page.Data = append(page.Data, eventsink.AuditView(e))
 	}
 	if next != "" {
 		page.NextCursor = &next

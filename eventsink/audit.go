@@ -260,7 +260,7 @@ func (a *AuditLog) appendFile(events []store.AuditEvent) {
 	}
 	var buf []byte
 	for _, ev := range events {
-		b, err := json.Marshal(auditLine(ev))
+		b, err := json.Marshal(AuditView(ev))
 		if err != nil {
 			continue // strings and a time always marshal
 		}
@@ -273,9 +273,9 @@ func (a *AuditLog) appendFile(events []store.AuditEvent) {
 	}
 }
 
-// auditJSON is an event as a JSONL line: the fields and form of the
-// management API's audit events.
-type auditJSON struct {
+// AuditJSON is an audit event as people and tools see it: the management
+// API's GET /manage/audit and the JSONL copy share this one form.
+type AuditJSON struct {
 	ID            string  `json:"id"`
 	Time          string  `json:"time"`
 	Action        string  `json:"action"`
@@ -289,8 +289,9 @@ type auditJSON struct {
 	Detail        string  `json:"detail"`
 }
 
-func auditLine(ev store.AuditEvent) auditJSON {
-	j := auditJSON{
+// AuditView returns ev in its [AuditJSON] form (times at µs, as stored).
+func AuditView(ev store.AuditEvent) AuditJSON {
+	j := AuditJSON{
 		ID:            ev.ID,
 		Time:          ev.Time.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano),
 		Action:        ev.Action,

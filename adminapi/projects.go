@@ -21,6 +21,7 @@ type projectJSON struct {
 	Active           bool       `json:"active"`
 	Limits           limitsJSON `json:"limits"`
 	MonthlyBudgetUSD *usd       `json:"monthly_budget_usd"`
+	CachePOST        bool       `json:"cache_post"`
 	CreatedAt        string     `json:"created_at"`
 	UpdatedAt        string     `json:"updated_at"`
 }
@@ -34,6 +35,7 @@ func projectView(p store.Project) projectJSON {
 		Active:           p.Active,
 		Limits:           limitsView(p.Limits),
 		MonthlyBudgetUSD: optionalUSD(p.MonthlyBudgetMicroUSD),
+		CachePOST:        p.CachePOST,
 		CreatedAt:        timestamp(p.CreatedAt),
 		UpdatedAt:        timestamp(p.UpdatedAt),
 	}
@@ -71,6 +73,7 @@ type createProjectRequest struct {
 	Active           optional[bool]          `json:"active"`
 	Limits           optional[limitsRequest] `json:"limits"`
 	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
+	CachePOST        optional[bool]          `json:"cache_post"`
 }
 
 func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
@@ -95,6 +98,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		Active:                !req.Active.has() || req.Active.Value,
 		Limits:                newLimits(req.Limits),
 		MonthlyBudgetMicroUSD: budget,
+		CachePOST:             req.CachePOST.has() && req.CachePOST.Value,
 		CreatedAt:             now,
 		UpdatedAt:             now,
 	}
@@ -110,6 +114,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 			activeField(req.Active),
 			auditField{"limits", req.Limits.has()},
 			auditField{"monthly_budget_usd", req.MonthlyBudgetUSD.has()},
+			auditField{"cache_post", req.CachePOST.Set},
 		),
 	})
 	writeJSON(w, http.StatusCreated, projectView(p))
@@ -129,6 +134,9 @@ func (req createProjectRequest) validate() error {
 		return err
 	}
 	if err := notNull("active", req.Active); err != nil {
+		return err
+	}
+	if err := notNull("cache_post", req.CachePOST); err != nil {
 		return err
 	}
 	return validateLimits(req.Limits)
@@ -159,6 +167,7 @@ type updateProjectRequest struct {
 	Active           optional[bool]          `json:"active"`
 	Limits           optional[limitsRequest] `json:"limits"`
 	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
+	CachePOST        optional[bool]          `json:"cache_post"`
 }
 
 func (req updateProjectRequest) validate() error {
@@ -181,6 +190,9 @@ func (req updateProjectRequest) validate() error {
 	if err := notNull("active", req.Active); err != nil {
 		return err
 	}
+	if err := notNull("cache_post", req.CachePOST); err != nil {
+		return err
+	}
 	return validateLimits(req.Limits)
 }
 
@@ -197,6 +209,9 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Active.Set {
 		u.Active = &req.Active.Value
+	}
+	if req.CachePOST.Set {
+		u.CachePOST = &req.CachePOST.Value
 	}
 	if req.OpenAIAPIKey.Set {
 		sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)

@@ -80,7 +80,7 @@ func TestProjectLifecycle(t *testing.T) {
 	}
 	want := map[string]any{
 		"id": id, "object": "project", "name": "Team A", "openai_api_key": authz.Mask(rawKey1),
-		"active": true, "limits": noLimits(), "monthly_budget_usd": nil,
+		"active": true, "limits": noLimits(), "monthly_budget_usd": nil, "cache_post": false,
 		"created_at": h.now.Format(time.RFC3339), "updated_at": h.now.Format(time.RFC3339),
 	}
 	if !mapsEqual(out.body, want) {

@@ -53,6 +53,7 @@ type Principal struct {
 	TokenLimits           store.Limits
 	MonthlyBudgetMicroUSD *int64 // the project's; nil: none
 	MaxRequests           *int64 // the token's lifetime cap; nil: none
+	CachePOST             bool   // the project caches POST responses without per-request opt-in
 }
 
 // credentialStore is what the Authorizer needs of the store.
@@ -150,6 +151,7 @@ func (a *Authorizer) Authenticate(ctx context.Context, secret string) (Principal
 		TokenID: c.token.ID, ProjectID: c.project.ID, OpenAIKey: c.openAIKey,
 		ProjectLimits: c.project.Limits, TokenLimits: c.token.Limits,
 		MonthlyBudgetMicroUSD: c.project.MonthlyBudgetMicroUSD, MaxRequests: c.token.MaxRequests,
+		CachePOST: c.project.CachePOST,
 	}, nil
 }
 

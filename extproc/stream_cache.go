@@ -38,7 +38,7 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 	if st.srv.cache == nil {
 		return nil
 	}
-	ok, maxAge := cachefilter.Lookupable(st.method, st.reqHeaders, false)
+	ok, maxAge := cachefilter.Lookupable(st.method, st.reqHeaders, st.principal.CachePOST)
 	if !ok {
 		st.cacheStatus = cacheBypass
 		return nil
@@ -152,7 +152,8 @@ func (st *stream) releaseCache() {
 }
 
 // optInView is the response as the storing decision sees it. A POST is only
-// ever looked up because its client opted in explicitly, and OpenAI marks
+// ever looked up because its client or its project opted in explicitly, and
+// OpenAI marks
 // every SSE stream "no-cache" (meant for intermediaries of a live stream):
 // for an opted-in POST that directive does not veto storing. no-store and
 // private still do.

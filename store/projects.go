@@ -10,7 +10,7 @@ import (
 // projectColumns is the column list every project query selects, in the
 // order [scanProject] reads.
 const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, " +
-	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, created_at, updated_at"
+	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, cache_post, created_at, updated_at"
 
 func scanProject(row scanner) (Project, error) {
 	var (
@@ -20,7 +20,7 @@ func scanProject(row scanner) (Project, error) {
 		created, updated int64
 	)
 	err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active,
-		&rpm, &tpm, &conc, &budget, &created, &updated)
+		&rpm, &tpm, &conc, &budget, &p.CachePOST, &created, &updated)
 	if err != nil {
 		return Project{}, err
 	}
@@ -41,10 +41,10 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		p.UpdatedAt = p.CreatedAt
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active,
 		nullInt64(p.Limits.RequestsPerMinute), nullInt64(p.Limits.TokensPerMinute), nullInt64(p.Limits.MaxConcurrent),
-		nullInt64(p.MonthlyBudgetMicroUSD), toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
+		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create project %s: %w", p.ID, conflict(err))
 	}
@@ -111,6 +111,9 @@ func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (
 	}
 	if u.SetMonthlyBudget {
 		a.set("monthly_budget_micro_usd", nullInt64(u.MonthlyBudgetMicroUSD))
+	}
+	if u.CachePOST != nil {
+		a.set("cache_post", *u.CachePOST)
 	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("projects", id, projectColumns)

@@ -30,8 +30,11 @@ type Project struct {
 	// MonthlyBudgetMicroUSD caps the project's spend per calendar month (UTC),
 	// in millionths of a US dollar; nil means no budget.
 	MonthlyBudgetMicroUSD *int64
-	CreatedAt             time.Time
-	UpdatedAt             time.Time
+	// CachePOST opts the project's POST requests into the response cache
+	// without each client asking (Cache-Control: public).
+	CachePOST bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // ProjectUpdate changes a project. Pointer fields change when non-nil, and
@@ -48,6 +51,7 @@ type ProjectUpdate struct {
 	Limits                Limits
 	SetMonthlyBudget      bool
 	MonthlyBudgetMicroUSD *int64
+	CachePOST             *bool
 }
 
 // Limits are the rate limits of a project or of a token; a nil field means

@@ -127,6 +127,18 @@ func testCache(t *testing.T, s *stack) {
 		}
 	})
 
+	t.Run("a project can opt all its POSTs in", func(t *testing.T) {
+		s.mustManage("PATCH", "/manage/projects/"+pb.ID, map[string]any{"cache_post": true}, 200, nil)
+		s.upstream.Reset()
+		call(t, s, "POST", "/v1/chat/completions", tb.Token, chat(7), nil)
+		if r := call(t, s, "POST", "/v1/chat/completions", tb.Token, chat(7), nil); !isHit(r) {
+			t.Fatalf("project opt-in: second POST not a hit: %q", r.header.Get("Cache-Status"))
+		}
+		if r := call(t, s, "POST", "/v1/chat/completions", tb.Token, chat(7), map[string]string{"Cache-Control": "no-store"}); isHit(r) {
+			t.Fatal("no-store still bypasses the cache under project opt-in")
+		}
+	})
+
 	t.Run("TTL expiry", func(t *testing.T) {
 		short := map[string]string{"Cache-Control": "public, max-age=1"}
 		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(4), short)

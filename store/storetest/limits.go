@@ -250,3 +250,23 @@ func testTokenLimits(t *testing.T, s suite) {
 	}
 	checkProject(t, "project untouched by token limits", got, p)
 }
+
+func testProjectCachePOST(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	p := newProject("cp", t0)
+	p.CachePOST = true
+	mustCreateProject(t, st, p)
+	got, err := st.GetProject(ctx, "cp")
+	if err != nil || !got.CachePOST {
+		t.Fatalf("CachePOST after create: %v, %v", got.CachePOST, err)
+	}
+	off := false
+	got, err = st.UpdateProject(ctx, "cp", store.ProjectUpdate{CachePOST: &off})
+	if err != nil || got.CachePOST {
+		t.Fatalf("CachePOST after update: %v, %v", got.CachePOST, err)
+	}
+	if got, _ = st.UpdateProject(ctx, "cp", store.ProjectUpdate{Name: ptr("renamed")}); got.CachePOST {
+		t.Fatal("an unrelated update changed CachePOST")
+	}
+}

@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"AddTokenUsageConcurrent", testAddTokenUsageConcurrent},
 		{"MigrateLimitsUsage", testMigrateLimitsUsage},
 		{"ProjectLimits", testProjectLimits},
+		{"ProjectCachePOST", testProjectCachePOST},
 		{"TokenLimits", testTokenLimits},
 		{"Usage", testUsage},
 		{"UsageInvalid", testUsageInvalid},
@@ -200,7 +201,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 }
 
 // migrationFiles are the migrations the store embeds, oldest first.
-var migrationFiles = []string{"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql"}
+var migrationFiles = []string{"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql"}
 
 func migrationStatus(t *testing.T, st *store.Store) string {
 	t.Helper()

@@ -85,18 +85,3 @@ func TestParseRequest(t *testing.T) {
 		})
 	}
 }
-
-func TestParseRequestAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates")
-	}
-	body := []byte(`{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"max_tokens":100,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4096) + `"}]}`)
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := ParseRequest(body); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs > 1 { // the model name
-		t.Errorf("ParseRequest allocates %v times, want at most 1", allocs)
-	}
-}

@@ -206,27 +206,3 @@ func TestStreamParserZeroValue(t *testing.T) {
 		t.Errorf("zero value limit %d", s.textLimit())
 	}
 }
-
-// TestStreamParserAllocs holds Write to no allocation per content chunk once
-// its buffers have grown.
-func TestStreamParserAllocs(t *testing.T) {
-	if raceEnabled {
-		t.Skip("the race detector allocates")
-	}
-	s := NewStreamParser(0)
-	chunk := []byte("data: " + chatChunk(`{"content":" word"}`, "null", "null") + "\n\n")
-	for range 1000 {
-		s.Write(chunk)
-	}
-	if allocs := testing.AllocsPerRun(1000, func() { s.Write(chunk) }); allocs != 0 {
-		t.Errorf("Write allocates %v times per content chunk", allocs)
-	}
-	delta := []byte(`data: {"type":"response.output_text.delta","sequence_number":4,"item_id":"msg_1","output_index":0,"content_index":0,"delta":" word","logprobs":[],"obfuscation":"x"}` + "\n\n")
-	if allocs := testing.AllocsPerRun(1000, func() { s.Write(delta) }); allocs != 0 {
-		t.Errorf("Write allocates %v times per Responses API text delta", allocs)
-	}
-	split := len(chunk) / 2
-	if allocs := testing.AllocsPerRun(1000, func() { s.Write(chunk[:split]); s.Write(chunk[split:]) }); allocs != 0 {
-		t.Errorf("Write allocates %v times per split content chunk", allocs)
-	}
-}

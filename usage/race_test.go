@@ -1,6 +1,0 @@
-//go:build race
-
-package usage
-
-// raceEnabled skips allocation counts, which the race detector inflates.
-const raceEnabled = true

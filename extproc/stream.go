@@ -176,7 +176,7 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 		}},
 	}}
 	if st.readBody || st.capture != nil {
-		resp.ModeOverride = st.responseBodyMode()
+		resp.ModeOverride = st.responseBodyMode(hdrs)
 	}
 	return resp
 }

@@ -1,6 +1,8 @@
 package extproc
 
 import (
+	"strconv"
+
 	procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 )
 
@@ -44,15 +46,26 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 }
 
 // responseBodyMode is the override sent with the response headers when the
-// body's usage must be read: STREAMED, so chunks reach the client as they
-// come (SSE) and each costs us only a parse of that chunk.
-func (st *stream) responseBodyMode() *procv3.ProcessingMode {
+// body must be read (usage, cache capture). Streams are STREAMED, so chunks
+// reach the client as they come and each costs only a parse of that chunk. A
+// small non-streamed body whose length is known is BUFFERED: one message
+// instead of a data message plus an empty end-of-stream one, and nothing is
+// delayed that the client could have used earlier.
+func (st *stream) responseBodyMode(resp map[string]string) *procv3.ProcessingMode {
+	mode := procv3.ProcessingMode_STREAMED
+	if n, err := strconv.Atoi(resp["content-length"]); err == nil && n <= maxBufferedResponse && !st.sse {
+		mode = procv3.ProcessingMode_BUFFERED
+	}
 	return &procv3.ProcessingMode{
 		RequestHeaderMode:   procv3.ProcessingMode_SEND,
 		RequestBodyMode:     procv3.ProcessingMode_NONE,
 		RequestTrailerMode:  procv3.ProcessingMode_SKIP,
 		ResponseHeaderMode:  procv3.ProcessingMode_SEND,
-		ResponseBodyMode:    procv3.ProcessingMode_STREAMED,
+		ResponseBodyMode:    mode,
 		ResponseTrailerMode: procv3.ProcessingMode_SKIP,
 	}
 }
+
+// maxBufferedResponse stays well inside Envoy's per-connection buffer of the
+// upstream cluster (1 MiB in envoy.yaml): a larger body is STREAMED.
+const maxBufferedResponse = 256 << 10

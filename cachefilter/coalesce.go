@@ -130,3 +130,13 @@ func (c *Cache) peek(ctx context.Context, projectID, key string) *Entry {
 	}
 	return e
 }
+
+// InFlight reports whether a leader in this process is filling projectID's
+// key right now, i.e. whether [Cache.Acquire] would make the caller wait. The
+// ext_proc server asks Envoy for a longer message timeout before such a wait.
+func (c *Cache) InFlight(projectID, key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, busy := c.flights[flightKey{projectID, key}]
+	return busy
+}

@@ -155,6 +155,7 @@ func NewServer(o Options) *Server {
 // Process serves one HTTP request's worth of phases.
 func (s *Server) Process(ps extprocv3.ExternalProcessor_ProcessServer) error {
 	st := s.newStream(ps.Context())
+	st.send = ps.Send
 	defer st.finish()
 	for {
 		req, err := ps.Recv()

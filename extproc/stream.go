@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/cachefilter"
@@ -28,6 +29,7 @@ const (
 type stream struct {
 	srv   *Server
 	ctx   context.Context
+	send  func(*extprocv3.ProcessingResponse) error // for interim messages only
 	log   zerolog.Logger
 	start time.Time
 
@@ -261,4 +263,16 @@ func headerValue(h *corev3.HeaderValue) string {
 		return string(h.GetRawValue())
 	}
 	return h.GetValue()
+}
+
+// extendTimeout asks Envoy to wait up to d for the answer to the message being
+// processed (Envoy's message_timeout is short; max_message_timeout bounds d).
+// It is sent before a step that may wait, such as a cache follower's.
+func (st *stream) extendTimeout(d time.Duration) {
+	if st.send == nil {
+		return
+	}
+	if err := st.send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(d)}); err != nil {
+		st.log.Debug().Err(err).Msg("extend message timeout")
+	}
 }

@@ -27,6 +27,7 @@ type responseCache interface {
 	Get(ctx context.Context, projectID, key string) (*cachefilter.Entry, bool, error)
 	Set(ctx context.Context, projectID, key string, e *cachefilter.Entry) error
 	Acquire(ctx context.Context, projectID, key string, wait time.Duration) (leader bool, entry *cachefilter.Entry, release func())
+	InFlight(projectID, key string) bool
 }
 
 // lookupCache answers a request from the cache when it may be and an entry
@@ -52,6 +53,9 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 	project := st.principal.ProjectID
 	if e, found, err := st.srv.cache.Get(st.ctx, project, key); err == nil && found && fresh(e, maxAge, st.srv.now()) {
 		return st.serveHit(e)
+	}
+	if st.srv.cache.InFlight(project, key) {
+		st.extendTimeout(st.srv.cacheWait + time.Second)
 	}
 	leader, e, release := st.srv.cache.Acquire(st.ctx, project, key, st.srv.cacheWait)
 	if !leader && e != nil {

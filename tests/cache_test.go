@@ -204,7 +204,9 @@ func testCache(t *testing.T, s *stack) {
 		hits := 0
 		for range 20 {
 			wg.Go(func() {
-				r := call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(5), map[string]string{"Cache-Control": optIn, "x-fake-delay": "300ms"})
+				// The upstream takes longer than Envoy's message_timeout (2s):
+				// waiting followers must have asked Envoy for more time.
+				r := call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(5), map[string]string{"Cache-Control": optIn, "x-fake-delay": "3s"})
 				if r.status != 200 {
 					t.Errorf("status %d %s", r.status, r.body)
 				}

@@ -47,6 +47,7 @@ func cacheOrNil(c *cachefilter.Cache) interface {
 	Get(ctx context.Context, projectID, key string) (*cachefilter.Entry, bool, error)
 	Set(ctx context.Context, projectID, key string, e *cachefilter.Entry) error
 	Acquire(ctx context.Context, projectID, key string, wait time.Duration) (bool, *cachefilter.Entry, func())
+	InFlight(projectID, key string) bool
 } {
 	if c == nil {
 		return nil

@@ -9,15 +9,26 @@
 //
 // Phases and what each does (steps live in stream_*.go, one file per feature):
 //
-//	phase              steps                                               on failure
-//	request headers    allowlist (method + path) → authenticate + lifetime  ImmediateResponse in
-//	                   quota → swap authorization, strip proxy headers,     the OpenAI error shape
-//	                   add x-request-id
-//	request body       (not requested yet; a later issue reserves tokens)   —
-//	response headers   record status                                        —
-//	response body      (not requested yet; usage and cache capture later)   —
-//	trailers           passed through                                       —
+//	phase              steps                                                on failure
+//	request headers    allowlist (method + path) → proxy token (authz) →    ImmediateResponse in
+//	                   admit: lifetime cap, budget, concurrency, req/min →  the OpenAI error shape
+//	                   cache lookup (GET/HEAD) → swap authorization, strip
+//	                   proxy headers, add x-request-id; mode_override turns
+//	                   off every later phase no feature of this request needs
+//	request body       (JSON routes, BUFFERED by the route) parse model,    400 / 429 as above
+//	                   stream, max_tokens → cache lookup (opted-in POST) →
+//	                   reserve tokens + cost → add stream_options.include_usage
+//	response headers   x-request-id, x-ratelimit-*, Cache-Status; ask for   —
+//	                   the body (STREAMED for SSE, BUFFERED when small) when
+//	                   usage or a cache capture needs it
+//	response body      usage parser and cache capture see each chunk; the   —
+//	                   usage-only chunk llm-proxy caused is removed; at end
+//	                   of stream: settle, store the cache entry
+//	stream end         finish: settle what was not (aborts: tiktoken count), —
+//	                   free the concurrency slot, emit the usage event
 //
+// Cache lookups fail open (an unreachable cache is a miss); the rate limiter
+// follows each limit's declared failure mode (package ratelimit).
 // Nothing here fails open: a store error refuses the request with a 500 in the
 // OpenAI shape, and a broken sidecar makes Envoy refuse (failure_mode_allow:
 // false). A gRPC error is returned only when the stream itself is broken.

@@ -3,10 +3,10 @@ package eventsink
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
@@ -83,16 +83,4 @@ func newEventID(now time.Time, random [8]byte) string {
 	return formatUUID(&u)
 }
 
-func formatUUID(u *[16]byte) string {
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], u[10:])
-	return string(s[:])
-}
+func formatUUID(u *[16]byte) string { return uuid.UUID(*u).String() }

@@ -1,12 +1,12 @@
 package dispatch
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
@@ -59,24 +59,8 @@ func RunID(eventID string) string {
 	if isUUID(eventID) {
 		return strings.ToLower(eventID)
 	}
-	h := sha1.New()
-	h.Write(runIDNamespace[:])
-	h.Write([]byte(eventID))
-	var u [16]byte
-	copy(u[:], h.Sum(nil))
-	u[6] = u[6]&0x0f | 0x50 // version 5
-	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-	var out [36]byte
-	hex.Encode(out[0:8], u[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], u[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], u[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], u[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], u[10:])
-	return string(out[:])
+	// A name-based (SHA-1, version 5) UUID, per RFC 4122.
+	return uuid.NewSHA1(uuid.UUID(runIDNamespace), []byte(eventID)).String()
 }
 
 func isUUID(s string) bool {

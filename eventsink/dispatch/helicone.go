@@ -3,11 +3,9 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
@@ -60,21 +58,11 @@ type HeliconeOptions struct {
 
 // NewHelicone checks the options and returns the backend.
 func NewHelicone(o HeliconeOptions) (*Helicone, error) {
-	base := strings.TrimRight(o.URL, "/")
-	if base == "" {
-		base = DefaultHeliconeURL
-	}
-	if err := checkURL(base); err != nil {
+	endpoint, err := vendorEndpoint("helicone", o.URL, DefaultHeliconeURL, "/custom/v1/log", o.APIKey)
+	if err != nil {
 		return nil, err
 	}
-	if o.APIKey == "" {
-		return nil, errors.New("helicone API key is empty")
-	}
-	h := &Helicone{url: base + "/custom/v1/log", key: o.APIKey, client: o.client(), concurrency: o.concurrency(), now: o.Now}
-	if h.now == nil {
-		h.now = time.Now
-	}
-	return h, nil
+	return &Helicone{url: endpoint, key: o.APIKey, client: o.client(), concurrency: o.concurrency(), now: orNow(o.Now)}, nil
 }
 
 // Name returns "helicone".

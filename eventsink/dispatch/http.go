@@ -169,3 +169,27 @@ func deliverEach(ctx context.Context, entries []Entry, concurrency int, send fun
 	}
 	return &BatchError{Failed: failed}
 }
+
+// vendorEndpoint is a vendor API's endpoint URL: base (or the documented
+// default when empty) plus path, checked, with the API key required.
+func vendorEndpoint(vendor, base, def, path, apiKey string) (string, error) {
+	base = strings.TrimRight(base, "/")
+	if base == "" {
+		base = def
+	}
+	if err := checkURL(base); err != nil {
+		return "", err
+	}
+	if apiKey == "" {
+		return "", fmt.Errorf("%s API key is empty", vendor)
+	}
+	return base + path, nil
+}
+
+// orNow is now, or time.Now when nil.
+func orNow(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
+}

@@ -3,7 +3,6 @@ package dispatch
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -54,21 +53,11 @@ type LunaryOptions struct {
 
 // NewLunary checks the options and returns the backend.
 func NewLunary(o LunaryOptions) (*Lunary, error) {
-	base := strings.TrimRight(o.URL, "/")
-	if base == "" {
-		base = DefaultLunaryURL
-	}
-	if err := checkURL(base); err != nil {
+	endpoint, err := vendorEndpoint("lunary", o.URL, DefaultLunaryURL, "/v1/runs/ingest", o.APIKey)
+	if err != nil {
 		return nil, err
 	}
-	if o.APIKey == "" {
-		return nil, errors.New("lunary API key is empty")
-	}
-	l := &Lunary{url: base + "/v1/runs/ingest", key: o.APIKey, client: o.client(), now: o.Now}
-	if l.now == nil {
-		l.now = time.Now
-	}
-	return l, nil
+	return &Lunary{url: endpoint, key: o.APIKey, client: o.client(), now: orNow(o.Now)}, nil
 }
 
 // Name returns "lunary".

@@ -152,3 +152,15 @@ func normToken(t string) string {
 	}
 	return strings.Join(parts, ";")
 }
+
+// Variant picks the variant headers [KeyFor] uses out of lower-case request
+// headers as Envoy sends them, so callers need not know which they are.
+func Variant(h map[string]string) http.Header {
+	out := make(http.Header, len(variantHeaders))
+	for _, name := range variantHeaders {
+		if v, ok := h[name]; ok {
+			out.Set(name, v)
+		}
+	}
+	return out
+}

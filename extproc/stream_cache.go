@@ -45,7 +45,7 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 		return nil
 	}
 	_, query, _ := strings.Cut(st.reqHeaders[":path"], "?")
-	key, err := cachefilter.KeyFor(st.principal.ProjectID, st.method, st.path, query, body, variantHeader(st.reqHeaders))
+	key, err := cachefilter.KeyFor(st.principal.ProjectID, st.method, st.path, query, body, cachefilter.Variant(st.reqHeaders))
 	if err != nil {
 		st.cacheStatus = cacheBypass
 		return nil
@@ -67,18 +67,6 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 
 func fresh(e *cachefilter.Entry, maxAge time.Duration, now time.Time) bool {
 	return maxAge <= 0 || e.Age(now) <= maxAge
-}
-
-// variantHeader is the request's headers in net/http form for KeyFor, which
-// picks the few that select a representation.
-func variantHeader(h map[string]string) http.Header {
-	out := http.Header{}
-	for _, name := range []string{"accept", "accept-encoding", "openai-beta"} {
-		if v, ok := h[name]; ok {
-			out.Set(name, v)
-		}
-	}
-	return out
 }
 
 // serveHit answers with the stored response. A hit has used a request-rate

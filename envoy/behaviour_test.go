@@ -16,6 +16,7 @@ package envoy_test
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,6 +65,16 @@ type fakeSidecar struct {
 	// responseHeaderDelay is the same for response headers of /v1/stream, so
 	// that SSE chunks reach Envoy before the STREAMED mode_override.
 	responseHeaderDelay atomic.Int64
+
+	// gzBody is what the sidecar read of the last /v1/gz… response body, and
+	// gzEncoding the content-encoding of its response headers.
+	gzBody, gzEncoding string
+}
+
+func (f *fakeSidecar) gzSeen() (body, encoding string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gzBody, f.gzEncoding
 }
 
 func (f *fakeSidecar) seen() []string {
@@ -140,8 +151,21 @@ func (f *fakeSidecar) Process(srv extprocv3.ExternalProcessor_ProcessServer) err
 					ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED,
 				}
 			}
+			if strings.HasPrefix(path, "/v1/gz") {
+				f.mu.Lock()
+				f.gzBody, f.gzEncoding = "", header(r.ResponseHeaders.GetHeaders(), "content-encoding")
+				f.mu.Unlock()
+				resp.ModeOverride = &extprocfilterv3.ProcessingMode{
+					ResponseBodyMode: extprocfilterv3.ProcessingMode_STREAMED,
+				}
+			}
 		case *extprocv3.ProcessingRequest_ResponseBody:
 			f.responseChunks.Add(1)
+			if strings.HasPrefix(path, "/v1/gz") {
+				f.mu.Lock()
+				f.gzBody += string(r.ResponseBody.GetBody())
+				f.mu.Unlock()
+			}
 			resp = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
 				ResponseBody: &extprocv3.BodyResponse{}}}
 		default:
@@ -199,9 +223,40 @@ type upstreamSeen struct {
 	BodyLength int    `json:"body_length"`
 }
 
-func startUpstream(t *testing.T) string {
+// gzJSON and gzSSE are the bodies of /v1/gz and /v1/gz-stream, which the
+// upstream gzips whenever the request accepts gzip, as OpenAI's edge does
+// (and as the reference configuration must never let it be asked to).
+const (
+	gzJSON = `{"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}`
+	gzSSE  = "data: {\"n\":0}\n\ndata: {\"n\":1}\n\ndata: [DONE]\n\n"
+)
+
+func startUpstream(t *testing.T) (addr, caFile string, acceptEncoding *atomic.Value) {
 	tlsCfg, caFile := envoytest.UpstreamTLS(t, "api.openai.com")
+	acceptEncoding = &atomic.Value{}
+	acceptEncoding.Store("")
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/gz") {
+			acceptEncoding.Store(r.Header.Get("accept-encoding"))
+			body, ct := gzJSON, "application/json"
+			if r.URL.Path == "/v1/gz-stream" {
+				body, ct = gzSSE, "text/event-stream"
+			}
+			w.Header().Set("content-type", ct)
+			if !strings.Contains(r.Header.Get("accept-encoding"), "gzip") {
+				io.WriteString(w, body)
+				return
+			}
+			w.Header().Set("content-encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			for ev := range strings.SplitAfterSeq(body, "\n\n") {
+				io.WriteString(zw, ev)
+				zw.Flush()
+				w.(http.Flusher).Flush()
+			}
+			zw.Close()
+			return
+		}
 		if strings.HasPrefix(r.URL.Path, "/v1/stream") {
 			w.Header().Set("content-type", "text/event-stream")
 			fl := w.(http.Flusher)
@@ -232,7 +287,7 @@ func startUpstream(t *testing.T) string {
 	srv.TLS = tlsCfg
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return srv.Listener.Addr().String() + "|" + caFile
+	return srv.Listener.Addr().String(), caFile, acceptEncoding
 }
 
 func startSidecar(t *testing.T) (*fakeSidecar, string, func()) {
@@ -319,7 +374,7 @@ func wantOpenAIError(t *testing.T, what string, r reply, status int, code string
 
 func TestReferenceConfigBehaviour(t *testing.T) {
 	envoytest.Binary(t) // skip early when there is no Envoy
-	upstream, caFile, _ := strings.Cut(startUpstream(t), "|")
+	upstream, caFile, upstreamAcceptEncoding := startUpstream(t)
 	sidecar, sidecarAddr, stopSidecar := startSidecar(t)
 	manage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("content-type", "application/json")
@@ -469,6 +524,59 @@ func TestReferenceConfigBehaviour(t *testing.T) {
 		}
 		if sidecar.responseChunks.Load() == before {
 			t.Error("sidecar saw no STREAMED response body chunk")
+		}
+	})
+
+	t.Run("the sidecar reads identity bodies, clients get what they asked for", func(t *testing.T) {
+		// Go's default transport would ask for gzip and decode it silently.
+		raw := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+		for _, c := range []struct {
+			path, accept, wantEncoding, want string
+		}{
+			{"/v1/gz", "gzip", "gzip", gzJSON},
+			{"/v1/gz", "", "", gzJSON},
+			{"/v1/gz", "br;q=1, gzip;q=0.5", "br", gzJSON},
+			{"/v1/gz-stream", "gzip", "gzip", gzSSE},
+			{"/v1/gz-stream", "identity", "", gzSSE},
+		} {
+			name := c.path + " accept-encoding=" + c.accept
+			req, _ := http.NewRequest("POST", base+c.path, strings.NewReader(`{}`))
+			req.Header.Set("content-type", "application/json")
+			if c.accept != "" {
+				req.Header.Set("accept-encoding", c.accept)
+			}
+			resp, err := raw.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := resp.Header.Get("content-encoding"); got != c.wantEncoding {
+				t.Errorf("%s: client got content-encoding %q, want %q", name, got, c.wantEncoding)
+			}
+			if c.wantEncoding == "gzip" {
+				zr, err := gzip.NewReader(bytes.NewReader(b))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if b, err = io.ReadAll(zr); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+			}
+			if c.wantEncoding != "br" && string(b) != c.want {
+				t.Errorf("%s: client got %q, want %q", name, b, c.want)
+			}
+			if c.wantEncoding == "br" && (len(b) == 0 || string(b) == c.want) {
+				t.Errorf("%s: client got %q, want brotli bytes", name, b)
+			}
+			body, enc := sidecar.gzSeen()
+			if body != c.want || enc != "" {
+				t.Errorf("%s: sidecar read %q (content-encoding %q), want the identity body %q", name, body, enc, c.want)
+			}
+			// OpenAI is not asked to compress: it answers in identity.
+			if got := upstreamAcceptEncoding.Load().(string); got != "" {
+				t.Errorf("%s: upstream got accept-encoding %q, want none", name, got)
+			}
 		}
 	})
 

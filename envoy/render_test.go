@@ -217,7 +217,7 @@ func TestValidateFilterSnippet(t *testing.T) {
 	clusters := sectionBody(t, snip, "clusters")
 	perRoute := "typed_per_filter_config:\n" + sectionBody(t, snip, "typed_per_filter_config")
 	routes := sectionBody(t, snip, "routes")
-	if !strings.Contains(filters, "envoy.filters.http.ext_proc") ||
+	if !strings.Contains(filters, "envoy.filters.http.ext_proc") || !strings.Contains(filters, "remove_accept_encoding_header: true") ||
 		!strings.Contains(clusters, "llm_proxy_extproc") ||
 		!strings.Contains(perRoute, "disabled: true") ||
 		!strings.Contains(routes, "request_body_mode: BUFFERED") {
@@ -236,9 +236,9 @@ func TestFilterSnippetMatchesBootstrap(t *testing.T) {
 		name, snippet, bootstrap string
 	}{
 		{
-			"ext_proc http filter",
+			"compressors and ext_proc http filters",
 			sectionBody(t, snip, "http_filters"),
-			between(t, boot, "- name: envoy.filters.http.ext_proc\n", "- name: envoy.filters.http.router\n"),
+			between(t, boot, "- name: llm_proxy.compressor.br\n", "- name: envoy.filters.http.router\n"),
 		},
 		{
 			"llm_proxy_extproc cluster",

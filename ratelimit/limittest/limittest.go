@@ -40,6 +40,7 @@ func Run(t *testing.T, newLimiter NewLimiter) {
 		{"SeedErrors", testSeedErrors},
 		{"Budget", testBudget},
 		{"BudgetExactUnderConcurrency", testBudgetExact},
+		{"TicketSettlesLater", testTicket},
 		{"TokensReserveSettle", testTokensReserveSettle},
 		{"TokensExactUnderConcurrency", testTokensExact},
 		{"TooLargeRefusedAtOnce", testTooLarge},
@@ -502,6 +503,46 @@ func testBudget(t *testing.T, s suite) {
 	_, err = l.Reserve(t.Context(), []ratelimit.Limit{lim}, 0, 0)
 	if err != nil {
 		t.Errorf("a free reservation on a spent budget: %v; Admit is what refuses spent budgets", err)
+	}
+}
+
+// A reservation kept as a ticket (a background response, a batch) stays
+// charged until the ticket is settled, from its stored form, by another
+// Limiter sharing the counts.
+func testTicket(t *testing.T, s suite) {
+	l := s.limiter(t)
+	lim := ratelimit.Limit{Scope: "project:ticket", MonthlyBudget: 1000, TokensPerMinute: 10000}
+	r := mustReserve(t, l, 100, 600, lim)
+	tk, ok := r.Ticket()
+	if !ok || tk.Cost != 600 || tk.Tokens != 100 {
+		t.Fatalf("ticket %+v, %v; want 100 tokens and 600 micro-USD", tk, ok)
+	}
+	if err := r.Settle(t.Context(), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Ticket(); ok {
+		t.Error("a second ticket from one reservation")
+	}
+	// Settle on the reservation did nothing: still 600 of 1000 spent.
+	_, err := l.Reserve(t.Context(), []ratelimit.Limit{lim}, 0, 401)
+	limitError(t, err, ratelimit.KindBudget)
+	b, err := ratelimit.MarshalTicket(tk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ratelimit.UnmarshalTicket(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It really cost 250: 350 come back.
+	if err := l.SettleTicket(t.Context(), back, 40, 250); err != nil {
+		t.Fatal(err)
+	}
+	mustReserve(t, l, 0, 750, lim)
+	_, err = l.Reserve(t.Context(), []ratelimit.Limit{lim}, 0, 1)
+	limitError(t, err, ratelimit.KindBudget)
+	if _, err := ratelimit.UnmarshalTicket([]byte(`{"cost":-1,"id":"x"}`)); err == nil {
+		t.Error("a ticket with a negative cost was accepted")
 	}
 }
 

@@ -54,6 +54,18 @@ type Config struct {
 	DefaultMaxTokens int64
 	// PricesFile overrides the embedded price table.
 	PricesFile string
+	// UpstreamURL is where the sidecar itself calls OpenAI (settling
+	// background responses and batches); UpstreamCAFile adds trusted CAs.
+	UpstreamURL    string
+	UpstreamCAFile string
+	// ReconcileInterval is how long an outstanding background response or
+	// batch waits between two polls by the reconciler; ReconcileRate bounds
+	// its polls per second.
+	ReconcileInterval time.Duration
+	ReconcileRate     int
+	// MaxBatchInputBytes bounds the batch input file read to reserve a
+	// batch's cost when it is created.
+	MaxBatchInputBytes int64
 
 	// EventSinks are where usage events go: file, redis, stdout (or none).
 	EventSinks         []string
@@ -114,6 +126,11 @@ var Vars = []Var{
 	{"LLM_PROXY_LIMIT_FAILURE_MODES", "see ratelimit docs", "what each limit does when Redis fails, e.g. requests=local,tokens=local,concurrency=open,budget=closed,lifetime=closed; modes: closed (deny), open (allow), local (in-process limiter)"},
 	{"LLM_PROXY_DEFAULT_MAX_TOKENS", "1024", "completion tokens reserved for a request without max_tokens / max_completion_tokens (settled to the real usage afterwards)"},
 	{"LLM_PROXY_PRICES_FILE", "built-in table", "JSON price table (USD per million tokens, versioned) replacing the embedded one"},
+	{"LLM_PROXY_UPSTREAM_URL", "https://api.openai.com", "where the sidecar itself reads OpenAI's record of background responses and batches (and batch files), with the project's key, to settle what they cost"},
+	{"LLM_PROXY_UPSTREAM_CA_FILE", "", "PEM bundle of extra CAs trusted for LLM_PROXY_UPSTREAM_URL"},
+	{"LLM_PROXY_RECONCILE_INTERVAL", "30s", "how often an outstanding background response or batch is polled until it ends and is settled"},
+	{"LLM_PROXY_RECONCILE_RATE", "5", "most reconciler polls of OpenAI per second"},
+	{"LLM_PROXY_MAX_BATCH_INPUT_BYTES", "209715200", "largest batch input file read to reserve a batch's cost when it is created (a larger one is refused for projects with a budget)"},
 	{"LLM_PROXY_EVENTS_SINKS", "file", "where usage events go, comma-separated: file, redis (a Redis Stream, for `llm-proxy dispatch`), stdout, or none"},
 	{"LLM_PROXY_EVENTS_FILE", "<data dir>/events.jsonl", "JSONL file of the file sink (rotated by size)"},
 	{"LLM_PROXY_EVENTS_FILE_MAX_BYTES", "104857600", "size at which the events file is rotated (5 old files kept)"},
@@ -153,6 +170,11 @@ func Load(getenv func(string) string) (Config, error) {
 		LimitFailureModes:  p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
 		DefaultMaxTokens:   int64(p.integer("LLM_PROXY_DEFAULT_MAX_TOKENS", 1024, 1, 10_000_000)),
 		PricesFile:         p.str("LLM_PROXY_PRICES_FILE", ""),
+		UpstreamURL:        p.str("LLM_PROXY_UPSTREAM_URL", "https://api.openai.com"),
+		UpstreamCAFile:     p.str("LLM_PROXY_UPSTREAM_CA_FILE", ""),
+		ReconcileInterval:  p.duration("LLM_PROXY_RECONCILE_INTERVAL", 30*time.Second),
+		ReconcileRate:      p.integer("LLM_PROXY_RECONCILE_RATE", 5, 1, 1000),
+		MaxBatchInputBytes: int64(p.integer("LLM_PROXY_MAX_BATCH_INPUT_BYTES", 200<<20, 1<<10, 1<<40)),
 		EventSinks:         p.sinks("LLM_PROXY_EVENTS_SINKS"),
 		EventsFileMaxBytes: int64(p.integer("LLM_PROXY_EVENTS_FILE_MAX_BYTES", 100<<20, 1<<10, 1<<40)),
 		EventsStream:       p.str("LLM_PROXY_EVENTS_STREAM", "llmproxy:events"),
@@ -199,6 +221,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.UsageFlushInterval <= 0 {
 		p.fail("LLM_PROXY_USAGE_FLUSH_INTERVAL", "must be positive")
+	}
+	if c.ReconcileInterval <= 0 {
+		p.fail("LLM_PROXY_RECONCILE_INTERVAL", "must be positive")
 	}
 	return c, p.err()
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,15 +92,43 @@ func TestRoutes(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	for _, tc := range []struct{ doc, want string }{
-		{`{"routes":[{"method":"FETCH","path":"/v1/x"}]}`, "routes[0].method"},
-		{`{"routes":[{"method":"GET","path":"v1/x"}]}`, "routes[0].path"},
-		{`{"routes":[{"method":"GET","path":"/v1/x","body":"xml"}]}`, "routes[0].body"},
+		{`{"routes":[{"method":"FETCH","path":"/v1/x","charge":"free"}]}`, "routes[0].method"},
+		{`{"routes":[{"method":"GET","path":"v1/x","charge":"free"}]}`, "routes[0].path"},
+		{`{"routes":[{"method":"GET","path":"/v1/x","body":"xml","charge":"free"}]}`, "routes[0].body"},
 		{`{"routes":[{"method":"GET","path":"/v1/x","extra":1}]}`, "unknown field"},
+		{`{"routes":[{"method":"GET","path":"/v1/x"}]}`, "routes[0].charge: missing for GET /v1/x"},
+		{`{"routes":[{"method":"GET","path":"/v1/x","charge":"maybe"}]}`, `routes[0].charge: "maybe" must be one of`},
 		{`{"routes":[]}`, "no routes"},
 	} {
 		if _, err := ParseRoutes([]byte(tc.doc)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.doc, err, tc.want)
 		}
+	}
+}
+
+// TestREADMEChargingTable keeps the README's charging table and the built-in
+// routes in step: one row per route, with its rule's description.
+func TestREADMEChargingTable(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := LoadRoutes("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, r := range routes {
+		want = append(want, fmt.Sprintf("| `%s %s` | %s |", r.Method, r.Path, Charges[r.Charge]))
+	}
+	var got []string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "| `GET /v1/") || strings.HasPrefix(l, "| `POST /v1/") || strings.HasPrefix(l, "| `DELETE /v1/") {
+			got = append(got, l)
+		}
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("README's charging table is not the routes' (config/routes.json); want these rows:\n%s", strings.Join(want, "\n"))
 	}
 }
 

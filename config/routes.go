@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -22,6 +24,33 @@ type Route struct {
 	// Body says how the request body is handled: "json" bodies are parsed for
 	// model, stream and limits; "none" or "opaque" (uploads) are passed through.
 	Body string `json:"body,omitempty"`
+	// Charge says how a request on the route is charged; one of [Charges].
+	// Every route must declare one: a route nobody thought about charging
+	// would let its requests escape their cost.
+	Charge string `json:"charge"`
+}
+
+// Charging rules a [Route] may declare.
+const (
+	ChargeTokens  = "tokens"  // the usage OpenAI reports, at the model's token prices; background Responses are reserved and settled when they end
+	ChargeBatch   = "batch"   // a batch: reserved from its input file, settled from its output file, at the Batch API's discount
+	ChargeImages  = "images"  // per image by size and quality, or the image model's token usage
+	ChargeSpeech  = "speech"  // per character of input
+	ChargeAudio   = "audio"   // per second of audio, or the model's token usage
+	ChargeSettles = "settles" // free, but an answer showing a background response or batch that has ended settles it
+	ChargeFree    = "free"    // OpenAI does not bill it
+)
+
+// Charges describes each charging rule, for documentation (the README's
+// charging table is checked against it).
+var Charges = map[string]string{
+	ChargeTokens:  "tokens: the usage OpenAI reports, at the model's prices (cached input at its rate); a background response is reserved when created and settled when it ends",
+	ChargeBatch:   "batch: reserved from the input file when created, settled from the output file at the Batch API's discount (50%)",
+	ChargeImages:  "per image, by model, size and quality; image models that report token usage by their tokens",
+	ChargeSpeech:  "per character of input",
+	ChargeAudio:   "per second of audio (whisper-1); transcription models that report token usage by their tokens",
+	ChargeSettles: "free; when the answer shows a background response or batch that has ended, it settles that one's cost",
+	ChargeFree:    "free",
 }
 
 // RoutesFile is the document LLM_PROXY_ROUTES_FILE points to.
@@ -72,9 +101,18 @@ func ParseRoutes(data []byte) ([]Route, error) {
 			errs = append(errs, fmt.Errorf("routes[%d].path: %q must be an absolute path without query", i, r.Path))
 		case r.Body != "none" && r.Body != "json" && r.Body != "opaque":
 			errs = append(errs, fmt.Errorf("routes[%d].body: %q must be none, json or opaque", i, r.Body))
+		case r.Charge == "":
+			errs = append(errs, fmt.Errorf("routes[%d].charge: missing for %s %s: every route declares how it is charged (%s)", i, r.Method, r.Path, chargeNames()))
+		case Charges[r.Charge] == "":
+			errs = append(errs, fmt.Errorf("routes[%d].charge: %q must be one of %s", i, r.Charge, chargeNames()))
 		}
 	}
 	return f.Routes, errors.Join(errs...)
+}
+
+func chargeNames() string {
+	names := slices.Sorted(maps.Keys(Charges))
+	return strings.Join(names, ", ")
 }
 
 func validMethod(m string) bool {

@@ -3,6 +3,7 @@ module github.com/llm-proxy/llm-proxy
 go 1.26.8
 
 require (
+	github.com/andybalholm/brotli v1.3.0
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/google/uuid v1.6.0

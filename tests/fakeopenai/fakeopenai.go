@@ -1,41 +1,8 @@
-// Package fakeopenai is a fake OpenAI API upstream for end-to-end tests and
-// benchmarks. It answers the chat completions and models endpoints with
-// OpenAI-shaped, deterministic responses, records every request it receives,
-// and lets a test steer each request through x-fake-* request headers.
-//
-// The reply to a chat completion is "echo: " followed by the text of the last
-// user message with its whitespace collapsed to single spaces (see
-// [EchoReply]); usage is counted in words (see [CountWords]):
-//
-//	prompt_tokens     = Σ over all messages (CountWords(text) + 3)
-//	completion_tokens = CountWords(reply)
-//	total_tokens      = prompt_tokens + completion_tokens
-//
-// A streamed reply is split into one chunk per word; concatenating the
-// content deltas gives exactly the non-streamed content.
-//
-// Request headers understood on every endpoint (a malformed value is
-// answered with 400 so that test mistakes are loud):
-//
-//	x-fake-status: 429        answer with that status (400-599) and an
-//	                          OpenAI error body; 429 also sets retry-after: 1
-//	x-fake-delay: 200ms       sleep before answering (a bare number is ms)
-//	x-fake-chunk-delay: 50ms  sleep between streamed chunks
-//	x-fake-words: 500         reply with that many words instead of the echo
-//	x-fake-hold: <id>         streams: after the first chunk, block until
-//	                          Release(id) (or the request ends); non-streams:
-//	                          block before answering
-//	x-fake-break: after-N     streams: abort the connection after N SSE events
-//	                          (the role chunk is event 1); non-streams: after-0
-//	                          aborts before anything is written, after-N sends
-//	                          the headers and the first N body bytes and aborts
 package fakeopenai
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -44,16 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
-)
-
-// Control request headers.
-const (
-	HeaderStatus     = "X-Fake-Status"
-	HeaderDelay      = "X-Fake-Delay"
-	HeaderChunkDelay = "X-Fake-Chunk-Delay"
-	HeaderWords      = "X-Fake-Words"
-	HeaderHold       = "X-Fake-Hold"
-	HeaderBreak      = "X-Fake-Break"
 )
 
 // EchoPrefix starts every echo reply.
@@ -67,6 +24,15 @@ const MaxRecordedBody = 1 << 20
 
 // MaxRequestBody is the largest request body accepted (413 above it).
 const MaxRequestBody = 32 << 20
+
+// DefaultBackgroundPolls is how many GET /v1/responses/{id} calls a new
+// Server needs to finish a background response; see
+// [Server.SetBackgroundPolls].
+const DefaultBackgroundPolls = 2
+
+// DefaultBatchPolls is how many GET /v1/batches/{id} calls a new Server
+// needs to finish a batch; see [Server.SetBatchPolls].
+const DefaultBatchPolls = 2
 
 // maxWords bounds x-fake-words.
 const maxWords = 1_000_000
@@ -104,15 +70,30 @@ type Recorded struct {
 // Server is the fake upstream. It implements http.Handler; the zero value is
 // not usable, call New.
 type Server struct {
-	recording atomic.Bool
-	idSeq     atomic.Uint64
-	models    atomic.Pointer[modelSet]
+	recording   atomic.Bool
+	compressOff atomic.Bool
+	bgPolls     atomic.Int64
+	batchPolls  atomic.Int64
+	idSeq       atomic.Uint64
+	models      atomic.Pointer[modelSet]
 
 	mu     sync.Mutex
 	count  int
 	reqs   []Recorded
 	notify chan struct{} // closed on the next request; nil if nobody waits
 	holds  map[string]*hold
+	fails  map[string]int // x-fake-fail id → failures answered so far
+
+	lmu          sync.Mutex
+	ledger       []Charge
+	ledgerNotify chan struct{} // closed on the next charge; nil if nobody waits
+
+	// omu guards the objects the API stores: responses, files and batches.
+	omu       sync.Mutex
+	objSeq    int64 // orders listings
+	responses map[string]*storedResponse
+	files     map[string]*storedFile
+	batches   map[string]*storedBatch
 }
 
 type hold struct {
@@ -127,17 +108,46 @@ type modelSet struct {
 	byID map[string][]byte // the /v1/models/{id} bodies
 }
 
-// New returns a Server that records requests and lists DefaultModels.
+// New returns a Server that records requests, keeps a ledger, compresses
+// when asked to, and lists DefaultModels.
 func New() *Server {
-	s := &Server{holds: make(map[string]*hold)}
+	s := &Server{
+		holds:     make(map[string]*hold),
+		fails:     make(map[string]int),
+		responses: make(map[string]*storedResponse),
+		files:     make(map[string]*storedFile),
+		batches:   make(map[string]*storedBatch),
+	}
 	s.recording.Store(true)
+	s.bgPolls.Store(DefaultBackgroundPolls)
+	s.batchPolls.Store(DefaultBatchPolls)
 	s.SetModels(DefaultModels...)
 	return s
 }
 
 // SetRecording turns request recording on (the default) or off. Count still
-// counts requests while recording is off.
+// counts requests while recording is off. While recording is off nothing is
+// added to the ledger either (see [Server.Ledger]): benchmarks turn recording
+// off so that the fake's memory stays flat.
 func (s *Server) SetRecording(on bool) { s.recording.Store(on) }
+
+// SetCompression turns response compression on (the default) or off. On,
+// the fake compresses JSON and SSE bodies with br or gzip whenever the
+// request's Accept-Encoding allows it, as OpenAI's CDN edge does; off, it
+// always answers identity.
+func (s *Server) SetCompression(on bool) { s.compressOff.Store(!on) }
+
+// SetBackgroundPolls sets how many GET /v1/responses/{id} calls a background
+// response created from now on needs to reach "completed" (values below 1
+// count as 1). Each GET advances it one step: with n = 2 (the default) the
+// first GET answers "in_progress" and the second "completed".
+func (s *Server) SetBackgroundPolls(n int) { s.bgPolls.Store(int64(max(n, 1))) }
+
+// SetBatchPolls sets how many GET /v1/batches/{id} calls a batch created from
+// now on needs to reach "completed" (values below 1 count as 1). With n = 2
+// (the default) the first GET answers "in_progress" and the second runs the
+// batch and answers "completed".
+func (s *Server) SetBatchPolls(n int) { s.batchPolls.Store(int64(max(n, 1))) }
 
 // SetModels replaces the listed models (owned_by "openai", created
 // ModelCreated).
@@ -180,7 +190,9 @@ func (s *Server) Count() int {
 	return s.count
 }
 
-// Reset forgets the recorded requests and zeroes Count. Holds are kept.
+// Reset forgets the recorded requests and zeroes Count. Holds, x-fake-fail
+// counters, the ledger (see [Server.ResetLedger]) and the stored responses,
+// files and batches are kept.
 func (s *Server) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,6 +280,19 @@ func (s *Server) waitHold(ctx context.Context, id string) bool {
 	}
 }
 
+// failNow counts one more request carrying x-fake-fail id and reports
+// whether it is among the first count ones.
+func (s *Server) failNow(id string, count int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.fails[id]
+	if n >= count {
+		return false
+	}
+	s.fails[id] = n + 1
+	return true
+}
+
 func (s *Server) record(r *http.Request, body []byte, size int64, truncated bool) {
 	var rec Recorded
 	on := s.recording.Load()
@@ -317,72 +342,6 @@ func putBuf(b *bytes.Buffer) {
 	bufPool.Put(b)
 }
 
-// controls are the parsed x-fake-* headers.
-type controls struct {
-	status     int
-	delay      time.Duration
-	chunkDelay time.Duration
-	words      int // -1: echo
-	hold       string
-	breakAfter int // -1: none
-}
-
-type badHeader struct{ name, value string }
-
-func (e *badHeader) Error() string {
-	return "fakeopenai: invalid " + strings.ToLower(e.name) + " header value " + strconv.Quote(e.value)
-}
-
-func parseControls(h http.Header) (controls, error) {
-	c := controls{words: -1, breakAfter: -1}
-	if v := h.Get(HeaderStatus); v != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 400 || n > 599 {
-			return c, &badHeader{HeaderStatus, v}
-		}
-		c.status = n
-	}
-	var err error
-	if c.delay, err = parseDelay(h, HeaderDelay); err != nil {
-		return c, err
-	}
-	if c.chunkDelay, err = parseDelay(h, HeaderChunkDelay); err != nil {
-		return c, err
-	}
-	if v := h.Get(HeaderWords); v != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 || n > maxWords {
-			return c, &badHeader{HeaderWords, v}
-		}
-		c.words = n
-	}
-	c.hold = strings.TrimSpace(h.Get(HeaderHold))
-	if v := h.Get(HeaderBreak); v != "" {
-		num, ok := strings.CutPrefix(strings.TrimSpace(v), "after-")
-		n, err := strconv.Atoi(num)
-		if !ok || err != nil || n < 0 {
-			return c, &badHeader{HeaderBreak, v}
-		}
-		c.breakAfter = n
-	}
-	return c, nil
-}
-
-func parseDelay(h http.Header, name string) (time.Duration, error) {
-	v := strings.TrimSpace(h.Get(name))
-	if v == "" {
-		return 0, nil
-	}
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		return time.Duration(n) * time.Millisecond, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, &badHeader{name, v}
-	}
-	return d, nil
-}
-
 // sleep waits d or until ctx ends; false if ctx ended.
 func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
@@ -414,17 +373,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(r, rec, size, truncated)
 
+	enc := encIdentity
+	if !s.compressOff.Load() {
+		enc = negotiate(r.Header["Accept-Encoding"])
+	}
 	if readErr != nil {
-		writeError(w, http.StatusBadRequest, "fakeopenai: reading the request body: "+readErr.Error(), "invalid_request_error", "")
+		writeError(w, enc, http.StatusBadRequest, "fakeopenai: reading the request body: "+readErr.Error(), "invalid_request_error", "")
 		return
 	}
 	if size > MaxRequestBody {
-		writeError(w, http.StatusRequestEntityTooLarge, "fakeopenai: request body too large", "invalid_request_error", "")
+		writeError(w, enc, http.StatusRequestEntityTooLarge, "fakeopenai: request body too large", "invalid_request_error", "")
 		return
 	}
 	c, err := parseControls(r.Header)
+	if !c.forceEnc {
+		c.enc = enc
+	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
+		writeError(w, enc, http.StatusBadRequest, err.Error(), "invalid_request_error", "")
 		return
 	}
 	ctx := r.Context()
@@ -432,48 +398,127 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if c.status != 0 {
-		writeStatusError(w, c.status)
+		writeStatusError(w, enc, c.status, false)
 		return
 	}
+	if c.failID != "" && s.failNow(c.failID, c.failCount) {
+		writeStatusError(w, enc, c.failStatus, true)
+		return
+	}
+	s.route(w, r, body, &c)
+}
 
+// route dispatches a request to its endpoint.
+func (s *Server) route(w http.ResponseWriter, r *http.Request, body []byte, c *controls) {
 	path := r.URL.Path
 	switch {
 	case path == "/v1/chat/completions":
 		if r.Method != http.MethodPost {
-			writeMethodError(w, r)
+			writeMethodError(w, r, c)
 			return
 		}
-		s.chatCompletions(w, r, body, &c)
+		s.chatCompletions(w, r, body, c)
 	case path == "/v1/models":
 		if r.Method != http.MethodGet {
-			writeMethodError(w, r)
+			writeMethodError(w, r, c)
 			return
 		}
-		s.writeRaw(w, r, &c, s.models.Load().list)
+		s.writeRaw(w, r, c, s.models.Load().list)
 	case strings.HasPrefix(path, "/v1/models/") && len(path) > len("/v1/models/"):
 		if r.Method != http.MethodGet {
-			writeMethodError(w, r)
+			writeMethodError(w, r, c)
 			return
 		}
 		id := path[len("/v1/models/"):]
 		m, ok := s.models.Load().byID[id]
 		if !ok {
-			writeError(w, http.StatusNotFound, "The model '"+id+"' does not exist or you do not have access to it.", "invalid_request_error", "model_not_found")
+			writeError(w, c.enc, http.StatusNotFound, "The model '"+id+"' does not exist or you do not have access to it.", "invalid_request_error", "model_not_found")
 			return
 		}
-		s.writeRaw(w, r, &c, m)
+		s.writeRaw(w, r, c, m)
+	case path == "/v1/responses" || strings.HasPrefix(path, "/v1/responses/"):
+		s.routeResponses(w, r, body, c, path[len("/v1/responses"):])
+	case path == "/v1/files" || strings.HasPrefix(path, "/v1/files/"):
+		s.routeFiles(w, r, body, c, path[len("/v1/files"):])
+	case path == "/v1/batches" || strings.HasPrefix(path, "/v1/batches/"):
+		s.routeBatches(w, r, body, c, path[len("/v1/batches"):])
+	case path == "/v1/embeddings":
+		if allow(w, r, c, http.MethodPost) {
+			s.embeddings(w, r, body, c)
+		}
+	case path == "/v1/images/generations":
+		if allow(w, r, c, http.MethodPost) {
+			s.imageGenerations(w, r, body, c)
+		}
+	case path == "/v1/audio/speech":
+		if allow(w, r, c, http.MethodPost) {
+			s.speech(w, r, body, c)
+		}
+	case path == "/v1/audio/transcriptions":
+		if allow(w, r, c, http.MethodPost) {
+			s.audioText(w, r, body, c, FamilyTranscriptions)
+		}
+	case path == "/v1/audio/translations":
+		if allow(w, r, c, http.MethodPost) {
+			s.audioText(w, r, body, c, FamilyTranslations)
+		}
+	case path == "/v1/moderations":
+		if allow(w, r, c, http.MethodPost) {
+			s.moderations(w, r, body, c)
+		}
 	default:
-		writeError(w, http.StatusNotFound, "Invalid URL ("+r.Method+" "+path+")", "invalid_request_error", "")
+		writeNotFound(w, r, c)
 	}
 }
 
-// writeRaw writes a JSON 200 body, honouring hold and break.
+// allow reports whether r has the given method, answering 405 when not.
+// (route calls the endpoints directly, not through function values, so
+// that the controls of the hot path stay on the stack.)
+func allow(w http.ResponseWriter, r *http.Request, c *controls, method string) bool {
+	if r.Method != method {
+		writeMethodError(w, r, c)
+		return false
+	}
+	return true
+}
+
+// cutID splits "/{id}" or "/{id}/{sub}" (the rest of a path after an
+// endpoint's prefix) into id and sub; ok is false for an empty id or a
+// deeper path.
+func cutID(rest string) (id, sub string, ok bool) {
+	rest, ok = strings.CutPrefix(rest, "/")
+	if !ok {
+		return "", "", false
+	}
+	id, sub, _ = strings.Cut(rest, "/")
+	return id, sub, id != "" && !strings.Contains(sub, "/")
+}
+
+// writeRaw writes a JSON 200 body, honouring hold, break and compression.
 func (s *Server) writeRaw(w http.ResponseWriter, r *http.Request, c *controls, body []byte) {
+	s.writeBody(w, r, c, "application/json", body, true, nil)
+}
+
+// writeBody writes a 200 body of the given content type, honouring hold and
+// break; compressible bodies are compressed when c.enc says so. A non-nil
+// ch is billed once the answer is due, after the hold and before any break.
+func (s *Server) writeBody(w http.ResponseWriter, r *http.Request, c *controls, contentType string, body []byte, compressible bool, ch *Charge) {
 	if c.hold != "" && !s.waitHold(r.Context(), c.hold) {
 		return
 	}
+	if ch != nil {
+		s.bill(r, c, *ch)
+	}
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
+	if contentType == "application/json" {
+		h["Content-Type"] = []string{"application/json"}
+	} else {
+		h.Set("Content-Type", contentType)
+	}
+	if compressible && c.enc != encIdentity {
+		writeCompressed(w, c.enc, http.StatusOK, body, c.breakAfter)
+		return
+	}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	if c.breakAfter >= 0 {
 		if c.breakAfter == 0 {
@@ -488,11 +533,22 @@ func (s *Server) writeRaw(w http.ResponseWriter, r *http.Request, c *controls, b
 	_, _ = w.Write(body)
 }
 
-func writeMethodError(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusMethodNotAllowed, "Invalid method for URL ("+r.Method+" "+r.URL.Path+")", "invalid_request_error", "")
+func writeMethodError(w http.ResponseWriter, r *http.Request, c *controls) {
+	writeError(w, c.enc, http.StatusMethodNotAllowed, "Invalid method for URL ("+r.Method+" "+r.URL.Path+")", "invalid_request_error", "")
 }
 
-func writeStatusError(w http.ResponseWriter, status int) {
+func writeNotFound(w http.ResponseWriter, r *http.Request, c *controls) {
+	writeError(w, c.enc, http.StatusNotFound, "Invalid URL ("+r.Method+" "+r.URL.Path+")", "invalid_request_error", "")
+}
+
+func writeBadRequest(w http.ResponseWriter, c *controls, msg string) {
+	writeError(w, c.enc, http.StatusBadRequest, msg, "invalid_request_error", "")
+}
+
+// writeStatusError answers an injected status. retryMs adds OpenAI's
+// retry-after-ms header to a 429 (x-fake-fail does; x-fake-status keeps its
+// historical retry-after alone).
+func writeStatusError(w http.ResponseWriter, enc encoding, status int, retryMs bool) {
 	typ, code := "invalid_request_error", ""
 	msg := "fakeopenai: injected " + strconv.Itoa(status) + " " + http.StatusText(status)
 	switch {
@@ -505,16 +561,31 @@ func writeStatusError(w http.ResponseWriter, status int) {
 	case status == http.StatusTooManyRequests:
 		typ, code = "requests", "rate_limit_exceeded"
 		w.Header().Set("Retry-After", "1")
+		if retryMs {
+			w.Header().Set("Retry-After-Ms", "1000")
+		}
 	case status >= 500:
 		typ = "server_error"
 	}
-	writeError(w, status, msg, typ, code)
+	writeError(w, enc, status, msg, typ, code)
 }
 
 // writeError writes an OpenAI error body:
 // {"error":{"message":...,"type":...,"param":null,"code":...|null}}.
-func writeError(w http.ResponseWriter, status int, msg, typ, code string) {
-	b := make([]byte, 0, 128+len(msg))
+func writeError(w http.ResponseWriter, enc encoding, status int, msg, typ, code string) {
+	b := appendError(make([]byte, 0, 128+len(msg)), msg, typ, code)
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	if enc != encIdentity {
+		writeCompressed(w, enc, status, b, -1)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func appendError(b []byte, msg, typ, code string) []byte {
 	b = append(b, `{"error":{"message":`...)
 	b = appendJSONString(b, msg)
 	b = append(b, `,"type":`...)
@@ -525,150 +596,14 @@ func writeError(w http.ResponseWriter, status int, msg, typ, code string) {
 	} else {
 		b = appendJSONString(b, code)
 	}
-	b = append(b, "}}\n"...)
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	return append(b, "}}"...)
 }
 
-// ---- chat completions ----
-
-type chatRequest struct {
-	Model               string        `json:"model"`
-	Messages            []chatMessage `json:"messages"`
-	Stream              bool          `json:"stream"`
-	StreamOptions       *streamOpts   `json:"stream_options"`
-	MaxTokens           *int          `json:"max_tokens"`
-	MaxCompletionTokens *int          `json:"max_completion_tokens"`
-}
-
-type streamOpts struct {
-	IncludeUsage bool `json:"include_usage"`
-}
-
-type chatMessage struct {
-	Role    string         `json:"role"`
-	Content messageContent `json:"content"`
-}
-
-// messageContent is a message's text: a JSON string, or the text parts of an
-// array of content parts joined with spaces.
-type messageContent struct{ text string }
-
-func (m *messageContent) UnmarshalJSON(data []byte) error {
-	data = bytes.TrimSpace(data)
-	if len(data) == 0 || bytes.Equal(data, []byte("null")) {
-		m.text = ""
-		return nil
-	}
-	switch data[0] {
-	case '"':
-		return json.Unmarshal(data, &m.text)
-	case '[':
-		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		}
-		if err := json.Unmarshal(data, &parts); err != nil {
-			return err
-		}
-		var sb strings.Builder
-		for _, p := range parts {
-			if p.Type != "text" && p.Type != "input_text" {
-				continue
-			}
-			if sb.Len() > 0 {
-				sb.WriteByte(' ')
-			}
-			sb.WriteString(p.Text)
-		}
-		m.text = sb.String()
-		return nil
-	default:
-		return errors.New("message content must be a string or an array of content parts")
-	}
-}
-
-// CountWords is the fake's token count: the number of whitespace-separated
-// words in s.
-func CountWords(s string) int {
-	n, in := 0, false
-	for i := 0; i < len(s); i++ {
-		sp := isSpace(s[i])
-		if !sp && !in {
-			n++
-		}
-		in = !sp
-	}
-	return n
-}
-
-func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'
-}
-
-// EchoReply is the reply content for a last user message text: EchoPrefix
-// followed by the words of text joined by single spaces ("echo:" alone when
-// text has no words).
-func EchoReply(text string) string {
-	fields := strings.Fields(text)
-	if len(fields) == 0 {
-		return strings.TrimSpace(EchoPrefix)
-	}
-	return EchoPrefix + strings.Join(fields, " ")
-}
-
-var loremWords = strings.Fields(`lorem ipsum dolor sit amet consectetur adipiscing elit sed do
-eiusmod tempor incididunt ut labore et dolore magna aliqua ut enim ad minim veniam quis
-nostrud exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat`)
-
-// WordsReply is the reply content for x-fake-words: n: n words cycling
-// through a lorem ipsum list, joined by single spaces.
-func WordsReply(n int) string {
-	var sb strings.Builder
-	sb.Grow(n * 7)
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(' ')
-		}
-		sb.WriteString(loremWords[i%len(loremWords)])
-	}
-	return sb.String()
-}
-
-// PromptTokens is the prompt_tokens the fake reports for messages with the
-// given texts: Σ (CountWords(text) + 3).
-func PromptTokens(texts ...string) int {
-	n := 0
-	for _, t := range texts {
-		n += CountWords(t) + 3
-	}
-	return n
-}
-
-// truncateWords returns the first n words of a single-spaced reply.
-func truncateWords(s string, n int) string {
-	if n <= 0 {
-		return ""
-	}
-	seen := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == ' ' {
-			seen++
-			if seen == n {
-				return s[:i]
-			}
-		}
-	}
-	return s
-}
-
-type usage struct{ prompt, completion int }
-
-func (s *Server) nextID(b []byte) []byte {
-	b = append(b, "chatcmpl-fake"...)
+// appendID appends prefix + "fake" + a 12-digit sequence number unique
+// within the Server: "chatcmpl-fake000000000001", "resp_fake000000000002".
+func (s *Server) appendID(b []byte, prefix string) []byte {
+	b = append(b, prefix...)
+	b = append(b, "fake"...)
 	n := s.idSeq.Add(1)
 	const width = 12
 	var tmp [20]byte
@@ -679,214 +614,11 @@ func (s *Server) nextID(b []byte) []byte {
 	return append(b, d...)
 }
 
-func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, body []byte, c *controls) {
-	var req chatRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "We could not parse the JSON body of your request: "+err.Error(), "invalid_request_error", "")
-		return
-	}
-	if req.Model == "" {
-		writeError(w, http.StatusBadRequest, "you must provide a model parameter", "invalid_request_error", "")
-		return
-	}
-	if len(req.Messages) == 0 {
-		writeError(w, http.StatusBadRequest, "[] is too short - 'messages'", "invalid_request_error", "")
-		return
-	}
-
-	var u usage
-	last := ""
-	for i := range req.Messages {
-		m := &req.Messages[i]
-		u.prompt += CountWords(m.Content.text) + 3
-		if m.Role == "user" {
-			last = m.Content.text
-		}
-	}
-	var reply string
-	if c.words >= 0 {
-		reply = WordsReply(c.words)
-	} else {
-		reply = EchoReply(last)
-	}
-	finish := "stop"
-	limit := -1
-	if req.MaxCompletionTokens != nil {
-		limit = *req.MaxCompletionTokens
-	}
-	if req.MaxTokens != nil {
-		limit = *req.MaxTokens
-	}
-	if limit >= 0 && CountWords(reply) > limit {
-		reply = truncateWords(reply, limit)
-		finish = "length"
-	}
-	u.completion = CountWords(reply)
-
-	var idb [32]byte
-	id := s.nextID(idb[:0])
-	created := time.Now().Unix()
-	if req.Stream {
-		s.stream(w, r, c, &req, id, created, reply, finish, u)
-		return
-	}
-
-	out := getBuf()
-	defer putBuf(out)
-	b := out.AvailableBuffer()
-	b = append(b, `{"id":"`...)
-	b = append(b, id...)
-	b = append(b, `","object":"chat.completion","created":`...)
-	b = strconv.AppendInt(b, created, 10)
-	b = append(b, `,"model":`...)
-	b = appendJSONString(b, req.Model)
-	b = append(b, `,"choices":[{"index":0,"message":{"role":"assistant","content":`...)
-	b = appendJSONString(b, reply)
-	b = append(b, `,"refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"`...)
-	b = append(b, finish...)
-	b = append(b, `"}],"usage":`...)
-	b = appendUsage(b, u)
-	b = append(b, `,"service_tier":"default","system_fingerprint":"fp_fake"}`...)
-	b = append(b, '\n')
-	out.Write(b)
-	w.Header()["X-Request-Id"] = []string{"req_" + string(id[len("chatcmpl-"):])}
-	s.writeRaw(w, r, c, out.Bytes())
+// newID is appendID as a string.
+func (s *Server) newID(prefix string) string {
+	var b [48]byte
+	return string(s.appendID(b[:0], prefix))
 }
-
-func appendUsage(b []byte, u usage) []byte {
-	b = append(b, `{"prompt_tokens":`...)
-	b = strconv.AppendInt(b, int64(u.prompt), 10)
-	b = append(b, `,"completion_tokens":`...)
-	b = strconv.AppendInt(b, int64(u.completion), 10)
-	b = append(b, `,"total_tokens":`...)
-	b = strconv.AppendInt(b, int64(u.prompt+u.completion), 10)
-	b = append(b, `,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`...)
-	return b
-}
-
-// stream writes the SSE reply: a role chunk, one chunk per word, a finish
-// chunk, an optional usage chunk, then [DONE].
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *controls, req *chatRequest, id []byte, created int64, reply, finish string, u usage) {
-	ctx := r.Context()
-	if c.breakAfter == 0 {
-		panic(http.ErrAbortHandler)
-	}
-	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h["Content-Type"] = []string{"text/event-stream; charset=utf-8"}
-	h["Cache-Control"] = []string{"no-cache"}
-	h["X-Request-Id"] = []string{"req_" + string(id[len("chatcmpl-"):])}
-	w.WriteHeader(http.StatusOK)
-
-	buf := getBuf()
-	defer putBuf(buf)
-	// prefix is everything of a chunk before "choices".
-	prefix := buf.AvailableBuffer()
-	prefix = append(prefix, `data: {"id":"`...)
-	prefix = append(prefix, id...)
-	prefix = append(prefix, `","object":"chat.completion.chunk","created":`...)
-	prefix = strconv.AppendInt(prefix, created, 10)
-	prefix = append(prefix, `,"model":`...)
-	prefix = appendJSONString(prefix, req.Model)
-	prefix = append(prefix, `,"service_tier":"default","system_fingerprint":"fp_fake","choices":`...)
-	usageNull := ""
-	if includeUsage {
-		usageNull = `,"usage":null`
-	}
-
-	events := 0
-	send := func(b []byte) bool {
-		if c.breakAfter >= 0 && events == c.breakAfter {
-			_ = rc.Flush()
-			panic(http.ErrAbortHandler)
-		}
-		if events > 0 && !sleep(ctx, c.chunkDelay) {
-			return false
-		}
-		if _, err := w.Write(b); err != nil {
-			return false
-		}
-		if err := rc.Flush(); err != nil {
-			return false
-		}
-		events++
-		return true
-	}
-	// Every chunk is built in one reused scratch slice.
-	scratch := make([]byte, 0, len(prefix)+256)
-	begin := func() []byte {
-		b := append(scratch[:0], prefix...)
-		return append(b, `[{"index":0,"delta":`...)
-	}
-	end := func(b []byte, finishReason string) []byte {
-		b = append(b, `,"logprobs":null,"finish_reason":`...)
-		if finishReason == "" {
-			b = append(b, "null"...)
-		} else {
-			b = append(b, '"')
-			b = append(b, finishReason...)
-			b = append(b, '"')
-		}
-		b = append(b, "}]"...)
-		b = append(b, usageNull...)
-		b = append(b, "}\n\n"...)
-		scratch = b
-		return b
-	}
-
-	// 1: the role chunk.
-	b := begin()
-	b = append(b, `{"role":"assistant","content":"","refusal":null}`...)
-	if !send(end(b, "")) {
-		return
-	}
-	if c.hold != "" && !s.waitHold(ctx, c.hold) {
-		return
-	}
-	// One chunk per word: the first word, then " word", so that the deltas
-	// concatenate to reply.
-	for start := 0; start < len(reply); {
-		stop := strings.IndexByte(reply[start+1:], ' ')
-		if stop < 0 {
-			stop = len(reply)
-		} else {
-			stop += start + 1
-		}
-		b := begin()
-		b = append(b, `{"content":`...)
-		b = appendJSONString(b, reply[start:stop])
-		b = append(b, '}')
-		if !send(end(b, "")) {
-			return
-		}
-		start = stop
-	}
-	// The finish chunk.
-	b = begin()
-	b = append(b, "{}"...)
-	if !send(end(b, finish)) {
-		return
-	}
-	if includeUsage {
-		b := append(scratch[:0], prefix...)
-		b = append(b, `[],"usage":`...)
-		b = appendUsage(b, u)
-		b = append(b, "}\n\n"...)
-		scratch = b
-		if !send(b) {
-			return
-		}
-	}
-	if !send(doneEvent) {
-		return
-	}
-	if c.breakAfter >= 0 && events == c.breakAfter {
-		panic(http.ErrAbortHandler)
-	}
-}
-
-var doneEvent = []byte("data: [DONE]\n\n")
 
 // appendJSONString appends s as a JSON string literal.
 func appendJSONString(b []byte, s string) []byte {

@@ -344,7 +344,10 @@ func TestNotFoundAndBadRequests(t *testing.T) {
 		status             int
 	}{
 		{"GET", "/v1/nope", "", [2]string{}, 404},
-		{"POST", "/v1/embeddings", `{}`, [2]string{}, 404},
+		{"POST", "/v1/completions", `{}`, [2]string{}, 404},
+		{"POST", "/v1/embeddings", `{}`, [2]string{}, 400},
+		{"GET", "/v1/embeddings", "", [2]string{}, 405},
+		{"GET", "/v1/responses/a/b/c", "", [2]string{}, 404},
 		{"GET", "/", "", [2]string{}, 404},
 		{"GET", "/v1/chat/completions", "", [2]string{}, 405},
 		{"POST", "/v1/chat/completions", `{`, [2]string{}, 400},
@@ -798,7 +801,11 @@ func BenchmarkTLSNonStream(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			res, err := hc.Post(url, "application/json", bytes.NewReader(benchBody))
+			req, _ := http.NewRequest("POST", url, bytes.NewReader(benchBody))
+			req.Header.Set("Content-Type", "application/json")
+			// identity: the hot path, as before compression existed.
+			req.Header.Set("Accept-Encoding", "identity")
+			res, err := hc.Do(req)
 			if err != nil {
 				b.Error(err)
 				return

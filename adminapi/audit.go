@@ -135,10 +135,11 @@ type auditField struct {
 	set  bool
 }
 
-// activeField names the active flag with its new value, the part of a
-// change an auditor needs to tell enabling from disabling.
-func activeField(o optional[bool]) auditField {
-	return auditField{name: "active=" + strconv.FormatBool(o.Value), set: o.has()}
+// flagField names a switch (active, allow_background, …) with its new
+// value, the part of a change an auditor needs to tell enabling from
+// disabling.
+func flagField(name string, o optional[bool]) auditField {
+	return auditField{name: name + "=" + strconv.FormatBool(o.Value), set: o.has()}
 }
 
 // auditFields renders the fields a request set as an audit event's detail,

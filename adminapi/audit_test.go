@@ -107,6 +107,11 @@ func TestAuditRecordsEachOperationOnce(t *testing.T) {
 	call("PATCH", "/manage/projects/"+a, `{}`, 200)                     // changes nothing
 	call("PATCH", "/manage/projects/proj_missing", `{"name":"x"}`, 404) // fails
 	call("POST", "/manage/projects", `{"name":""}`, 400)                // fails
+	c := call("POST", "/manage/projects", `{"name":"C","openai_api_key":"`+rawKey1+`","cache_post":true,"allow_batches":false}`, 201).body["id"].(string)
+	expect(want{store.AuditProjectCreate, "project", c, c, "fields: name, openai_api_key, cache_post, allow_batches=false"})
+	call("PATCH", "/manage/projects/"+c, `{"cache_post":false,"allow_background":false,"allow_batches":true}`, 200)
+	expect(want{store.AuditProjectUpdate, "project", c, c, "fields: cache_post, allow_background=false, allow_batches=true"})
+	call("PATCH", "/manage/projects/"+c, `{"allow_background":null}`, 400) // fails
 	t1 := call("POST", "/manage/tokens", `{"project_id":"`+a+`","name":"ci"}`, 201).body["id"].(string)
 	expect(want{store.AuditTokenCreate, "token", t1, a, "fields: name"})
 	t2 := call("POST", "/manage/tokens", `{"project_id":"`+a+`","expires_in":"1h","max_requests":5}`, 201).body["id"].(string)
@@ -159,7 +164,7 @@ func TestAuditRecordsEachOperationOnce(t *testing.T) {
 		}
 	}
 	wantCounts := map[string]int{
-		store.AuditProjectCreate: 2, store.AuditProjectUpdate: 2, store.AuditProjectDelete: 1, store.AuditProjectTokensRevoke: 1,
+		store.AuditProjectCreate: 3, store.AuditProjectUpdate: 3, store.AuditProjectDelete: 1, store.AuditProjectTokensRevoke: 1,
 		store.AuditTokenCreate: 2, store.AuditTokenUpdate: 1, store.AuditTokenRevoke: 1,
 	}
 	for _, action := range store.AuditActions() {

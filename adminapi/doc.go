@@ -11,7 +11,7 @@
 //	POST   /manage/projects                         create a project → 201 project
 //	GET    /manage/projects                         list projects → 200 list
 //	GET    /manage/projects/{id}                    get a project → 200 project
-//	PATCH  /manage/projects/{id}                    change name, key, active, limits, budget → 200 project
+//	PATCH  /manage/projects/{id}                    change name, key, active, limits, budget, policy → 200 project
 //	DELETE /manage/projects/{id}                    delete it and its tokens (usage is kept) → 204
 //	POST   /manage/projects/{id}/tokens/revoke      revoke all its tokens → 200 {"revoked": n}
 //	GET    /manage/projects/{id}/usage[?from=&to=]  usage and cost by day and model → 200 usage report
@@ -62,6 +62,14 @@
 //     members left out keep their values, and "limits": null clears all.
 //     Limit and budget changes invalidate like any other project or token
 //     change.
+//   - A project's policy switches are booleans, optional on create and
+//     never null: cache_post (default false) caches its POST responses
+//     without per-request opt-in; allow_background and allow_batches
+//     (default true), when false, make the gateway refuse background
+//     Responses and POST /v1/batches with 403. Projects created before the
+//     switches existed allow both. Changing one invalidates like any other
+//     project change, and its audit detail carries the new value of each
+//     allow_ switch (e.g. "allow_batches=false"), as it does of active.
 //   - Money in responses (monthly_budget_usd, cost_usd) is a JSON number
 //     written exactly from micro-USD, with at most six decimals.
 //   - Every operation that changes something (create, patch, delete,

@@ -22,6 +22,8 @@ type projectJSON struct {
 	Limits           limitsJSON `json:"limits"`
 	MonthlyBudgetUSD *usd       `json:"monthly_budget_usd"`
 	CachePOST        bool       `json:"cache_post"`
+	AllowBackground  bool       `json:"allow_background"`
+	AllowBatches     bool       `json:"allow_batches"`
 	CreatedAt        string     `json:"created_at"`
 	UpdatedAt        string     `json:"updated_at"`
 }
@@ -36,6 +38,8 @@ func projectView(p store.Project) projectJSON {
 		Limits:           limitsView(p.Limits),
 		MonthlyBudgetUSD: optionalUSD(p.MonthlyBudgetMicroUSD),
 		CachePOST:        p.CachePOST,
+		AllowBackground:  p.AllowBackground,
+		AllowBatches:     p.AllowBatches,
 		CreatedAt:        timestamp(p.CreatedAt),
 		UpdatedAt:        timestamp(p.UpdatedAt),
 	}
@@ -74,6 +78,8 @@ type createProjectRequest struct {
 	Limits           optional[limitsRequest] `json:"limits"`
 	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
 	CachePOST        optional[bool]          `json:"cache_post"`
+	AllowBackground  optional[bool]          `json:"allow_background"`
+	AllowBatches     optional[bool]          `json:"allow_batches"`
 }
 
 func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +105,8 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		Limits:                newLimits(req.Limits),
 		MonthlyBudgetMicroUSD: budget,
 		CachePOST:             req.CachePOST.has() && req.CachePOST.Value,
+		AllowBackground:       !req.AllowBackground.has() || req.AllowBackground.Value,
+		AllowBatches:          !req.AllowBatches.has() || req.AllowBatches.Value,
 		CreatedAt:             now,
 		UpdatedAt:             now,
 	}
@@ -111,10 +119,12 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		Detail: auditFields(
 			auditField{"name", req.Name.Set},
 			auditField{"openai_api_key", req.OpenAIAPIKey.Set},
-			activeField(req.Active),
+			flagField("active", req.Active),
 			auditField{"limits", req.Limits.has()},
 			auditField{"monthly_budget_usd", req.MonthlyBudgetUSD.has()},
 			auditField{"cache_post", req.CachePOST.Set},
+			flagField("allow_background", req.AllowBackground),
+			flagField("allow_batches", req.AllowBatches),
 		),
 	})
 	writeJSON(w, http.StatusCreated, projectView(p))
@@ -137,6 +147,12 @@ func (req createProjectRequest) validate() error {
 		return err
 	}
 	if err := notNull("cache_post", req.CachePOST); err != nil {
+		return err
+	}
+	if err := notNull("allow_background", req.AllowBackground); err != nil {
+		return err
+	}
+	if err := notNull("allow_batches", req.AllowBatches); err != nil {
 		return err
 	}
 	return validateLimits(req.Limits)
@@ -168,6 +184,8 @@ type updateProjectRequest struct {
 	Limits           optional[limitsRequest] `json:"limits"`
 	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
 	CachePOST        optional[bool]          `json:"cache_post"`
+	AllowBackground  optional[bool]          `json:"allow_background"`
+	AllowBatches     optional[bool]          `json:"allow_batches"`
 }
 
 func (req updateProjectRequest) validate() error {
@@ -193,6 +211,12 @@ func (req updateProjectRequest) validate() error {
 	if err := notNull("cache_post", req.CachePOST); err != nil {
 		return err
 	}
+	if err := notNull("allow_background", req.AllowBackground); err != nil {
+		return err
+	}
+	if err := notNull("allow_batches", req.AllowBatches); err != nil {
+		return err
+	}
 	return validateLimits(req.Limits)
 }
 
@@ -212,6 +236,12 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.CachePOST.Set {
 		u.CachePOST = &req.CachePOST.Value
+	}
+	if req.AllowBackground.Set {
+		u.AllowBackground = &req.AllowBackground.Value
+	}
+	if req.AllowBatches.Set {
+		u.AllowBatches = &req.AllowBatches.Value
 	}
 	if req.OpenAIAPIKey.Set {
 		sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
@@ -255,9 +285,12 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		Detail: auditFields(
 			auditField{"name", u.Name != nil},
 			auditField{"openai_api_key", u.KeyCiphertext != nil},
-			activeField(req.Active),
+			flagField("active", req.Active),
 			auditField{"limits", u.SetLimits},
 			auditField{"monthly_budget_usd", u.SetMonthlyBudget},
+			auditField{"cache_post", u.CachePOST != nil},
+			flagField("allow_background", req.AllowBackground),
+			flagField("allow_batches", req.AllowBatches),
 		),
 	})
 	writeJSON(w, http.StatusOK, projectView(p))

@@ -81,6 +81,7 @@ func TestProjectLifecycle(t *testing.T) {
 	want := map[string]any{
 		"id": id, "object": "project", "name": "Team A", "openai_api_key": authz.Mask(rawKey1),
 		"active": true, "limits": noLimits(), "monthly_budget_usd": nil, "cache_post": false,
+		"allow_background": true, "allow_batches": true,
 		"created_at": h.now.Format(time.RFC3339), "updated_at": h.now.Format(time.RFC3339),
 	}
 	if !mapsEqual(out.body, want) {
@@ -394,6 +395,25 @@ func TestChangesReachTheValidationCache(t *testing.T) {
 	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID, body: `{"limits":null,"monthly_budget_usd":null}`}), 200)
 	if p := mustAuthenticate(secret1); p.ProjectLimits != (store.Limits{}) || p.MonthlyBudgetMicroUSD != nil {
 		t.Errorf("after clearing the project's limits and budget: principal has %+v, budget %v", p.ProjectLimits, fmtInt64(p.MonthlyBudgetMicroUSD))
+	}
+	// So do the policy switches, and the key the reconciler polls with.
+	if p := mustAuthenticate(secret1); !p.AllowBackground || !p.AllowBatches {
+		t.Errorf("new project: principal allows background %t, batches %t; want both", p.AllowBackground, p.AllowBatches)
+	}
+	if key, err := h.authz.ProjectKey(ctx, projectID); err != nil || key != rawKey2 {
+		t.Errorf("ProjectKey after rotation: %v (key matches: %t)", err, key == rawKey2)
+	}
+	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID, body: `{"allow_background":false}`}), 200)
+	if p := mustAuthenticate(secret1); p.AllowBackground || !p.AllowBatches {
+		t.Errorf("after refusing background: principal allows background %t, batches %t", p.AllowBackground, p.AllowBatches)
+	}
+	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID,
+		body: `{"allow_background":true,"allow_batches":false,"openai_api_key":"` + rawKey1 + `"}`}), 200)
+	if p := mustAuthenticate(secret1); !p.AllowBackground || p.AllowBatches {
+		t.Errorf("after refusing batches: principal allows background %t, batches %t", p.AllowBackground, p.AllowBatches)
+	}
+	if key, err := h.authz.ProjectKey(ctx, projectID); err != nil || key != rawKey1 {
+		t.Errorf("ProjectKey after a second rotation: %v (key matches: %t)", err, key == rawKey1)
 	}
 
 	wantStatus(t, h.do(req{method: "PATCH", path: "/manage/projects/" + projectID, body: `{"active":false}`}), 200)

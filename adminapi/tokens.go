@@ -214,7 +214,7 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 		Action: store.AuditTokenUpdate, ProjectID: t.ProjectID, TargetType: store.AuditTargetToken, TargetID: id,
 		Detail: auditFields(
 			auditField{"name", u.Name != nil},
-			activeField(req.Active),
+			flagField("active", req.Active),
 			auditField{"expires_at", u.SetExpiresAt},
 			auditField{"max_requests", u.SetMaxRequests},
 			auditField{"limits", u.SetLimits},

@@ -54,6 +54,8 @@ type Principal struct {
 	MonthlyBudgetMicroUSD *int64 // the project's; nil: none
 	MaxRequests           *int64 // the token's lifetime cap; nil: none
 	CachePOST             bool   // the project caches POST responses without per-request opt-in
+	AllowBackground       bool   // the project allows background Responses ("background": true)
+	AllowBatches          bool   // the project allows Batches (POST /v1/batches)
 }
 
 // credentialStore is what the Authorizer needs of the store.
@@ -72,9 +74,10 @@ type Authorizer struct {
 	ttl    time.Duration
 	now    func() time.Time
 
-	mu       sync.Mutex
-	byHash   map[string]*credential // guarded by mu
-	counters map[string]*counter    // by token id; guarded by mu
+	mu          sync.Mutex
+	byHash      map[string]*credential // guarded by mu
+	counters    map[string]*counter    // by token id; guarded by mu
+	projectKeys map[string]*projectKey // by project id; guarded by mu
 }
 
 // credential is a validated token with its project, as cached.
@@ -83,6 +86,13 @@ type credential struct {
 	project   store.Project
 	openAIKey string
 	loadedAt  time.Time
+}
+
+// projectKey is a project's opened OpenAI key, as cached by
+// [Authorizer.ProjectKey].
+type projectKey struct {
+	key      string
+	loadedAt time.Time
 }
 
 // counter is a token's lifetime request count. used is authoritative on this
@@ -111,8 +121,9 @@ func NewAuthorizer(s credentialStore, h Hasher, k *Keyring, o Options) *Authoriz
 	}
 	return &Authorizer{
 		store: s, hasher: h, keys: k, ttl: o.CacheTTL, now: o.Now,
-		byHash:   make(map[string]*credential),
-		counters: make(map[string]*counter),
+		byHash:      make(map[string]*credential),
+		counters:    make(map[string]*counter),
+		projectKeys: make(map[string]*projectKey),
 	}
 }
 
@@ -151,7 +162,7 @@ func (a *Authorizer) Authenticate(ctx context.Context, secret string) (Principal
 		TokenID: c.token.ID, ProjectID: c.project.ID, OpenAIKey: c.openAIKey,
 		ProjectLimits: c.project.Limits, TokenLimits: c.token.Limits,
 		MonthlyBudgetMicroUSD: c.project.MonthlyBudgetMicroUSD, MaxRequests: c.token.MaxRequests,
-		CachePOST: c.project.CachePOST,
+		CachePOST: c.project.CachePOST, AllowBackground: c.project.AllowBackground, AllowBatches: c.project.AllowBatches,
 	}, nil
 }
 
@@ -193,6 +204,37 @@ func (a *Authorizer) load(ctx context.Context, hash string, now time.Time) (*cre
 		a.counters[tok.ID] = &counter{used: tok.RequestCount}
 	}
 	return c, nil
+}
+
+// ProjectKey returns a project's OpenAI key, in clear, for work done on the
+// project's behalf after its request: polling OpenAI for a background
+// Response or a Batch whose charge is still to be settled. Like
+// [Principal.OpenAIKey] it goes into an upstream Authorization header and
+// nowhere else. The project need not be active: what its work cost is owed
+// all the same. An unknown project is an error wrapping [store.ErrNotFound];
+// any other error is the store or the keyring failing. The key is cached
+// like a validated token: for the cache TTL, and until
+// [Authorizer.InvalidateProject] or [Authorizer.InvalidateAll].
+func (a *Authorizer) ProjectKey(ctx context.Context, projectID string) (string, error) {
+	now := a.now()
+	a.mu.Lock()
+	k, ok := a.projectKeys[projectID]
+	a.mu.Unlock()
+	if ok && now.Sub(k.loadedAt) < a.ttl {
+		return k.key, nil
+	}
+	proj, err := a.store.GetProject(ctx, projectID)
+	if err != nil {
+		return "", fmt.Errorf("load project %s: %w", projectID, err)
+	}
+	key, err := a.keys.Open(proj.KeyCiphertext, proj.KeyID)
+	if err != nil {
+		return "", fmt.Errorf("project %s: %w", projectID, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.projectKeys[projectID] = &projectKey{key: key, loadedAt: now}
+	return key, nil
 }
 
 // CountRequest counts one admitted request of a token, for its stored
@@ -247,10 +289,11 @@ func (a *Authorizer) InvalidateToken(tokenID string) {
 	}
 }
 
-// InvalidateProject drops every cached token of a project.
+// InvalidateProject drops every cached token of a project, and its key.
 func (a *Authorizer) InvalidateProject(projectID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	delete(a.projectKeys, projectID)
 	for h, c := range a.byHash {
 		if c.project.ID == projectID {
 			delete(a.byHash, h)
@@ -288,9 +331,11 @@ func (a *Authorizer) Flush(ctx context.Context) error {
 	return nil
 }
 
-// InvalidateAll drops the whole validation cache (counters are kept).
+// InvalidateAll drops the whole validation cache, project keys included
+// (counters are kept).
 func (a *Authorizer) InvalidateAll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	clear(a.byHash)
+	clear(a.projectKeys)
 }

@@ -15,11 +15,12 @@ import (
 // memStore is an in-memory credentialStore for unit tests of the Authorizer's
 // own logic; the real stores are exercised by the store suite and e2e tests.
 type memStore struct {
-	mu       sync.Mutex
-	tokens   map[string]store.Token // by hash
-	projects map[string]store.Project
-	reads    atomic.Int64
-	failAdd  bool
+	mu        sync.Mutex
+	tokens    map[string]store.Token // by hash
+	projects  map[string]store.Project
+	reads     atomic.Int64 // of tokens
+	projReads atomic.Int64
+	failAdd   bool
 }
 
 func (m *memStore) GetTokenByHash(_ context.Context, hash string) (store.Token, error) {
@@ -34,6 +35,7 @@ func (m *memStore) GetTokenByHash(_ context.Context, hash string) (store.Token, 
 }
 
 func (m *memStore) GetProject(_ context.Context, id string) (store.Project, error) {
+	m.projReads.Add(1)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.projects[id]
@@ -197,6 +199,78 @@ func TestCountsSurviveFailedFlushesReloadsAndRestarts(t *testing.T) {
 	}
 	if n, _ := again.RequestCount("tok_1"); n != 4 {
 		t.Fatalf("count after restart %d, want 4", n)
+	}
+}
+
+func TestPrincipalCarriesProjectPolicy(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ background, batches bool }{{true, true}, {false, true}, {true, false}, {false, false}} {
+		f := newFixture(t, nil)
+		f.update(func(_ *store.Token, p *store.Project) { p.AllowBackground, p.AllowBatches = tc.background, tc.batches })
+		p, err := f.a.Authenticate(ctx, f.secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.AllowBackground != tc.background || p.AllowBatches != tc.batches {
+			t.Errorf("project allows background %t, batches %t: principal has %t, %t",
+				tc.background, tc.batches, p.AllowBackground, p.AllowBatches)
+		}
+	}
+}
+
+func TestProjectKey(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, nil)
+	wantKey := func(want string) {
+		t.Helper()
+		key, err := f.a.ProjectKey(ctx, "proj_1")
+		if err != nil || key != want {
+			t.Fatalf("ProjectKey = %q, %v; want %q", key, err, want)
+		}
+	}
+	wantKey("sk-project-key-123456")
+	wantKey("sk-project-key-123456")
+	if n := f.s.projReads.Load(); n != 1 {
+		t.Errorf("store read %d times, want 1 (cached)", n)
+	}
+
+	// Money owed is owed: an inactive project still has its key.
+	f.update(func(_ *store.Token, p *store.Project) { p.Active = false })
+	f.a.InvalidateProject("proj_1")
+	wantKey("sk-project-key-123456")
+	if n := f.s.projReads.Load(); n != 2 {
+		t.Errorf("store read %d times after invalidation, want 2", n)
+	}
+
+	// A rotated key is seen after an invalidation, or else after the TTL.
+	rotate := func(key string) {
+		ct, kid := f.a.keys.Seal(key)
+		f.update(func(_ *store.Token, p *store.Project) { p.KeyCiphertext, p.KeyID = ct, kid })
+	}
+	rotate("sk-rotated-1")
+	wantKey("sk-project-key-123456") // cached
+	f.a.InvalidateProject("proj_1")
+	wantKey("sk-rotated-1")
+	rotate("sk-rotated-2")
+	f.now = f.now.Add(59 * time.Second)
+	wantKey("sk-rotated-1")
+	f.now = f.now.Add(time.Second)
+	wantKey("sk-rotated-2")
+	rotate("sk-rotated-3")
+	f.a.InvalidateToken("tok_1") // not the project's key
+	wantKey("sk-rotated-2")
+	f.a.InvalidateAll()
+	wantKey("sk-rotated-3")
+
+	if _, err := f.a.ProjectKey(ctx, "proj_missing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ProjectKey of an unknown project: err = %v, want ErrNotFound", err)
+	}
+	f.s.mu.Lock()
+	f.s.projects["proj_bad"] = store.Project{ID: "proj_bad", KeyCiphertext: "not sealed", KeyID: "k-unknown"}
+	f.s.mu.Unlock()
+	key, err := f.a.ProjectKey(ctx, "proj_bad")
+	if err == nil || errors.Is(err, store.ErrNotFound) || key != "" {
+		t.Errorf("ProjectKey of a key that does not open = %q, %v; want a keyring error", key, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package store keeps llm-proxy's durable state — projects and their proxy
-// tokens, their limits, the daily usage roll-up and the audit log — in SQL,
-// behind one concrete type, [Store].
+// tokens, their limits, the daily usage roll-up, the deferred charges of
+// work that outlives its request, and the audit log — in SQL, behind one
+// concrete type, [Store].
 //
 // Two backends share one schema and one set of queries:
 //
@@ -26,7 +27,7 @@
 //     (Project.KeyCiphertext). Errors never carry the database password.
 //   - Operations that touch several rows (deleting a project with its tokens,
 //     revoking all of a project's tokens, flushing usage counters, adding
-//     to the usage roll-up) are atomic.
+//     to the usage roll-up, settling a deferred charge) are atomic.
 //   - Limits ([Limits]) and the monthly budget are nullable: nil is
 //     "unlimited", and a value round-trips exactly, 0 included. Money is
 //     integer micro-USD (millionths of a dollar), never floating point.
@@ -34,6 +35,15 @@
 //     version) only grows: [Store.AddUsage] adds to it, concurrently from any
 //     number of replicas without losing an addition. It is billing history,
 //     so deleting a project keeps its usage.
+//   - A deferred charge ([Deferred]) is the cost reserved for a background
+//     Response or a Batch, owed until it is settled from OpenAI's record.
+//     [Store.SettleDeferred] settles a charge exactly once, whichever
+//     replica or call comes first, and adds its usage to the roll-up in the
+//     same transaction, so usage is never added twice nor without the
+//     charge being marked settled. Charges are kept once settled, and like
+//     usage they outlive their project: money owed is still owed.
+//     [Store.OutstandingMicroUSD] is what a restarted budget adds to the
+//     recorded cost.
 //   - The audit log ([AuditEvent]) is append-only: [Store.AddAudit] stores
 //     a batch atomically and skips ids already stored, so a writer may retry
 //     a batch. [Store.ListAudit] pages it newest first with an opaque

@@ -10,7 +10,8 @@ import (
 // projectColumns is the column list every project query selects, in the
 // order [scanProject] reads.
 const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, " +
-	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, cache_post, created_at, updated_at"
+	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, cache_post, " +
+	"allow_background, allow_batches, created_at, updated_at"
 
 func scanProject(row scanner) (Project, error) {
 	var (
@@ -20,7 +21,7 @@ func scanProject(row scanner) (Project, error) {
 		created, updated int64
 	)
 	err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active,
-		&rpm, &tpm, &conc, &budget, &p.CachePOST, &created, &updated)
+		&rpm, &tpm, &conc, &budget, &p.CachePOST, &p.AllowBackground, &p.AllowBatches, &created, &updated)
 	if err != nil {
 		return Project{}, err
 	}
@@ -32,7 +33,9 @@ func scanProject(row scanner) (Project, error) {
 }
 
 // CreateProject inserts p. A zero CreatedAt is set to now and a zero
-// UpdatedAt to CreatedAt. It returns [ErrConflict] if the id is taken.
+// UpdatedAt to CreatedAt; every other field is stored as given (the
+// AllowBackground and AllowBatches flags included: false refuses). It
+// returns [ErrConflict] if the id is taken.
 func (s *Store) CreateProject(ctx context.Context, p Project) error {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = s.now()
@@ -41,10 +44,11 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		p.UpdatedAt = p.CreatedAt
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active,
 		nullInt64(p.Limits.RequestsPerMinute), nullInt64(p.Limits.TokensPerMinute), nullInt64(p.Limits.MaxConcurrent),
-		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
+		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches,
+		toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create project %s: %w", p.ID, conflict(err))
 	}
@@ -114,6 +118,12 @@ func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (
 	}
 	if u.CachePOST != nil {
 		a.set("cache_post", *u.CachePOST)
+	}
+	if u.AllowBackground != nil {
+		a.set("allow_background", *u.AllowBackground)
+	}
+	if u.AllowBatches != nil {
+		a.set("allow_batches", *u.AllowBatches)
 	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("projects", id, projectColumns)

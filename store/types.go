@@ -33,8 +33,15 @@ type Project struct {
 	// CachePOST opts the project's POST requests into the response cache
 	// without each client asking (Cache-Control: public).
 	CachePOST bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// AllowBackground lets the project's tokens start background Responses
+	// ("background": true), whose cost is settled after the response (see
+	// [Deferred]); false refuses them. AllowBatches does the same for
+	// Batches. Projects that predate the flags allow both; [Store.CreateProject]
+	// stores them as given, so a zero Project allows neither.
+	AllowBackground bool
+	AllowBatches    bool
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // ProjectUpdate changes a project. Pointer fields change when non-nil, and
@@ -52,6 +59,8 @@ type ProjectUpdate struct {
 	SetMonthlyBudget      bool
 	MonthlyBudgetMicroUSD *int64
 	CachePOST             *bool
+	AllowBackground       *bool
+	AllowBatches          *bool
 }
 
 // Limits are the rate limits of a project or of a token; a nil field means
@@ -129,12 +138,44 @@ type UsageRecord struct {
 	CostMicroUSD     int64 // millionths of a US dollar
 }
 
+// Deferred charge kinds: the [Deferred.Kind] values.
+const (
+	DeferredResponse = "response" // a background Response (resp_…)
+	DeferredBatch    = "batch"    // a Batch (batch_…)
+)
+
+// Deferred is a deferred charge: the cost reserved for work that finishes
+// after its request's response (a background Response or a Batch), owed
+// until it is settled from OpenAI's record of the finished object.
+// [Store.AddDeferred] records it when the object is created;
+// [Store.DueDeferred] and [Store.PostponeDeferred] schedule the polls of
+// an object still running; [Store.SettleDeferred] settles it, exactly once.
+type Deferred struct {
+	ID        string // OpenAI's object id, e.g. "resp_…" or "batch_…"; unique
+	Kind      string // DeferredResponse or DeferredBatch
+	ProjectID string
+	TokenID   string // the proxy token that created the object
+	Model     string // "" when the request named none (a Batch names its models per line)
+	// Ticket is the limiter's record of the reservation, opaque to the
+	// store (JSON, so valid UTF-8 without NUL bytes); nil when nothing was
+	// reserved. An empty Ticket comes back nil.
+	Ticket []byte
+	// ReservedMicroUSD is the cost reserved at creation, in millionths of a
+	// US dollar: owed until the charge is settled.
+	ReservedMicroUSD int64
+	CreatedAt        time.Time  // kept to the microsecond, returned in UTC; zero means now
+	NextCheckAt      time.Time  // when to poll the object next; zero means CreatedAt
+	Checks           int        // how many polls found the object still running
+	SettledAt        *time.Time // nil while outstanding
+	CostMicroUSD     int64      // the final cost, set when settled
+}
+
 // Audit actions: the [AuditEvent.Action] values. Management operations are
 // recorded by the management API, denials by the proxy's request path.
 // [AuditActions] lists them all.
 const (
 	AuditProjectCreate       = "project.create"        // a project was created
-	AuditProjectUpdate       = "project.update"        // a project's name, key, active flag, limits or budget changed
+	AuditProjectUpdate       = "project.update"        // a project's name, key, active flag, limits, budget or policy flags changed
 	AuditProjectDelete       = "project.delete"        // a project and its tokens were deleted
 	AuditProjectTokensRevoke = "project.tokens_revoke" // every active token of a project was revoked
 	AuditTokenCreate         = "token.create"          // a proxy token was issued

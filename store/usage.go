@@ -46,40 +46,52 @@ func (s *Store) AddUsage(ctx context.Context, records []UsageRecord) error {
 	if len(records) == 0 {
 		return nil
 	}
-	for _, r := range records {
-		if err := checkUsageRecord(r); err != nil {
-			return fmt.Errorf("add usage: %w", err)
-		}
+	if err := checkUsage(records); err != nil {
+		return fmt.Errorf("add usage: %w", err)
 	}
-	merged := mergeUsage(records)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		// excluded is the row proposed for insertion; qualified names are
-		// the stored row. SQLite (3.24+) and PostgreSQL spell it alike.
-		stmt, err := tx.PrepareContext(ctx,
-			`INSERT INTO usage_daily (`+usageColumns+`)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-			 ON CONFLICT (project_id, day, model, price_version) DO UPDATE SET
-			   requests          = usage_daily.requests          + excluded.requests,
-			   prompt_tokens     = usage_daily.prompt_tokens     + excluded.prompt_tokens,
-			   completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
-			   cached_tokens     = usage_daily.cached_tokens     + excluded.cached_tokens,
-			   reasoning_tokens  = usage_daily.reasoning_tokens  + excluded.reasoning_tokens,
-			   cost_micro_usd    = usage_daily.cost_micro_usd    + excluded.cost_micro_usd`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, r := range merged {
-			_, err := stmt.ExecContext(ctx, r.ProjectID, r.Day, r.Model, r.PriceVersion, r.Requests,
-				r.PromptTokens, r.CompletionTokens, r.CachedTokens, r.ReasoningTokens, r.CostMicroUSD)
-			if err != nil {
-				return fmt.Errorf("project %s, day %s, model %q: %w", r.ProjectID, r.Day, r.Model, err)
-			}
-		}
-		return nil
-	})
+	err := s.inTx(ctx, func(tx *sql.Tx) error { return addUsage(ctx, tx, records) })
 	if err != nil {
 		return fmt.Errorf("add usage (%d records): %w", len(records), err)
+	}
+	return nil
+}
+
+// addUsage adds records, already checked with [checkUsage], into the
+// roll-up within tx: summed by key and written in key order, as
+// [Store.AddUsage] describes.
+func addUsage(ctx context.Context, tx *sql.Tx, records []UsageRecord) error {
+	// excluded is the row proposed for insertion; qualified names are
+	// the stored row. SQLite (3.24+) and PostgreSQL spell it alike.
+	stmt, err := tx.PrepareContext(ctx,
+		`INSERT INTO usage_daily (`+usageColumns+`)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		 ON CONFLICT (project_id, day, model, price_version) DO UPDATE SET
+		   requests          = usage_daily.requests          + excluded.requests,
+		   prompt_tokens     = usage_daily.prompt_tokens     + excluded.prompt_tokens,
+		   completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
+		   cached_tokens     = usage_daily.cached_tokens     + excluded.cached_tokens,
+		   reasoning_tokens  = usage_daily.reasoning_tokens  + excluded.reasoning_tokens,
+		   cost_micro_usd    = usage_daily.cost_micro_usd    + excluded.cost_micro_usd`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, r := range mergeUsage(records) {
+		_, err := stmt.ExecContext(ctx, r.ProjectID, r.Day, r.Model, r.PriceVersion, r.Requests,
+			r.PromptTokens, r.CompletionTokens, r.CachedTokens, r.ReasoningTokens, r.CostMicroUSD)
+		if err != nil {
+			return fmt.Errorf("project %s, day %s, model %q: %w", r.ProjectID, r.Day, r.Model, err)
+		}
+	}
+	return nil
+}
+
+// checkUsage reports the first record unfit for the roll-up, if any.
+func checkUsage(records []UsageRecord) error {
+	for _, r := range records {
+		if err := checkUsageRecord(r); err != nil {
+			return err
+		}
 	}
 	return nil
 }

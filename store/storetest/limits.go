@@ -270,3 +270,55 @@ func testProjectCachePOST(t *testing.T, s suite) {
 		t.Fatal("an unrelated update changed CachePOST")
 	}
 }
+
+// testProjectAllowFlags: the flags are stored as given on create, each
+// changes alone on update, and an unrelated update keeps them. (That
+// projects from before migration 00005 allow both is testMigrateDeferred's.)
+func testProjectAllowFlags(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	both := newProject("both", t0)
+	none := newProject("none", t0)
+	none.AllowBackground, none.AllowBatches = false, false
+	bg := newProject("bg", t0)
+	bg.AllowBatches = false
+	for _, p := range []store.Project{both, none, bg} {
+		mustCreateProject(t, st, p)
+		got, err := st.GetProject(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkProject(t, "created "+p.ID, got, p)
+	}
+
+	want := none
+	update := func(what string, u store.ProjectUpdate, change func(*store.Project)) {
+		t.Helper()
+		got, err := st.UpdateProject(ctx, "none", u)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		change(&want)
+		want.UpdatedAt = got.UpdatedAt
+		checkProject(t, what, got, want)
+		stored, err := st.GetProject(ctx, "none")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkProject(t, what+" (stored)", stored, want)
+	}
+	update("allow batches", store.ProjectUpdate{AllowBatches: ptr(true)}, func(p *store.Project) { p.AllowBatches = true })
+	update("allow background, refuse batches", store.ProjectUpdate{AllowBackground: ptr(true), AllowBatches: ptr(false)},
+		func(p *store.Project) { p.AllowBackground, p.AllowBatches = true, false })
+	update("unrelated update", store.ProjectUpdate{Name: ptr("renamed"), CachePOST: ptr(true)},
+		func(p *store.Project) { p.Name, p.CachePOST = "renamed", true })
+	update("refuse background", store.ProjectUpdate{AllowBackground: ptr(false)}, func(p *store.Project) { p.AllowBackground = false })
+
+	for _, p := range []store.Project{both, bg} {
+		got, err := st.GetProject(ctx, p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkProject(t, "other project "+p.ID, got, p)
+	}
+}

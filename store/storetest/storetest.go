@@ -52,6 +52,15 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"AuditPaging", testAuditPaging},
 		{"AuditPagingConcurrent", testAuditPagingConcurrent},
 		{"AuditFilters", testAuditFilters},
+		{"MigrateDeferred", testMigrateDeferred},
+		{"ProjectAllowFlags", testProjectAllowFlags},
+		{"Deferred", testDeferred},
+		{"DeferredInvalid", testDeferredInvalid},
+		{"DueDeferred", testDueDeferred},
+		{"PostponeDeferred", testPostponeDeferred},
+		{"SettleDeferred", testSettleDeferred},
+		{"SettleDeferredConcurrent", testSettleDeferredConcurrent},
+		{"OutstandingMicroUSD", testOutstandingMicroUSD},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -79,14 +88,16 @@ var t0 = time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC)
 
 func newProject(id string, created time.Time) store.Project {
 	return store.Project{
-		ID:            id,
-		Name:          "project " + id,
-		KeyCiphertext: "sealed:" + id,
-		KeyID:         "k1",
-		KeyHint:       "sk-a…wxyz",
-		Active:        true,
-		CreatedAt:     created,
-		UpdatedAt:     created,
+		ID:              id,
+		Name:            "project " + id,
+		KeyCiphertext:   "sealed:" + id,
+		KeyID:           "k1",
+		KeyHint:         "sk-a…wxyz",
+		Active:          true,
+		AllowBackground: true, // as the management API creates projects by default
+		AllowBatches:    true,
+		CreatedAt:       created,
+		UpdatedAt:       created,
 	}
 }
 
@@ -152,9 +163,10 @@ func fmtInt64Ptr(p *int64) string {
 // prints readably.
 func projectString(p store.Project) string {
 	return fmt.Sprintf("{ID:%s Name:%s KeyCiphertext:%s KeyID:%s KeyHint:%s Active:%t Limits:%s "+
-		"MonthlyBudgetMicroUSD:%s CreatedAt:%s UpdatedAt:%s}",
+		"MonthlyBudgetMicroUSD:%s CachePOST:%t AllowBackground:%t AllowBatches:%t CreatedAt:%s UpdatedAt:%s}",
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, limitsString(p.Limits),
-		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), fmtTime(p.CreatedAt), fmtTime(p.UpdatedAt))
+		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches,
+		fmtTime(p.CreatedAt), fmtTime(p.UpdatedAt))
 }
 
 func tokenString(t store.Token) string {
@@ -201,7 +213,10 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 }
 
 // migrationFiles are the migrations the store embeds, oldest first.
-var migrationFiles = []string{"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql"}
+var migrationFiles = []string{
+	"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql",
+	"00005_deferred_charges.sql",
+}
 
 func migrationStatus(t *testing.T, st *store.Store) string {
 	t.Helper()

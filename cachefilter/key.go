@@ -19,13 +19,15 @@ import (
 
 // keyVersion starts every hashed key; changing how keys are computed must
 // change it, so that old entries are never read under a new meaning.
-const keyVersion = "llm-proxy-cache-key-v1"
+const keyVersion = "llm-proxy-cache-key-v2"
 
 // variantHeaders are the request headers that select a representation and
 // therefore belong in the key. Every other header (Origin, User-Agent,
 // X-Request-Id, Authorization, ...) is ignored, so it cannot turn every
-// request into a miss.
-var variantHeaders = [...]string{"accept", "accept-encoding", "openai-beta"}
+// request into a miss. Accept-Encoding is not one: entries hold identity
+// bodies, and Envoy's compressor encodes each answer for its own client
+// (it strips Accept-Encoding before the sidecar sees the request).
+var variantHeaders = [...]string{"accept", "openai-beta"}
 
 // KeyFor is the cache key of a request: the hex SHA-256 of the project id
 // (entries are never shared between projects), the method (upper-cased),
@@ -38,7 +40,7 @@ var variantHeaders = [...]string{"accept", "accept-encoding", "openai-beta"}
 // space, so key order and formatting do not matter; where a key repeats, the
 // last value counts, as in encoding/json. Any other body is hashed as is.
 //
-// The variant headers are Accept, Accept-Encoding and OpenAI-Beta, matched
+// The variant headers are Accept and OpenAI-Beta, matched
 // case-insensitively in variant. Their values are normalised: repeated
 // headers joined, split on commas, trimmed, lower-cased, sorted and
 // de-duplicated; an absent header equals an empty one.

@@ -116,9 +116,10 @@ func Lookupable(method string, reqHeaders map[string]string, postOptIn bool) (ok
 }
 
 // ignoredVary are the Vary entries that need not be in the key: the request
-// is the project's own (Authorization is the project's upstream key), and
-// CORS is answered by Envoy, whose access-control headers are never stored.
-var ignoredVary = [...]string{"origin", "authorization", "access-control-request-method", "access-control-request-headers"}
+// is the project's own (Authorization is the project's upstream key), the
+// body is stored in identity (Envoy encodes per client), and CORS is
+// answered by Envoy, whose access-control headers are never stored.
+var ignoredVary = [...]string{"origin", "authorization", "accept-encoding", "access-control-request-method", "access-control-request-headers"}
 
 // Storable reports whether a response may be stored, and for how long. It
 // judges the response; whether a POST opted in is the caller's to know, so

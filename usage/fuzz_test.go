@@ -3,6 +3,9 @@ package usage
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"maps"
+	"math"
 	"strconv"
 	"testing"
 	"unicode/utf8"
@@ -45,13 +48,17 @@ func refRequest(body []byte) (req Request, errField string, err bool) {
 		fieldErrs = append(fieldErrs, name)
 		return 0
 	}
-	switch v := m["model"].(type) {
-	case nil:
-	case string:
-		req.Model = v[:min(len(v), maxModelLen)]
-	default:
-		fieldErrs = append(fieldErrs, "model")
+	str := func(name string) string {
+		switch v := m[name].(type) {
+		case nil:
+		case string:
+			return v[:min(len(v), maxModelLen)]
+		default:
+			fieldErrs = append(fieldErrs, name)
+		}
+		return ""
 	}
+	req.Model = str("model")
 	switch v := m["stream"].(type) {
 	case nil:
 	case bool:
@@ -78,6 +85,20 @@ func refRequest(body []byte) (req Request, errField string, err bool) {
 	if n := integer("n"); n > 1 {
 		req.N = n
 	}
+	req.Size = str("size")
+	req.Quality = str("quality")
+	if v, ok := m["input"].(string); ok {
+		req.InputChars = int64(utf8.RuneCountInString(v))
+	}
+	switch v := m["background"].(type) {
+	case nil, string:
+	case bool:
+		req.Background = v
+	default:
+		fieldErrs = append(fieldErrs, "background")
+	}
+	req.InputFileID = str("input_file_id")
+	req.Endpoint = str("endpoint")
 	if len(fieldErrs) > 0 {
 		return Request{N: 1}, fieldErrs[0], true
 	}
@@ -91,6 +112,11 @@ func FuzzParseRequest(f *testing.F) {
 		`{"model":"gpt-5","input":"x","max_output_tokens":512,"stream":false}`,
 		`{"model":4}`, `{"stream_options":{"include_usage":1}}`, `{"max_tokens":1.5}`, `{"n":"2"}`,
 		`{"model":"a\u00e9\ud83d\ude00","model":"b"}`, `[]`, `null`, ``, `{`, `{"a":[1,{"b":"\"}"}]}`,
+		`{"model":"dall-e-3","prompt":"otter","n":1,"size":"1024x1792","quality":"hd","background":"transparent"}`,
+		`{"model":"tts-1","input":"Hello, wörld! 😀 \u00e9\ud83d\ude00\ud800x\"\\","voice":"alloy"}`,
+		`{"model":"o3","input":[{"role":"user","content":"x"}],"background":true}`,
+		`{"input_file_id":"file-abc123","endpoint":"/v1/chat/completions","completion_window":"24h"}`,
+		`{"size":1,"quality":[],"background":0,"input_file_id":{},"endpoint":false}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -125,9 +151,27 @@ func refUsage(body []byte) (Usage, bool) {
 		return u, true
 	}
 	if resp, ok := m["response"].(map[string]any); ok {
-		return refUsageObject(resp["usage"])
+		if u, ok := refUsageObject(resp["usage"]); ok {
+			return u, true
+		}
+	}
+	if d, ok := refSeconds(m["duration"]); ok && d.set {
+		return Usage{Seconds: d.v}, true
 	}
 	return Usage{}, false
+}
+
+// refSeconds is readSeconds over encoding/json; ok is false for a bad value.
+func refSeconds(v any) (seconds, bool) {
+	switch n := v.(type) {
+	case nil:
+		return seconds{}, true
+	case json.Number:
+		if f, err := strconv.ParseFloat(string(n), 64); err == nil && f >= 0 {
+			return seconds{v: f, set: true}, true
+		}
+	}
+	return seconds{}, false
 }
 
 func refUsageObject(v any) (Usage, bool) {
@@ -162,12 +206,17 @@ func refUsageObject(v any) (Usage, bool) {
 	completion, output := get(obj, "completion_tokens"), get(obj, "output_tokens")
 	total := get(obj, "total_tokens")
 	cached := detail("prompt_tokens_details", "cached_tokens").or(detail("input_tokens_details", "cached_tokens"))
+	image := detail("input_tokens_details", "image_tokens")
 	reasoning := detail("completion_tokens_details", "reasoning_tokens").or(detail("output_tokens_details", "reasoning_tokens"))
+	secs, ok := refSeconds(obj["seconds"])
 	p, c := prompt.or(input), completion.or(output)
-	if !valid || !p.set && !c.set && !total.set {
+	if !valid || !ok || !p.set && !c.set && !total.set && !secs.set {
 		return Usage{}, false
 	}
-	u := Usage{PromptTokens: p.v, CompletionTokens: c.v, CachedTokens: cached.v, ReasoningTokens: reasoning.v, TotalTokens: total.v}
+	u := Usage{
+		PromptTokens: p.v, CompletionTokens: c.v, CachedTokens: cached.v, ReasoningTokens: reasoning.v, TotalTokens: total.v,
+		ImageTokens: image.v, Seconds: secs.v,
+	}
 	if !total.set {
 		u.TotalTokens = saturatingAdd(p.v, c.v)
 	}
@@ -183,17 +232,161 @@ func FuzzParseUsage(f *testing.F) {
 		`{"usage":{"prompt_tokens":"1"},"response":{"usage":{"input_tokens":2}}}`,
 		`{"usage":{"prompt_tokens":1,"prompt_tokens":null}}`, `{"usage":{"prompt_tokens":-0}}`,
 		`{"usage":{"prompt_tokens":9223372036854775807,"completion_tokens":1}}`, `{"usage":null}`, `[]`, ``,
+		`{"text":"Hello.","usage":{"type":"duration","seconds":3}}`,
+		`{"text":"Hi.","usage":{"type":"duration","seconds":42.7e0}}`, `{"usage":{"seconds":-1}}`, `{"usage":{"seconds":1e400}}`,
+		`{"text":"Hi.","usage":{"type":"tokens","input_tokens":14,"input_token_details":{"text_tokens":0,"audio_tokens":14},"output_tokens":45,"total_tokens":59}}`,
+		`{"created":1,"data":[{"b64_json":"x"}],"usage":{"total_tokens":4260,"input_tokens":100,"output_tokens":4160,"input_tokens_details":{"text_tokens":20,"image_tokens":80}}}`,
+		`{"task":"translate","language":"english","duration":8.47,"text":"Hi."}`, `{"duration":"8"}`, `{"duration":null,"usage":{}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, ok := ParseUsage(body)
-		if ok && (got.PromptTokens < 0 || got.CompletionTokens < 0 || got.CachedTokens < 0 || got.ReasoningTokens < 0 || got.TotalTokens < 0) {
+		if ok && (got.PromptTokens < 0 || got.CompletionTokens < 0 || got.CachedTokens < 0 || got.ReasoningTokens < 0 || got.TotalTokens < 0 ||
+			got.ImageTokens < 0 || !(got.Seconds >= 0) || math.IsInf(got.Seconds, 0)) {
 			t.Fatalf("ParseUsage(%q) = %+v: negative count", body, got)
 		}
 		want, wantOK := refUsage(body)
 		if ok != wantOK || got != want {
 			t.Fatalf("ParseUsage(%q) = %+v, %v; reference %+v, %v", body, got, ok, want, wantOK)
+		}
+	})
+}
+
+// refImageCount is ImageCount's contract written over encoding/json.
+func refImageCount(body []byte) (int64, bool) {
+	m, ok := decodeAny(body)
+	if !ok || !json.Valid(body) {
+		return 0, false
+	}
+	data, ok := m["data"].([]any)
+	return int64(len(data)), ok
+}
+
+func FuzzImageCount(f *testing.F) {
+	for _, s := range []string{
+		`{"created":1589478378,"data":[{"url":"https://example.com/a.png","revised_prompt":"otter"}]}`,
+		`{"data":[[1,{"a":"]"}],"x",null],"usage":{"input_tokens":1}}`, `{"data":[1],"data":null}`, `{"data":{}}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := ImageCount(body)
+		if want, wantOK := refImageCount(body); got != want || ok != wantOK {
+			t.Fatalf("ImageCount(%q) = %d, %v; reference %d, %v", body, got, ok, want, wantOK)
+		}
+	})
+}
+
+// refJob is ParseJob's contract written over encoding/json.
+func refJob(body []byte) (Job, bool) {
+	m, ok := decodeAny(body)
+	if !ok || !json.Valid(body) {
+		return Job{}, false
+	}
+	var j Job
+	for name, dst := range map[string]*string{
+		"id": &j.ID, "object": &j.Object, "status": &j.Status, "model": &j.Model,
+		"output_file_id": &j.OutputFileID, "error_file_id": &j.ErrorFileID,
+	} {
+		switch v := m[name].(type) {
+		case nil:
+		case string:
+			*dst = v
+		default:
+			return Job{}, false
+		}
+	}
+	if j.ID == "" || j.Object != "response" && j.Object != "batch" {
+		return Job{}, false
+	}
+	j.Usage, j.HasUsage = refUsageObject(m["usage"])
+	return j, true
+}
+
+func FuzzParseJob(f *testing.F) {
+	for _, s := range []string{
+		backgroundQueued, backgroundCompleted, batchInProgress, batchCompleted,
+		`{"id":"resp_\u0031","object":"response","status":"completed","usage":{"input_tokens":"5"}}`,
+		`{"id":"x","id":"b","object":"batch","status":7,"status":"expired","output_file_id":null}`,
+		`{"id":"b","object":"batch","error_file_id":[]}`, `{"id":"","object":"response"}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := ParseJob(body)
+		if !utf8.Valid(body) {
+			return // encoding/json rewrites invalid UTF-8; the reference would differ
+		}
+		if want, wantOK := refJob(body); got != want || ok != wantOK {
+			t.Fatalf("ParseJob(%q) = %+v, %v; reference %+v, %v", body, got, ok, want, wantOK)
+		}
+	})
+}
+
+// refBatchOutput is ReadBatchOutput's contract written over encoding/json;
+// errLine is the line of the error, 0 if none.
+func refBatchOutput(data []byte, maxLine int) (sums map[string]Usage, errLine int) {
+	if maxLine <= 0 {
+		maxLine = DefaultMaxBatchLine
+	}
+	sums = make(map[string]Usage)
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		if i < len(lines)-1 {
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
+		switch {
+		case len(line) > maxLine:
+			return nil, i + 1
+		case len(bytes.Trim(line, " \t\r\n")) == 0:
+			continue
+		case !json.Valid(line):
+			return nil, i + 1
+		}
+		m, ok := decodeAny(line)
+		if !ok {
+			return nil, i + 1
+		}
+		resp, ok := m["response"].(map[string]any)
+		if m["error"] != nil || !ok {
+			continue
+		}
+		status, _ := resp["status_code"].(json.Number)
+		code, err := strconv.ParseInt(string(status), 10, 64)
+		body, ok := resp["body"].(map[string]any)
+		if err != nil || code < 200 || code > 299 || !ok {
+			continue
+		}
+		if u, ok := refUsageObject(body["usage"]); ok {
+			model, _ := body["model"].(string)
+			sums[model] = addUsage(sums[model], u)
+		}
+	}
+	return sums, 0
+}
+
+func FuzzReadBatchOutput(f *testing.F) {
+	f.Add([]byte(chatLine1+"\n"+chatLine2+"\r\n"+embeddingsLine+"\n\n"+responsesLine+"\n"+badRequestLine+"\n"+expiredLine+"\n"+moderationLine), 0)
+	f.Add([]byte(`{"response":{"status_code":200,"body":{"model":"m","usage":{"prompt_tokens":5}}},"error":null}`+"\n"+`{"a":12}`+"\r\n"), 8)
+	f.Add([]byte(`{"response":{"status_code":2e2,"body":{"model":"m\u002d1","usage":{"seconds":3}},"status_code":201}}`+"\r"), 0)
+	f.Add([]byte("[]\n{"), 0)
+	f.Fuzz(func(t *testing.T, data []byte, maxLine int) {
+		maxLine %= 1 << 10 // keep small limits common
+		got, err := readBatchOutput(bytes.NewReader(data), maxLine, 16)
+		if !utf8.Valid(data) {
+			return // encoding/json rewrites invalid UTF-8; the reference would differ
+		}
+		want, wantLine := refBatchOutput(data, maxLine)
+		if wantLine != 0 {
+			var be *BatchOutputError
+			if !errors.As(err, &be) || be.Line != wantLine || got != nil {
+				t.Fatalf("ReadBatchOutput(%q, %d) = %v, %v; want an error on line %d", data, maxLine, got, err, wantLine)
+			}
+			return
+		}
+		if err != nil || got == nil || !maps.Equal(got, want) {
+			t.Fatalf("ReadBatchOutput(%q, %d) = %v, %v; reference %v", data, maxLine, got, err, want)
 		}
 	})
 }
@@ -304,7 +497,7 @@ func FuzzStreamPayload(f *testing.F) {
 		if ok != wantOK {
 			t.Fatalf("Usage ok = %v, want %v (payload %s)", ok, wantOK, payload)
 		}
-		if want := (Usage{prompt, completion, cached, reasoningTokens, saturatingAdd(prompt, completion)}); ok && u != want {
+		if want := (Usage{PromptTokens: prompt, CompletionTokens: completion, CachedTokens: cached, ReasoningTokens: reasoningTokens, TotalTokens: saturatingAdd(prompt, completion)}); ok && u != want {
 			t.Fatalf("Usage = %+v, want %+v", u, want)
 		}
 	})

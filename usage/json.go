@@ -2,6 +2,7 @@ package usage
 
 import (
 	"bytes"
+	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -380,6 +381,92 @@ func (r *reader) integer() (v int64, ok bool) {
 		return 0, false
 	}
 	return int64(u), true
+}
+
+// float reads a JSON number as a finite float64, rounded as strconv (and so
+// encoding/json) rounds it. ok is false for a malformed number or one out of
+// float64 range — the number is still consumed — and for a value that is not
+// a number (nothing consumed).
+func (r *reader) float() (v float64, ok bool) {
+	c := r.peek()
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, false
+	}
+	start := r.i
+	for r.i < len(r.b) && !isDelim(r.b[r.i]) {
+		r.i++
+	}
+	tok := r.b[start:r.i]
+	if validNumber(tok, 0) != len(tok) {
+		return 0, false
+	}
+	// strconv copies the string only into an error, so short numbers are
+	// parsed without allocating.
+	v, err := strconv.ParseFloat(string(tok), 64)
+	if err != nil {
+		return 0, false
+	}
+	return v, true
+}
+
+// runeCount consumes a string value and returns how many code points it
+// decodes to — exactly as many as str would decode, invalid UTF-8 bytes and
+// unpaired surrogates counting one each — without decoding it. A value that
+// is not a string, or a malformed string, sets err.
+func (r *reader) runeCount() (n int64) {
+	if r.peek() != '"' {
+		r.fail()
+		return 0
+	}
+	b := r.b
+	i := r.i + 1
+	// The next quote at or after i, found once per quote so that a long
+	// string with many escapes is scanned in linear time. The string ends
+	// there unless a backslash comes first.
+	quote := -1
+	for {
+		if quote < i {
+			if quote = bytes.IndexByte(b[i:], '"'); quote < 0 {
+				r.fail()
+				return n
+			}
+			quote += i
+		}
+		backslash := bytes.IndexByte(b[i:quote], '\\')
+		if backslash < 0 {
+			n += int64(utf8.RuneCount(b[i:quote]))
+			r.i = quote + 1
+			return n
+		}
+		backslash += i
+		n += int64(utf8.RuneCount(b[i:backslash]))
+		i = backslash
+		if i+1 >= len(b) {
+			r.fail()
+			return n
+		}
+		switch b[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			c, ok := hex4(b[i+2:])
+			if !ok {
+				r.fail()
+				return n
+			}
+			i += 6
+			// A high surrogate and an escaped low surrogate are one rune.
+			if utf16.IsSurrogate(rune(c)) && c < 0xdc00 && i+1 < len(b) && b[i] == '\\' && b[i+1] == 'u' {
+				if c2, ok := hex4(b[i+2:]); ok && utf16.DecodeRune(rune(c), rune(c2)) != utf8.RuneError {
+					i += 6
+				}
+			}
+		default:
+			r.fail()
+			return n
+		}
+		n++
+	}
 }
 
 // appendCompact appends JSON value src with the white space outside strings

@@ -21,8 +21,32 @@ type Request struct {
 	// none is set. Negative values count as 0 (the upstream rejects them).
 	MaxOutputTokens int64
 	// N is the number of choices asked for ("n"), 1 if absent; values below 1
-	// count as 1 (the upstream rejects them).
+	// count as 1 (the upstream rejects them). The Images API reads it as the
+	// number of images.
 	N int64
+	// Size is the "size" of an image request ("1024x1792"), "" if absent (at
+	// most its first 256 bytes).
+	Size string
+	// Quality is the "quality" of an image request ("hd"), "" if absent (at
+	// most its first 256 bytes).
+	Quality string
+	// InputChars is the number of Unicode code points of a top-level "input"
+	// that is a JSON string, after unescaping: the text of a speech request,
+	// which is priced per character ([Prices.SpeechCost]). It is 0 when
+	// "input" is absent or not a string (a Responses API item list, an
+	// embeddings token array). Invalid UTF-8 bytes count one each.
+	InputChars int64
+	// Background is "background": true, a Responses API request that runs
+	// after its response returns, whose usage is known only from the finished
+	// response object ([ParseJob]). A string "background" (the Images API's
+	// "transparent", "opaque" or "auto") reads as false.
+	Background bool
+	// InputFileID is the "input_file_id" of a batch create request: the JSONL
+	// file of its requests (at most its first 256 bytes).
+	InputFileID string
+	// Endpoint is the "endpoint" of a batch create request, the route of all
+	// its requests ("/v1/chat/completions"; at most its first 256 bytes).
+	Endpoint string
 }
 
 // RequestError is the error [ParseRequest] returns for a body it cannot read:
@@ -48,7 +72,9 @@ func (e *RequestError) Error() string {
 // are ignored and null counts as absent. Keys match case-sensitively and a
 // repeated key takes its last value, as OpenAI reads them. The only errors are
 // a *[RequestError] for a body that is not a valid JSON object or a field of
-// [Request] with the wrong type. It allocates only for the model name.
+// [Request] with the wrong type ("input" has none: any type is accepted). It
+// allocates only for the model name, the input file ID, and a size, quality
+// or endpoint that is not one of OpenAI's.
 func ParseRequest(body []byte) (Request, error) {
 	req := Request{N: 1}
 	if !validJSON(body) {
@@ -68,6 +94,11 @@ func ParseRequest(body []byte) (Request, error) {
 		fMaxCompletionTokens
 		fMaxOutputTokens
 		fN
+		fSize
+		fQuality
+		fBackground
+		fInputFileID
+		fEndpoint
 		nFields
 	)
 	var errs [nFields]*RequestError
@@ -89,6 +120,23 @@ func ParseRequest(body []byte) (Request, error) {
 			maxTokens[2], errs[fMaxOutputTokens] = intField(&r, "max_output_tokens")
 		case "n":
 			n, errs[fN] = intField(&r, "n")
+		case "size":
+			req.Size, errs[fSize] = stringField(&r, "size", imageSizes...)
+		case "quality":
+			req.Quality, errs[fQuality] = stringField(&r, "quality", imageQualities...)
+		case "input":
+			req.InputChars = 0
+			if r.peek() == '"' {
+				req.InputChars = r.runeCount()
+			} else {
+				r.skip()
+			}
+		case "background":
+			req.Background, errs[fBackground] = backgroundField(&r)
+		case "input_file_id":
+			req.InputFileID, errs[fInputFileID] = stringField(&r, "input_file_id")
+		case "endpoint":
+			req.Endpoint, errs[fEndpoint] = stringField(&r, "endpoint", batchEndpoints...)
 		default:
 			r.skip()
 		}
@@ -113,7 +161,10 @@ func ParseRequest(body []byte) (Request, error) {
 // The field readers below consume the value whatever it is, so that reading
 // goes on after a wrong type: a later occurrence of the key may correct it.
 
-func stringField(r *reader, field string) (string, *RequestError) {
+// stringField reads a string, keeping at most its first maxModelLen bytes. A
+// value equal to one of known is returned as that constant, without
+// allocating.
+func stringField(r *reader, field string, known ...string) (string, *RequestError) {
 	switch r.peek() {
 	case 'n':
 		if r.null() {
@@ -125,18 +176,50 @@ func stringField(r *reader, field string) (string, *RequestError) {
 		if r.err {
 			break
 		}
-		if raw := r.b[start+1 : r.i-1]; bytes.IndexByte(raw, '\\') < 0 {
-			return string(raw[:min(len(raw), maxModelLen)]), nil
+		raw := r.b[start+1 : r.i-1]
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			var buf [maxModelLen]byte
+			raw, _ = (&reader{b: r.b, i: start}).str(buf[:0], maxModelLen)
+		} else {
+			raw = raw[:min(len(raw), maxModelLen)]
 		}
-		b, _ := (&reader{b: r.b, i: start}).str(nil, maxModelLen)
-		return string(b), nil
+		for _, k := range known {
+			if string(raw) == k {
+				return k, nil
+			}
+		}
+		return string(raw), nil
 	}
 	r.skip()
 	return "", &RequestError{Field: field, Reason: "must be a string"}
 }
 
-// maxModelLen bounds the model name kept from a request body.
+// maxModelLen bounds the model name, and every other string, kept from a
+// request body.
 const maxModelLen = 256
+
+// The values of OpenAI's image size and quality and batch endpoint
+// parameters, kept without allocating.
+var (
+	imageSizes = []string{
+		"auto", "256x256", "512x512", "1024x1024", "1792x1024", "1024x1792", "1536x1024", "1024x1536",
+	}
+	imageQualities = []string{"auto", "standard", "hd", "low", "medium", "high", "xhigh", "max"}
+	batchEndpoints = []string{
+		"/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions",
+		"/v1/moderations", "/v1/images/generations", "/v1/images/edits", "/v1/videos",
+	}
+)
+
+// backgroundField reads "background": a boolean (the Responses API) or a
+// string (the Images API's background transparency), which reads as false.
+func backgroundField(r *reader) (bool, *RequestError) {
+	if r.peek() == '"' {
+		r.skip()
+		return false, nil
+	}
+	return boolField(r, "background")
+}
 
 func boolField(r *reader, field string) (bool, *RequestError) {
 	if r.null() {

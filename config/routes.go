@@ -28,6 +28,12 @@ type Route struct {
 	// Every route must declare one: a route nobody thought about charging
 	// would let its requests escape their cost.
 	Charge string `json:"charge"`
+	// Immutable marks a GET whose answer never changes (a model, a file's
+	// content): it is cached for LLM_PROXY_CACHE_TTL when the upstream names
+	// no lifetime. Any other GET is cached only when the upstream or the
+	// client names a lifetime: a background response or a batch polled
+	// until it completes must never be served stale.
+	Immutable bool `json:"immutable,omitempty"`
 }
 
 // Charging rules a [Route] may declare.

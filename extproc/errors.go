@@ -15,6 +15,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/upstream"
 )
 
 // Errors raised by the steps of this package.
@@ -150,6 +151,24 @@ func toAPIError(err error) *apiError {
 	case errors.As(err, &bre):
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_request_body",
 			Message: "We could not parse the JSON body of your request: " + truncate(bre.err.Error(), 200), Err: err}
+	case errors.Is(err, errBackgroundRefused), errors.Is(err, errBatchRefused):
+		code, param := "background_not_allowed", "background"
+		if errors.Is(err, errBatchRefused) {
+			code, param = "batches_not_allowed", ""
+		}
+		ae := &apiError{Status: http.StatusForbidden, Type: "permission_error", Code: code,
+			Message: "The proxy refuses this request: " + err.Error() + ".", Err: err}
+		if param != "" {
+			ae.Param = &param
+		}
+		return ae
+	case errors.Is(err, errBatchUnavailable) && upstream.NotFound(err):
+		param := "input_file_id"
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "input_file_not_found",
+			Message: "The batch's input file does not exist for this project.", Param: &param, Err: err}
+	case errors.Is(err, errBatchUnavailable):
+		return &apiError{Status: http.StatusBadGateway, Type: "server_error", Code: "batch_input_unavailable",
+			Message: "The proxy could not read the batch's input file to reserve its cost. Please retry.", Err: err}
 	case errors.Is(err, errNotJSON):
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_content_type",
 			Message: "This endpoint takes a JSON body: send Content-Type: application/json.", Err: err}

@@ -14,10 +14,12 @@ import (
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/deferred"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/upstream"
 	"github.com/llm-proxy/llm-proxy/usage"
 )
 
@@ -69,6 +71,8 @@ var (
 	_ eventEmitter   = (*eventsink.Emitter)(nil)
 	_ auditRecorder  = (*eventsink.AuditLog)(nil)
 	_ responseCache  = (*cachefilter.Cache)(nil)
+	_ deferredWork   = (*deferred.Reconciler)(nil)
+	_ fileReader     = (*upstream.Client)(nil)
 )
 
 // Options configures a [Server]. Auth, Counter, Limiter, Tokenizer, Prices
@@ -94,10 +98,18 @@ type Options struct {
 	CacheWait     time.Duration
 	// DefaultMaxTokens is reserved for a request that names no max_tokens.
 	DefaultMaxTokens int64
-	Routes           []config.Route
-	Logger           zerolog.Logger
-	Metrics          *Metrics // nil: metrics are not recorded
-	Now              func() time.Time
+	// Deferred keeps and settles background responses and batches, whose
+	// cost is known only after their response; nil: they are settled at
+	// their response like any request (prompt estimate, no completion).
+	Deferred deferredWork
+	// Files reads batch input files from OpenAI, to reserve a batch's cost
+	// when it is created, at most MaxBatchInput bytes of each.
+	Files         fileReader
+	MaxBatchInput int64
+	Routes        []config.Route
+	Logger        zerolog.Logger
+	Metrics       *Metrics // nil: metrics are not recorded
+	Now           func() time.Time
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -117,6 +129,9 @@ type Server struct {
 	cacheMaxEntry    int
 	cacheWait        time.Duration
 	defaultMaxTokens int64
+	deferred         deferredWork
+	files            fileReader
+	maxBatchInput    int64
 	routes           allowlist
 	log              zerolog.Logger
 	metrics          *Metrics
@@ -130,6 +145,9 @@ func NewServer(o Options) *Server {
 	}
 	if o.DefaultMaxTokens <= 0 {
 		o.DefaultMaxTokens = 1024
+	}
+	if o.MaxBatchInput <= 0 {
+		o.MaxBatchInput = 200 << 20
 	}
 	return &Server{
 		auth:             o.Auth,
@@ -145,6 +163,9 @@ func NewServer(o Options) *Server {
 		cacheMaxEntry:    o.CacheMaxEntry,
 		cacheWait:        o.CacheWait,
 		defaultMaxTokens: o.DefaultMaxTokens,
+		deferred:         o.Deferred,
+		files:            o.Files,
+		maxBatchInput:    o.MaxBatchInput,
 		routes:           newAllowlist(o.Routes),
 		log:              o.Logger,
 		metrics:          o.Metrics,

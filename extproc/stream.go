@@ -66,6 +66,7 @@ type stream struct {
 	promptCounted bool
 	readBody      bool // the response body is read for usage
 	sse           bool
+	encoding      string // the response's Content-Encoding, when not identity
 	sseParser     usage.StreamParser
 	injected      bool // include_usage was added on the client's behalf
 	usageFilter   usageChunkFilter
@@ -152,6 +153,9 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 		if err := st.readRequest(b.GetBody()); err != nil {
 			return st.deny(err)
 		}
+		if err := st.checkDeferredPolicy(); err != nil {
+			return st.deny(err)
+		}
 		if hit := st.lookupCache(b.GetBody()); hit != nil {
 			return hit // before the reservation: a hit uses no tokens
 		}
@@ -172,6 +176,7 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	st.ttfb = st.srv.now().Sub(st.start)
 	hdrs := headerMap(h.GetHeaders())
 	st.watchResponse(hdrs)
+	st.purgeWritten()
 	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
 			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs))},
@@ -188,14 +193,19 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 // chunk is taken out.
 func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	resp := &extprocv3.BodyResponse{}
-	st.captureChunk(b.GetBody(), b.GetEndOfStream())
+	chunk, end := b.GetBody(), b.GetEndOfStream()
+	seen := chunk // what the client receives of this chunk
+	if st.readBody && st.injected && st.sse && st.encoding == "" {
+		seen = st.usageFilter.filter(chunk, end)
+		resp.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
+			Mutation: &extprocv3.BodyMutation_Body{Body: seen},
+		}}
+	}
+	// The cache keeps what this client got, so a hit replays no usage chunk
+	// the client did not ask for (its key is the client's body, not ours).
+	st.captureChunk(seen, end)
 	if st.readBody {
-		st.onResponseChunk(b.GetBody(), b.GetEndOfStream())
-		if st.injected && st.sse {
-			resp.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
-				Mutation: &extprocv3.BodyMutation_Body{Body: st.usageFilter.filter(b.GetBody(), b.GetEndOfStream())},
-			}}
-		}
+		st.onResponseChunk(chunk, end)
 	}
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: resp}}
 }

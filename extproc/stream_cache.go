@@ -28,6 +28,39 @@ type responseCache interface {
 	Set(ctx context.Context, projectID, key string, e *cachefilter.Entry) error
 	Acquire(ctx context.Context, projectID, key string, wait time.Duration) (leader bool, entry *cachefilter.Entry, release func())
 	InFlight(projectID, key string) bool
+	Purge(ctx context.Context, projectID, key string) (int, error)
+}
+
+// defaultTTL is how long a response that names no lifetime is kept: the
+// configured TTL for opted-in POSTs and immutable GETs (a model, a file's
+// content), none for a GET of something that changes (a background response,
+// a batch, a file's status): a poll must never be answered stale.
+func (st *stream) defaultTTL() time.Duration {
+	if st.method == http.MethodPost || (st.route != nil && st.route.Immutable) {
+		return st.srv.cacheTTL
+	}
+	return 0
+}
+
+// purgeWritten drops what the cache holds of a resource a successful write
+// changed (a cancel, a delete): the GET and HEAD of the resource and the GET
+// of its collection, as this client would have asked for them.
+func (st *stream) purgeWritten() {
+	if st.srv.cache == nil || st.status/100 != 2 || (st.method != http.MethodDelete && !strings.HasSuffix(st.path, "/cancel")) {
+		return
+	}
+	resource := strings.TrimSuffix(st.path, "/cancel")
+	collection := resource[:strings.LastIndexByte(resource, '/')]
+	variant := cachefilter.Variant(st.reqHeaders)
+	for _, r := range [...]struct{ method, path string }{{http.MethodGet, resource}, {http.MethodHead, resource}, {http.MethodGet, collection}} {
+		key, err := cachefilter.KeyFor(st.principal.ProjectID, r.method, r.path, "", nil, variant)
+		if err != nil {
+			continue
+		}
+		if _, err := st.srv.cache.Purge(st.ctx, st.principal.ProjectID, key); err != nil {
+			st.log.Warn().Err(err).Msg("cache purge after write failed")
+		}
+	}
 }
 
 // lookupCache answers a request from the cache when it may be and an entry
@@ -100,7 +133,10 @@ func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption
 	if st.cacheStatus != cacheMiss {
 		return nil
 	}
-	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, optInView(st.method, resp), st.status, st.srv.cacheTTL)
+	if st.encoding != "" {
+		return []*corev3.HeaderValueOption{setHeader("cache-status", cachefilter.MissStatus(false))} // stored bodies are identity
+	}
+	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, optInView(st.method, resp), st.status, st.defaultTTL())
 	if ok {
 		st.storeTTL = ttl
 		st.storeHeaders = cachefilter.StoredHeaders(resp)

@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
 )
@@ -59,8 +60,19 @@ func (st *stream) reserve() error {
 	if !slices.ContainsFunc(st.limits, func(l ratelimit.Limit) bool { return l.TokensPerMinute > 0 || l.MonthlyBudget > 0 }) {
 		return nil
 	}
-	tokens := st.prompt() + st.maxOutput()
-	cost := st.srv.prices.Estimate(st.req.Model, st.prompt(), st.maxOutput())
+	var tokens, cost int64
+	if st.charge() == config.ChargeBatch {
+		// A batch does not count against tokens per minute (OpenAI keeps
+		// batch quotas apart); its cost is every line's, discounted.
+		c, err := st.estimateBatch()
+		if err != nil {
+			return err
+		}
+		cost = c
+	} else {
+		tokens = st.prompt() + st.maxOutput()
+		cost = st.srv.prices.Estimate(st.req.Model, st.prompt(), st.maxOutput())
+	}
 	r, err := st.srv.limiter.Reserve(st.ctx, st.limits, tokens, cost)
 	if err != nil {
 		return fmt.Errorf("reserve %d tokens: %w", tokens, err)

@@ -1,10 +1,17 @@
 package extproc
 
 import (
+	"bytes"
+	"compress/flate"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
+	"github.com/andybalholm/brotli"
+
+	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/usage"
 )
@@ -39,17 +46,28 @@ func (st *stream) prompt() int64 {
 // usage worth reading.
 func (st *stream) watchResponse(h map[string]string) {
 	st.status = statusOf(h)
-	if st.status != 200 || st.req.Model == "" {
+	if st.status != 200 {
 		return
 	}
-	st.readBody = true
-	st.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
+	switch {
+	case st.charge() == config.ChargeBatch || st.charge() == config.ChargeSettles:
+		st.readBody = st.srv.deferred != nil // the object says what to settle, and when
+	case st.req.Model != "":
+		st.readBody = true
+		st.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
+	}
+	// Envoy strips the client's Accept-Encoding, so OpenAI answers in
+	// identity; an upstream (or a proxy before it) that compresses anyway is
+	// read whole and decoded at the end.
+	if enc := strings.ToLower(strings.TrimSpace(h["content-encoding"])); enc != "" && enc != "identity" {
+		st.encoding = enc
+	}
 }
 
 // onResponseChunk feeds one body chunk to the usage reader; Envoy forwards
 // the chunk unchanged once we answer.
 func (st *stream) onResponseChunk(chunk []byte, end bool) {
-	if st.sse {
+	if st.sse && st.encoding == "" {
 		st.sseParser.Write(chunk)
 	} else if len(st.body)+len(chunk) <= maxJSONResponse {
 		st.body = append(st.body, chunk...)
@@ -58,8 +76,58 @@ func (st *stream) onResponseChunk(chunk []byte, end bool) {
 	}
 	if end {
 		st.complete = true
+		st.decodeBody()
 		st.settle(st.ctx)
 	}
+}
+
+// decodeBody decodes a compressed response read whole: a JSON body in place,
+// a stream into the SSE parser. Undecodable bytes count as unreadable usage
+// (the prompt estimate is charged).
+func (st *stream) decodeBody() {
+	if st.encoding == "" || st.bodyTruncated {
+		return
+	}
+	b, err := decode(st.encoding, st.body, maxJSONResponse)
+	if err != nil {
+		st.log.Warn().Err(err).Str("content_encoding", st.encoding).Msg("compressed response not decoded: usage estimated")
+		st.bodyTruncated = true
+		return
+	}
+	if st.sse {
+		st.sseParser.Write(b)
+		st.body = nil
+		return
+	}
+	st.body = b
+}
+
+// decode undoes a Content-Encoding (gzip, br, deflate), reading at most
+// limit decoded bytes.
+func decode(encoding string, b []byte, limit int64) ([]byte, error) {
+	var r io.Reader
+	switch encoding {
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		r = zr
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(b))
+	case "deflate":
+		r = flate.NewReader(bytes.NewReader(b))
+	default:
+		return nil, fmt.Errorf("unknown content-encoding %q", encoding)
+	}
+	out, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(out)) > limit {
+		return nil, fmt.Errorf("decoded body over %d bytes", limit)
+	}
+	return out, nil
 }
 
 // settle replaces the reservation with what the request really used, records
@@ -73,6 +141,11 @@ func (st *stream) settle(ctx context.Context) {
 	st.settled = true
 	if st.admission != nil {
 		defer st.admission.Done(ctx)
+	}
+	st.observeJob(ctx)
+	if st.deferSettlement(ctx) {
+		st.usageSource = usageDeferred
+		return
 	}
 	u, source := st.measure()
 	var cost int64
@@ -106,6 +179,8 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 	switch {
 	case !st.forwarded() || st.status >= 300 || st.cacheStatus == cacheHit:
 		return usage.Usage{}, usage.SourceProvider
+	case st.charge() != config.ChargeTokens:
+		return usage.Usage{}, usage.SourceProvider // free, or charged later (batches)
 	case st.readBody && st.sse:
 		if u, ok := st.sseParser.Usage(); ok {
 			return u, usage.SourceProvider

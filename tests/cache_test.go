@@ -177,6 +177,57 @@ func testCache(t *testing.T, s *stack) {
 		}
 	})
 
+	t.Run("a replayed stream carries no usage chunk the client did not ask for", func(t *testing.T) {
+		body := `{"model":"gpt-4.1-mini","stream":true,"messages":[{"role":"user","content":"no usage chunk please"}]}`
+		var replies []reply
+		for range 2 {
+			replies = append(replies, call(t, s, "POST", "/v1/chat/completions", ta.Token, body, map[string]string{"Cache-Control": optIn}))
+		}
+		if isHit(replies[0]) || !isHit(replies[1]) || string(replies[0].body) != string(replies[1].body) {
+			t.Fatalf("miss then identical hit expected: %q / %q", replies[0].header.Get("Cache-Status"), replies[1].header.Get("Cache-Status"))
+		}
+		for i, r := range replies {
+			if strings.Contains(string(r.body), `"choices":[]`) || !strings.HasSuffix(string(r.body), "data: [DONE]\n\n") {
+				t.Errorf("reply %d holds a usage-only chunk or is cut: %q", i, r.body)
+			}
+		}
+	})
+
+	t.Run("a polled background response is never served stale; a cancel purges", func(t *testing.T) {
+		created := call(t, s, "POST", "/v1/responses", ta.Token,
+			`{"model":"gpt-4.1-mini","input":"later","background":true}`, nil)
+		var job jobObject
+		if err := json.Unmarshal(created.body, &job); err != nil || job.Status != "queued" {
+			t.Fatalf("create: %d %s", created.status, created.body)
+		}
+		// Each poll goes upstream and sees the work move on, however
+		// eagerly the client would cache it.
+		var seen []string
+		for _, cc := range []string{"", optIn} {
+			r := call(t, s, "GET", "/v1/responses/"+job.ID, ta.Token, "", map[string]string{"Cache-Control": cc})
+			if isHit(r) {
+				t.Fatalf("poll answered from the cache: %s", r.body)
+			}
+			var j jobObject
+			_ = json.Unmarshal(r.body, &j)
+			seen = append(seen, j.Status)
+		}
+		if strings.Join(seen, ",") != "in_progress,completed" {
+			t.Errorf("polls saw %v, want in_progress then completed", seen)
+		}
+		// The client's opt-in stored the completed object; a write to the
+		// resource drops it.
+		if r := call(t, s, "GET", "/v1/responses/"+job.ID, ta.Token, "", map[string]string{"Cache-Control": optIn}); !isHit(r) {
+			t.Fatalf("an opted-in GET of a finished response was not stored: %q", r.header.Get("Cache-Status"))
+		}
+		if r := call(t, s, "DELETE", "/v1/responses/"+job.ID, ta.Token, "", nil); r.status != 200 {
+			t.Fatalf("delete: %d %s", r.status, r.body)
+		}
+		if r := call(t, s, "GET", "/v1/responses/"+job.ID, ta.Token, "", map[string]string{"Cache-Control": optIn}); isHit(r) || r.status != 404 {
+			t.Errorf("after DELETE: %d %q, want a 404 from upstream, not the stale cached object", r.status, r.header.Get("Cache-Status"))
+		}
+	})
+
 	t.Run("an aborted stream is not stored", func(t *testing.T) {
 		s.upstream.Reset()
 		actx, cancel := context.WithCancel(ctx)
@@ -228,8 +279,8 @@ func testCache(t *testing.T, s *stack) {
 		var out struct{ Purged int }
 		s.mustManage("POST", "/manage/cache/purge", map[string]any{"project_id": pa.ID, "request": map[string]any{
 			"method": "POST", "path": "/v1/chat/completions", "body": json.RawMessage(chat(6)),
-			// The variant headers the client sent are part of the key (Go's
-			// client adds Accept-Encoding: gzip).
+			// Go's client adds Accept-Encoding: gzip, which is not part of
+			// the key (entries are identity; Envoy compresses per client).
 			"headers": map[string]string{"accept-encoding": "gzip"},
 		}}, 200, &out)
 		if out.Purged != 1 {

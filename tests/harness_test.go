@@ -73,6 +73,12 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		"LLM_PROXY_USAGE_FLUSH_INTERVAL": "100ms",
 		"LLM_PROXY_SHUTDOWN_TIMEOUT":     "2s",
 		"LLM_PROXY_LOG_LEVEL":            "debug",
+		// The reconciler of background responses and batches asks the fake
+		// directly, as it would ask OpenAI, polling often.
+		"LLM_PROXY_UPSTREAM_URL":       "https://" + up.Addr(),
+		"LLM_PROXY_UPSTREAM_CA_FILE":   caFile,
+		"LLM_PROXY_RECONCILE_INTERVAL": "200ms",
+		"LLM_PROXY_RECONCILE_RATE":     "50",
 	}
 	if o.databaseURL != "" {
 		env["LLM_PROXY_DATABASE_URL"] = o.databaseURL

@@ -48,6 +48,7 @@ func cacheOrNil(c *cachefilter.Cache) interface {
 	Set(ctx context.Context, projectID, key string, e *cachefilter.Entry) error
 	Acquire(ctx context.Context, projectID, key string, wait time.Duration) (bool, *cachefilter.Entry, func())
 	InFlight(projectID, key string) bool
+	Purge(ctx context.Context, projectID, key string) (int, error)
 } {
 	if c == nil {
 		return nil

@@ -25,10 +25,12 @@ import (
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/deferred"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/extproc"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/upstream"
 	"github.com/llm-proxy/llm-proxy/usage"
 )
 
@@ -173,6 +175,18 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	}
 	defer limiter.Close()
 
+	// Background responses and batches are settled from OpenAI's record,
+	// read by the sidecar itself with each project's key.
+	upstreamClient, err := upstream.New(upstream.Options{BaseURL: cfg.UpstreamURL, CAFile: cfg.UpstreamCAFile})
+	if err != nil {
+		return fmt.Errorf("LLM_PROXY_UPSTREAM_URL / LLM_PROXY_UPSTREAM_CA_FILE: %w", err)
+	}
+	reconciler := deferred.New(deferred.Options{
+		Store: st, Keys: auth, Limiter: limiter, Upstream: upstreamClient, Prices: prices,
+		Events: eventsOrNil(emitter), Interval: cfg.ReconcileInterval, Rate: cfg.ReconcileRate,
+		Logger: log.With().Str("component", "deferred").Logger(),
+	})
+
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize))
 	extprocv3.RegisterExternalProcessorServer(grpcSrv, extproc.NewServer(extproc.Options{
 		Auth:             auth,
@@ -188,6 +202,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		CacheMaxEntry:    cfg.CacheMaxEntryBytes,
 		CacheWait:        cfg.CacheWait,
 		DefaultMaxTokens: cfg.DefaultMaxTokens,
+		Deferred:         reconciler,
+		Files:            upstreamClient,
+		MaxBatchInput:    cfg.MaxBatchInputBytes,
 		Routes:           routes,
 		Logger:           log.With().Str("component", "extproc").Logger(),
 		Metrics:          extproc.NewMetrics(reg),
@@ -268,6 +285,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if broadcast != nil {
 		g.Go(func() error { return broadcast.Run(gctx) })
 	}
+	g.Go(func() error { return reconciler.Run(gctx) })
 	// Events emitted while streams drain must still be written: the emitter
 	// stops only after the servers have.
 	ectx, stopEvents := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,0 +1,149 @@
+package extproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/deferred"
+	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/usage"
+)
+
+// Work that OpenAI finishes after answering — a background response
+// ("background": true, answered "queued") and a batch — is reserved when it
+// is created like any request, but the reservation is not settled at the end
+// of the response: it is handed, as a ratelimit.Ticket, to package deferred,
+// which settles it from OpenAI's own record when the work has ended. Answers
+// that show such work in a terminal state (GET /v1/responses/{id}, cancel,
+// GET /v1/batches/{id}: routes charged "settles") are shown to it too.
+
+// deferredWork keeps and settles charges of work that ends after its
+// response (package deferred).
+type deferredWork interface {
+	Track(ctx context.Context, d store.Deferred) error
+	Observe(ctx context.Context, projectID string, job usage.Job)
+}
+
+// fileReader reads a file's content from OpenAI with a project's key
+// (package upstream): a batch's input file, to reserve its cost.
+type fileReader interface {
+	Open(ctx context.Context, key, path string) (io.ReadCloser, error)
+}
+
+// usageDeferred is the usage_source of a request whose cost is settled
+// later, by package deferred (its event carries no cost; the settlement's
+// event does).
+const usageDeferred usage.Source = "deferred"
+
+// errBackgroundRefused and errBatchRefused: the project does not allow work
+// that is charged after its response.
+var (
+	errBackgroundRefused = errors.New("background responses are disabled for this project")
+	errBatchRefused      = errors.New("batches are disabled for this project")
+	errBatchUnavailable  = errors.New("the batch input file could not be read to reserve its cost")
+)
+
+// charge is the charging rule of the request's route ("" before a route
+// matched).
+func (st *stream) charge() string {
+	if st.route == nil {
+		return ""
+	}
+	return st.route.Charge
+}
+
+// checkDeferredPolicy refuses background responses and batches to projects
+// that do not allow them.
+func (st *stream) checkDeferredPolicy() error {
+	switch {
+	case st.charge() == config.ChargeTokens && st.req.Background && !st.principal.AllowBackground:
+		return errBackgroundRefused
+	case st.charge() == config.ChargeBatch && !st.principal.AllowBatches:
+		return errBatchRefused
+	}
+	return nil
+}
+
+// defersWork reports whether this request creates work charged later.
+func (st *stream) defersWork() bool {
+	return st.srv.deferred != nil &&
+		(st.charge() == config.ChargeBatch || (st.charge() == config.ChargeTokens && st.req.Background))
+}
+
+// estimateBatch is the reservation of a batch: what every line of its input
+// file may cost at the Batch API's price. The file is read from OpenAI with
+// the project's key, within Envoy's (extended) message timeout.
+func (st *stream) estimateBatch() (int64, error) {
+	if st.srv.files == nil || st.req.InputFileID == "" {
+		return 0, &badRequestError{err: errors.New("input_file_id is required")}
+	}
+	st.extendTimeout(batchEstimateTimeout + time.Second)
+	ctx, cancel := context.WithTimeout(st.ctx, batchEstimateTimeout)
+	defer cancel()
+	body, err := st.srv.files.Open(ctx, st.principal.OpenAIKey, "/v1/files/"+st.req.InputFileID+"/content")
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", errBatchUnavailable, err)
+	}
+	defer body.Close()
+	cost, lines, err := deferred.EstimateBatch(io.LimitReader(body, st.srv.maxBatchInput), maxBatchLine, st.srv.tokenizer, st.srv.prices, st.srv.defaultMaxTokens)
+	if err != nil {
+		return 0, &badRequestError{err: err}
+	}
+	st.log.Debug().Int("lines", lines).Int64("cost_micro_usd", cost).Msg("batch reserved")
+	return cost, nil
+}
+
+// batchEstimateTimeout bounds reading a batch input file; Envoy's
+// max_message_timeout (10s in envoy.yaml) bounds it too.
+const batchEstimateTimeout = 8 * time.Second
+
+// maxBatchLine is the longest batch input line read (OpenAI's limit on one
+// request body is of this order).
+const maxBatchLine = 16 << 20
+
+// deferSettlement hands the reservation of work that has not ended to
+// package deferred and reports whether it did; the request is then settled
+// later, not now.
+func (st *stream) deferSettlement(ctx context.Context) bool {
+	if !st.defersWork() || st.status != http.StatusOK || !st.complete || st.bodyTruncated {
+		return false
+	}
+	job, ok := usage.ParseJob(st.body)
+	if !ok || job.ID == "" || job.Terminal() {
+		return false
+	}
+	d := store.Deferred{ID: job.ID, Kind: store.DeferredResponse, ProjectID: st.principal.ProjectID,
+		TokenID: st.principal.TokenID, Model: st.req.Model}
+	if st.charge() == config.ChargeBatch {
+		d.Kind = store.DeferredBatch
+	}
+	if t, ok := st.reservation.Ticket(); ok {
+		b, err := ratelimit.MarshalTicket(t)
+		if err != nil {
+			st.log.Error().Err(err).Msg("keep reservation")
+		}
+		d.Ticket, d.ReservedMicroUSD = b, t.Cost
+	}
+	if err := st.srv.deferred.Track(ctx, d); err != nil {
+		// The reservation stays charged as reserved; nothing settles it.
+		st.log.Error().Err(err).Msg("deferred charge not tracked: charged at its reservation")
+		return false
+	}
+	return true
+}
+
+// observeJob shows package deferred an answer that may show work ending.
+func (st *stream) observeJob(ctx context.Context) {
+	if st.srv.deferred == nil || st.charge() != config.ChargeSettles || st.status != http.StatusOK || !st.complete {
+		return
+	}
+	if job, ok := usage.ParseJob(st.body); ok {
+		st.srv.deferred.Observe(ctx, st.principal.ProjectID, job)
+	}
+}

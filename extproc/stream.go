@@ -67,6 +67,7 @@ type stream struct {
 	readBody      bool // the response body is read for usage
 	sse           bool
 	encoding      string // the response's Content-Encoding, when not identity
+	images        int64  // images an Images API answer holds
 	sseParser     usage.StreamParser
 	injected      bool // include_usage was added on the client's behalf
 	usageFilter   usageChunkFilter

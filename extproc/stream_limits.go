@@ -70,8 +70,7 @@ func (st *stream) reserve() error {
 		}
 		cost = c
 	} else {
-		tokens = st.prompt() + st.maxOutput()
-		cost = st.srv.prices.Estimate(st.req.Model, st.prompt(), st.maxOutput())
+		tokens, cost = st.estimate()
 	}
 	r, err := st.srv.limiter.Reserve(st.ctx, st.limits, tokens, cost)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	procv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+
+	"github.com/llm-proxy/llm-proxy/config"
 )
 
 // processingMode is the mode_override sent with the request-headers answer:
@@ -32,6 +34,9 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 	if st.route != nil && st.route.Body == "json" {
 		m.RequestBodyMode = procv3.ProcessingMode_BUFFERED
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND
+	}
+	if st.charge() != "" && st.charge() != config.ChargeFree {
+		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // its answer says what it cost
 	}
 	if st.admission != nil && st.admission.Requests().Limit > 0 {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND

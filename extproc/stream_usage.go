@@ -52,7 +52,9 @@ func (st *stream) watchResponse(h map[string]string) {
 	switch {
 	case st.charge() == config.ChargeBatch || st.charge() == config.ChargeSettles:
 		st.readBody = st.srv.deferred != nil // the object says what to settle, and when
-	case st.req.Model != "":
+	case st.charge() == config.ChargeImages || st.charge() == config.ChargeAudio:
+		st.readBody = true // usage, seconds, image count; uploads name their model nowhere else
+	case st.req.Model != "" && st.charge() != config.ChargeSpeech:
 		st.readBody = true
 		st.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
 	}
@@ -149,8 +151,11 @@ func (st *stream) settle(ctx context.Context) {
 	}
 	u, source := st.measure()
 	var cost int64
-	if st.req.Model != "" {
-		cost, _ = st.srv.prices.Cost(st.req.Model, u)
+	if st.req.Model != "" && source != sourceFree {
+		cost = st.price(u)
+	}
+	if source == sourceFree {
+		source = usage.SourceProvider
 	}
 	st.usage, st.usageSource, st.cost = u, source, cost
 	if st.reservation != nil {
@@ -178,9 +183,27 @@ func (st *stream) forwarded() bool { return st.principal.TokenID != "" && st.den
 func (st *stream) measure() (usage.Usage, usage.Source) {
 	switch {
 	case !st.forwarded() || st.status >= 300 || st.cacheStatus == cacheHit:
-		return usage.Usage{}, usage.SourceProvider
+		return usage.Usage{}, sourceFree
+	case st.charge() == config.ChargeSpeech:
+		return usage.Usage{}, usage.SourceProvider // priced by its input, known up front
+	case st.charge() == config.ChargeImages || st.charge() == config.ChargeAudio:
+		if st.readBody && !st.bodyTruncated {
+			return st.unitUsage(), usage.SourceProvider
+		}
+		if st.charge() == config.ChargeImages && st.complete {
+			// An answer too large to read (base64 images): OpenAI returns n
+			// images on success; an image model priced in tokens is charged
+			// its worst case.
+			st.images = max(st.req.N, 1)
+			if _, perImage := st.srv.prices.ImageCost(st.req.Model, st.req.Size, st.req.Quality, 1); !perImage {
+				out := maxImageOutputTokens * st.images
+				return usage.Usage{PromptTokens: st.prompt(), CompletionTokens: out, TotalTokens: st.prompt() + out}, usage.SourceEstimated
+			}
+			return usage.Usage{}, usage.SourceEstimated
+		}
+		return usage.Usage{}, sourceFree // an upload whose answer was not read: nothing to price
 	case st.charge() != config.ChargeTokens:
-		return usage.Usage{}, usage.SourceProvider // free, or charged later (batches)
+		return usage.Usage{}, sourceFree // free, or charged later (batches)
 	case st.readBody && st.sse:
 		if u, ok := st.sseParser.Usage(); ok {
 			return u, usage.SourceProvider
@@ -201,6 +224,11 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 	// first): the upstream may have done the work, so count the prompt.
 	return usage.Usage{PromptTokens: st.prompt(), TotalTokens: st.prompt()}, usage.SourceEstimated
 }
+
+// sourceFree marks, inside settle, usage that costs nothing whatever the
+// model's prices (a denial, an error, a cache hit, a free route); events show
+// it as provider usage.
+const sourceFree usage.Source = "free"
 
 // badRequestError: the request body is not what the endpoint accepts.
 type badRequestError struct{ err error }

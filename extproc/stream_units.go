@@ -1,0 +1,91 @@
+package extproc
+
+import (
+	"strings"
+
+	"github.com/llm-proxy/llm-proxy/config"
+	"github.com/llm-proxy/llm-proxy/usage"
+)
+
+// Routes not billed in tokens alone (config.Charges): images per image (or
+// the image model's tokens), speech per input character, transcriptions and
+// translations per second of audio (or the transcription model's tokens).
+// The price comes from the same table (usage.Prices).
+
+// maxImageOutputTokens bounds the output of one image of a GPT image model
+// (OpenAI's largest size at high quality), for a reservation.
+const maxImageOutputTokens = 6240
+
+// Models assumed where the request body is an upload the sidecar never sees
+// (multipart image edits and variations, transcriptions, translations): the
+// answer's shape tells which family billed it, and the dearer model of that
+// family is charged, so a request is never under-charged.
+const (
+	uploadImageTokenModel = "gpt-image-1"       // an edit that reports token usage
+	uploadImageModel      = "dall-e-2"          // variations, and edits without usage
+	uploadAudioTokenModel = "gpt-4o-transcribe" // a transcription that reports token usage
+	uploadAudioModel      = "whisper-1"         // one billed by duration
+)
+
+// estimate is the reservation of a request priced by unit: its worst case
+// in micro-USD, and the tokens it counts against tokens per minute.
+func (st *stream) estimate() (tokens, cost int64) {
+	p, req := st.srv.prices, st.req
+	switch st.charge() {
+	case config.ChargeImages:
+		if c, ok := p.ImageCost(req.Model, req.Size, req.Quality, max(req.N, 1)); ok {
+			return 0, c
+		}
+		return 0, p.Estimate(req.Model, st.prompt(), maxImageOutputTokens*max(req.N, 1))
+	case config.ChargeSpeech:
+		if c, ok := p.SpeechCost(req.Model, req.InputChars); ok {
+			return 0, c
+		}
+		return 0, p.Estimate(req.Model, st.prompt(), 0)
+	}
+	return st.prompt() + st.maxOutput(), p.Estimate(req.Model, st.prompt(), st.maxOutput())
+}
+
+// unitUsage is what an image or audio answer says it used: the usage object
+// (tokens, or seconds of audio) and the number of images. An upload's model,
+// which the sidecar could not read, is taken from the answer's shape.
+func (st *stream) unitUsage() usage.Usage {
+	u, hasUsage := usage.ParseUsage(st.body)
+	if st.charge() == config.ChargeImages {
+		st.images, _ = usage.ImageCount(st.body)
+	}
+	if st.req.Model == "" {
+		tokens := hasUsage && u.PromptTokens+u.CompletionTokens > 0
+		switch {
+		case st.charge() == config.ChargeImages && tokens && strings.HasSuffix(st.path, "/edits"):
+			st.req.Model = uploadImageTokenModel
+		case st.charge() == config.ChargeImages:
+			st.req.Model = uploadImageModel
+		case tokens:
+			st.req.Model = uploadAudioTokenModel
+		default:
+			st.req.Model = uploadAudioModel
+		}
+	}
+	return u
+}
+
+// price is what u cost on the request's route and model, in micro-USD.
+func (st *stream) price(u usage.Usage) int64 {
+	p, req := st.srv.prices, st.req
+	var c int64
+	switch tokens := u.PromptTokens+u.CompletionTokens > 0; {
+	case st.charge() == config.ChargeImages && !tokens:
+		c, _ = p.ImageCost(req.Model, req.Size, req.Quality, st.images)
+	case st.charge() == config.ChargeSpeech:
+		var ok bool
+		if c, ok = p.SpeechCost(req.Model, req.InputChars); !ok {
+			c, _ = p.Cost(req.Model, u)
+		}
+	case st.charge() == config.ChargeAudio && !tokens:
+		c, _ = p.AudioCost(req.Model, u.Seconds)
+	default:
+		c, _ = p.Cost(req.Model, u)
+	}
+	return c
+}

@@ -157,6 +157,28 @@ func TestBackgroundResponsesCannotExceedBudget(t *testing.T) {
 	}
 }
 
+// A reservation kept for a background response outlives a restart of the
+// sidecar: the in-memory budget is seeded with the month's spend plus what is
+// still reserved, so the restart cannot free budget for more work.
+func TestBackgroundReservationSurvivesRestart(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	s.upstream.SetBackgroundPolls(1_000_000) // never ends during the test
+	var p project
+	s.mustManage("POST", "/manage/projects", map[string]any{"name": "bg-restart", "openai_api_key": "sk-bg-restart-0123456789", "monthly_budget_usd": 0.01}, 201, &p)
+	tok := s.createToken(map[string]any{"project_id": p.ID})
+	// gpt-4o: 600 output tokens reserve 6000 µUSD and more: one fits in
+	// 10000, two do not.
+	if status, _, b := s.background(t, tok.Token, "gpt-4o", 10, 600); status != 200 {
+		t.Fatalf("first: %d %s", status, b)
+	}
+	s.restartProxy()
+	s.waitThroughEnvoy()
+	status, _, b := s.background(t, tok.Token, "gpt-4o", 10, 600)
+	if status != 429 || !strings.Contains(string(b), "insufficient_quota") {
+		t.Fatalf("after a restart, a second reservation over the budget: %d %s", status, b)
+	}
+}
+
 func TestBackgroundRefusedByProjectPolicy(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	var p project

@@ -44,6 +44,7 @@ type stack struct {
 
 	stopProxy context.CancelFunc
 	proxyDone chan error
+	proxyEnv  map[string]string
 }
 
 type stackOptions struct {
@@ -118,7 +119,15 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	return s
 }
 
+// restartProxy stops llm-proxy gracefully and starts it again with the same
+// settings and data (Envoy stays up and reconnects).
+func (s *stack) restartProxy() {
+	s.stop()
+	s.startProxy(s.proxyEnv)
+}
+
 func (s *stack) startProxy(env map[string]string) {
+	s.proxyEnv = env
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopProxy = cancel
 	s.proxyDone = make(chan error, 1)

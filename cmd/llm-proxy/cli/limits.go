@@ -44,7 +44,13 @@ func limitSeed(st *store.Store, auth *authz.Authorizer, rollup *eventsink.Rollup
 			if err != nil {
 				return 0, fmt.Errorf("seed month spend of %s: %w", id, err)
 			}
-			return cost + rollup.Pending(id, from), nil
+			// Background responses and batches not yet settled stay charged
+			// at their reservation (their settlement moves the difference).
+			outstanding, err := st.OutstandingMicroUSD(ctx, id, since)
+			if err != nil {
+				return 0, fmt.Errorf("seed month spend of %s: %w", id, err)
+			}
+			return cost + rollup.Pending(id, from) + outstanding, nil
 		}
 		return 0, nil
 	}

@@ -39,7 +39,11 @@ type Config struct {
 	GRPCAddr        string
 	HTTPAddr        string
 	GRPCMaxRecvSize int
-	RoutesFile      string
+	// GRPCKeepaliveMinTime is the shortest interval between HTTP/2 pings
+	// the gRPC server accepts from Envoy (connection_keepalive); pings more
+	// often make it close the connection with GOAWAY too_many_pings.
+	GRPCKeepaliveMinTime time.Duration
+	RoutesFile           string
 
 	// RedisURL enables shared limits and cross-replica invalidation.
 	RedisURL     string
@@ -119,6 +123,7 @@ var Vars = []Var{
 	{"LLM_PROXY_TOKEN_HASH_KEY", "generated into the data dir (SQLite only)", "base64 of ≥32 bytes; HMAC key under which proxy tokens are stored; required with PostgreSQL"},
 	{"LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002", "ext_proc gRPC listen address (health and reflection served too)"},
 	{"LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081", "management API, /metrics and /healthz listen address"},
+	{"LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", "10s", "shortest interval between Envoy's HTTP/2 pings the gRPC server accepts (with or without open streams); keep it below the sidecar cluster's connection_keepalive interval (30s in envoy/envoy.yaml) minus its jitter"},
 	{"LLM_PROXY_GRPC_MAX_RECV_BYTES", "67108864", "largest gRPC message accepted (buffered bodies arrive in one message)"},
 	{"LLM_PROXY_REDIS_URL", "", "redis:// or rediss:// URL: limits exact across replicas, revocations reach every replica within a second; unset: in-memory limits for one instance"},
 	{"LLM_PROXY_REDIS_PREFIX", "llmproxy:", "prefix of every Redis key and channel llm-proxy uses"},
@@ -155,43 +160,44 @@ var Vars = []Var{
 func Load(getenv func(string) string) (Config, error) {
 	p := parser{getenv: getenv}
 	c := Config{
-		DataDir:            p.str("LLM_PROXY_DATA_DIR", "./data"),
-		AutoMigrate:        p.boolean("LLM_PROXY_AUTO_MIGRATE", true),
-		ManagementToken:    p.str("LLM_PROXY_MANAGEMENT_TOKEN", ""),
-		EncryptionKey:      p.key("LLM_PROXY_ENCRYPTION_KEY", 32, 32),
-		OldEncryptionKeys:  p.keys("LLM_PROXY_OLD_ENCRYPTION_KEYS"),
-		TokenHashKey:       p.key("LLM_PROXY_TOKEN_HASH_KEY", 32, 1024),
-		GRPCAddr:           p.addr("LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002"),
-		HTTPAddr:           p.addr("LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081"),
-		GRPCMaxRecvSize:    p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
-		RedisURL:           p.redisURL("LLM_PROXY_REDIS_URL"),
-		RedisPrefix:        p.str("LLM_PROXY_REDIS_PREFIX", "llmproxy:"),
-		RedisTimeout:       p.duration("LLM_PROXY_REDIS_TIMEOUT", 100*time.Millisecond),
-		LimitFailureModes:  p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
-		DefaultMaxTokens:   int64(p.integer("LLM_PROXY_DEFAULT_MAX_TOKENS", 1024, 1, 10_000_000)),
-		PricesFile:         p.str("LLM_PROXY_PRICES_FILE", ""),
-		UpstreamURL:        p.str("LLM_PROXY_UPSTREAM_URL", "https://api.openai.com"),
-		UpstreamCAFile:     p.str("LLM_PROXY_UPSTREAM_CA_FILE", ""),
-		ReconcileInterval:  p.duration("LLM_PROXY_RECONCILE_INTERVAL", 30*time.Second),
-		ReconcileRate:      p.integer("LLM_PROXY_RECONCILE_RATE", 5, 1, 1000),
-		MaxBatchInputBytes: int64(p.integer("LLM_PROXY_MAX_BATCH_INPUT_BYTES", 200<<20, 1<<10, 1<<40)),
-		EventSinks:         p.sinks("LLM_PROXY_EVENTS_SINKS"),
-		EventsFileMaxBytes: int64(p.integer("LLM_PROXY_EVENTS_FILE_MAX_BYTES", 100<<20, 1<<10, 1<<40)),
-		EventsStream:       p.str("LLM_PROXY_EVENTS_STREAM", "llmproxy:events"),
-		EventsStreamMaxLen: int64(p.integer("LLM_PROXY_EVENTS_STREAM_MAXLEN", 1_000_000, 1000, 1<<40)),
-		EventsQueue:        p.integer("LLM_PROXY_EVENTS_QUEUE", 10_000, 1, 10_000_000),
-		AuditFile:          p.str("LLM_PROXY_AUDIT_FILE", ""),
-		TrustedHops:        p.integer("LLM_PROXY_TRUSTED_HOPS", 1, 0, 10),
-		Cache:              p.str("LLM_PROXY_CACHE", "memory"),
-		CacheMaxBytes:      int64(p.integer("LLM_PROXY_CACHE_MAX_BYTES", 256<<20, 1<<20, 1<<40)),
-		CacheMaxEntryBytes: p.integer("LLM_PROXY_CACHE_MAX_ENTRY_BYTES", 8<<20, 1<<10, 1<<30),
-		CacheTTL:           p.duration("LLM_PROXY_CACHE_TTL", 5*time.Minute),
-		CacheWait:          p.duration("LLM_PROXY_CACHE_WAIT", 8*time.Second),
-		RoutesFile:         p.str("LLM_PROXY_ROUTES_FILE", ""),
-		AuthCacheTTL:       p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
-		UsageFlushInterval: p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),
-		ShutdownTimeout:    p.duration("LLM_PROXY_SHUTDOWN_TIMEOUT", 15*time.Second),
-		LogLevel:           p.level("LLM_PROXY_LOG_LEVEL", zerolog.InfoLevel),
+		DataDir:              p.str("LLM_PROXY_DATA_DIR", "./data"),
+		AutoMigrate:          p.boolean("LLM_PROXY_AUTO_MIGRATE", true),
+		ManagementToken:      p.str("LLM_PROXY_MANAGEMENT_TOKEN", ""),
+		EncryptionKey:        p.key("LLM_PROXY_ENCRYPTION_KEY", 32, 32),
+		OldEncryptionKeys:    p.keys("LLM_PROXY_OLD_ENCRYPTION_KEYS"),
+		TokenHashKey:         p.key("LLM_PROXY_TOKEN_HASH_KEY", 32, 1024),
+		GRPCAddr:             p.addr("LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002"),
+		HTTPAddr:             p.addr("LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081"),
+		GRPCMaxRecvSize:      p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
+		GRPCKeepaliveMinTime: p.duration("LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", 10*time.Second),
+		RedisURL:             p.redisURL("LLM_PROXY_REDIS_URL"),
+		RedisPrefix:          p.str("LLM_PROXY_REDIS_PREFIX", "llmproxy:"),
+		RedisTimeout:         p.duration("LLM_PROXY_REDIS_TIMEOUT", 100*time.Millisecond),
+		LimitFailureModes:    p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
+		DefaultMaxTokens:     int64(p.integer("LLM_PROXY_DEFAULT_MAX_TOKENS", 1024, 1, 10_000_000)),
+		PricesFile:           p.str("LLM_PROXY_PRICES_FILE", ""),
+		UpstreamURL:          p.str("LLM_PROXY_UPSTREAM_URL", "https://api.openai.com"),
+		UpstreamCAFile:       p.str("LLM_PROXY_UPSTREAM_CA_FILE", ""),
+		ReconcileInterval:    p.duration("LLM_PROXY_RECONCILE_INTERVAL", 30*time.Second),
+		ReconcileRate:        p.integer("LLM_PROXY_RECONCILE_RATE", 5, 1, 1000),
+		MaxBatchInputBytes:   int64(p.integer("LLM_PROXY_MAX_BATCH_INPUT_BYTES", 200<<20, 1<<10, 1<<40)),
+		EventSinks:           p.sinks("LLM_PROXY_EVENTS_SINKS"),
+		EventsFileMaxBytes:   int64(p.integer("LLM_PROXY_EVENTS_FILE_MAX_BYTES", 100<<20, 1<<10, 1<<40)),
+		EventsStream:         p.str("LLM_PROXY_EVENTS_STREAM", "llmproxy:events"),
+		EventsStreamMaxLen:   int64(p.integer("LLM_PROXY_EVENTS_STREAM_MAXLEN", 1_000_000, 1000, 1<<40)),
+		EventsQueue:          p.integer("LLM_PROXY_EVENTS_QUEUE", 10_000, 1, 10_000_000),
+		AuditFile:            p.str("LLM_PROXY_AUDIT_FILE", ""),
+		TrustedHops:          p.integer("LLM_PROXY_TRUSTED_HOPS", 1, 0, 10),
+		Cache:                p.str("LLM_PROXY_CACHE", "memory"),
+		CacheMaxBytes:        int64(p.integer("LLM_PROXY_CACHE_MAX_BYTES", 256<<20, 1<<20, 1<<40)),
+		CacheMaxEntryBytes:   p.integer("LLM_PROXY_CACHE_MAX_ENTRY_BYTES", 8<<20, 1<<10, 1<<30),
+		CacheTTL:             p.duration("LLM_PROXY_CACHE_TTL", 5*time.Minute),
+		CacheWait:            p.duration("LLM_PROXY_CACHE_WAIT", 8*time.Second),
+		RoutesFile:           p.str("LLM_PROXY_ROUTES_FILE", ""),
+		AuthCacheTTL:         p.duration("LLM_PROXY_AUTH_CACHE_TTL", 10*time.Second),
+		UsageFlushInterval:   p.duration("LLM_PROXY_USAGE_FLUSH_INTERVAL", time.Second),
+		ShutdownTimeout:      p.duration("LLM_PROXY_SHUTDOWN_TIMEOUT", 15*time.Second),
+		LogLevel:             p.level("LLM_PROXY_LOG_LEVEL", zerolog.InfoLevel),
 	}
 	c.DatabaseURL = p.str("LLM_PROXY_DATABASE_URL", filepath.Join(c.DataDir, "llm-proxy.db"))
 	c.EventsFile = p.str("LLM_PROXY_EVENTS_FILE", filepath.Join(c.DataDir, "events.jsonl"))

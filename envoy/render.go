@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 //go:embed envoy.yaml
@@ -58,6 +59,11 @@ type RenderOptions struct {
 	// UpstreamCAFile is the PEM bundle of CAs trusted for the upstream.
 	// "" keeps the system bundle /etc/ssl/certs/ca-certificates.crt.
 	UpstreamCAFile string
+	// SidecarKeepalive is the interval of Envoy's HTTP/2 pings on its
+	// connections to the sidecar (connection_keepalive); 0 keeps 30s. The
+	// sidecar's gRPC server must accept pings that often
+	// (LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME), or it closes the connections.
+	SidecarKeepalive time.Duration
 	// UpstreamSNI replaces the upstream's TLS name wherever it is used: the
 	// SNI sent, the certificate name (DNS SAN) Envoy requires, and the Host
 	// header sent upstream. "" keeps api.openai.com.
@@ -89,11 +95,12 @@ var (
 	anchorSNI      = anchor{"upstream SNI", "sni: api.openai.com", 1}
 	anchorSAN      = anchor{"upstream certificate name", "exact: api.openai.com", 1}
 	// Two /v1/ routes (JSON and other requests) rewrite the Host.
-	anchorHost = anchor{"upstream Host rewrite", "host_rewrite_literal: api.openai.com", 2}
+	anchorHost      = anchor{"upstream Host rewrite", "host_rewrite_literal: api.openai.com", 2}
+	anchorKeepalive = anchor{"sidecar keepalive interval", "connection_keepalive:\n              interval: 30s", 1}
 
 	allAnchors = []anchor{
 		anchorListener, anchorAdmin, anchorExtProc, anchorManage, anchorUpstream,
-		anchorCAFile, anchorSNI, anchorSAN, anchorHost,
+		anchorCAFile, anchorSNI, anchorSAN, anchorHost, anchorKeepalive,
 	}
 )
 
@@ -183,6 +190,13 @@ func render(src string, o RenderOptions) ([]byte, error) {
 		add(anchorSNI, "sni: "+quote(o.UpstreamSNI))
 		add(anchorSAN, "exact: "+quote(o.UpstreamSNI))
 		add(anchorHost, "host_rewrite_literal: "+quote(o.UpstreamSNI))
+	}
+
+	if o.SidecarKeepalive != 0 {
+		if o.SidecarKeepalive < time.Millisecond {
+			return nil, fmt.Errorf("envoy: SidecarKeepalive %s is below 1ms", o.SidecarKeepalive)
+		}
+		add(anchorKeepalive, fmt.Sprintf("connection_keepalive:\n              interval: %gs", o.SidecarKeepalive.Seconds()))
 	}
 
 	sort.Slice(edits, func(i, j int) bool { return edits[i].at < edits[j].at })

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/llm-proxy/llm-proxy/tests/envoytest"
 )
@@ -343,4 +344,18 @@ func indent(s string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+func TestRenderSidecarKeepalive(t *testing.T) {
+	out, err := Render(RenderOptions{SidecarKeepalive: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "connection_keepalive:\n              interval: 1.5s\n") {
+		t.Fatal("keepalive interval not rendered")
+	}
+	if _, err := Render(RenderOptions{SidecarKeepalive: time.Microsecond}); err == nil {
+		t.Error("a sub-millisecond keepalive was accepted")
+	}
+	envoytest.Validate(t, out)
 }

@@ -50,6 +50,8 @@ type stack struct {
 type stackOptions struct {
 	databaseURL string // "" = SQLite in the data dir
 	env         map[string]string
+	// sidecarKeepalive shortens Envoy's pings to the sidecar (0: as shipped).
+	sidecarKeepalive time.Duration
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -102,12 +104,13 @@ func startStack(t testing.TB, o stackOptions) *stack {
 
 	listener, admin := envoytest.FreePort(t), envoytest.FreePort(t)
 	cfg, err := envoy.Render(envoy.RenderOptions{
-		ListenerPort:   listener,
-		AdminPort:      admin,
-		ExtProcAddr:    grpcAddr,
-		ManageAddr:     httpAddr,
-		Upstream:       up.Addr(),
-		UpstreamCAFile: caFile,
+		ListenerPort:     listener,
+		AdminPort:        admin,
+		ExtProcAddr:      grpcAddr,
+		ManageAddr:       httpAddr,
+		Upstream:         up.Addr(),
+		UpstreamCAFile:   caFile,
+		SidecarKeepalive: o.sidecarKeepalive,
 	})
 	if err != nil {
 		t.Fatal(err)

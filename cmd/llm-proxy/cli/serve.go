@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
@@ -187,7 +188,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Logger: log.With().Str("component", "deferred").Logger(),
 	})
 
-	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize))
+	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
+		// Envoy pings its sidecar connections (connection_keepalive, 30s):
+		// grpc-go's default policy (5 min) answers such pings on a quiet
+		// connection with GOAWAY too_many_pings, failing every stream on it
+		// — a slow model's request among them.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.GRPCKeepaliveMinTime, PermitWithoutStream: true}))
 	extprocv3.RegisterExternalProcessorServer(grpcSrv, extproc.NewServer(extproc.Options{
 		Auth:             auth,
 		Counter:          auth,

@@ -250,10 +250,8 @@ func (st *stream) finish() {
 			ev = ev.AnErr("error", st.denial.Err)
 		}
 	}
+	// token_id and project_id are in st.log's context once authenticated.
 	ev = ev.Str("outcome", st.outcome).Str("method", st.method).Str("path", st.path).Dur("duration", elapsed)
-	if st.principal.TokenID != "" {
-		ev = ev.Str("token_id", st.principal.TokenID).Str("project_id", st.principal.ProjectID)
-	}
 	if st.denial != nil {
 		ev = ev.Int("status", st.denial.Status).Str("code", st.denial.Code).Str("reason", st.denial.reason())
 	} else if st.status != 0 {

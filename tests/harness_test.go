@@ -94,6 +94,13 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	}
 	s.dbURL = o.databaseURL
 	s.manageURL = "http://" + httpAddr
+	// Once llm-proxy has stopped: every line it logged is one JSON object
+	// with unique keys.
+	t.Cleanup(func() {
+		if err := testenv.CheckJSONLog(s.logs.String()); err != nil {
+			t.Errorf("llm-proxy's log: %v", err)
+		}
+	})
 	s.startProxy(env)
 	if o.databaseURL == "" {
 		s.dbURL = s.dataDir + "/llm-proxy.db"

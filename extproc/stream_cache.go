@@ -133,11 +133,8 @@ func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption
 	if st.cacheStatus != cacheMiss {
 		return nil
 	}
-	if st.encoding != "" {
-		return []*corev3.HeaderValueOption{setHeader("cache-status", cachefilter.MissStatus(false))} // stored bodies are identity
-	}
 	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, optInView(st.method, resp), st.status, st.defaultTTL())
-	if ok {
+	if ok && st.encoding == "" { // stored bodies are identity
 		st.storeTTL = ttl
 		st.storeHeaders = cachefilter.StoredHeaders(resp)
 		if strings.HasPrefix(resp["content-type"], "text/event-stream") {
@@ -145,6 +142,11 @@ func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption
 		} else {
 			st.capture = cachefilter.NewCapture(st.srv.cacheMaxEntry)
 		}
+	} else {
+		// Nothing will be stored (an error, no-store, an encoded body):
+		// identical requests
+		// waiting on this one go upstream now rather than after it ends.
+		st.releaseCache()
 	}
 	return []*corev3.HeaderValueOption{setHeader("cache-status", cachefilter.MissStatus(false))}
 }
@@ -155,7 +157,13 @@ func (st *stream) captureChunk(chunk []byte, end bool) {
 	if st.capture == nil {
 		return
 	}
-	st.capture.Write(chunk)
+	if !st.capture.Write(chunk) {
+		// Larger than an entry may be: it will not be stored, so the
+		// requests waiting on it need not wait for its end.
+		st.capture = nil
+		st.releaseCache()
+		return
+	}
 	if !end {
 		return
 	}

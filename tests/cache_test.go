@@ -14,6 +14,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/llm-proxy/llm-proxy/tests/fakeopenai"
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
@@ -321,5 +322,56 @@ func TestCacheRedisDownStillServes(t *testing.T) {
 	}
 	if !strings.Contains(s.metrics(t), "llm_proxy_cache_backend_errors_total") {
 		t.Fatal("cache errors not counted")
+	}
+}
+
+// Identical requests waiting on a leader go upstream the moment the leader
+// knows its answer will not be stored (here: larger than an entry may be),
+// not when the leader's long stream ends or their wait runs out.
+func TestCacheFollowersReleasedWhenLeaderWillNotStore(t *testing.T) {
+	s := startStack(t, stackOptions{env: map[string]string{
+		"LLM_PROXY_CACHE_MAX_ENTRY_BYTES": "1024",
+		"LLM_PROXY_CACHE_WAIT":            "9s",
+	}})
+	p := s.createProject("coalesce", realKey)
+	tok := s.createToken(map[string]any{"project_id": p.ID})
+	// n=10 streams ten role chunks (over 1 KiB) before the fake holds the
+	// leader: its capture overflows, and it stays in flight until released.
+	body := `{"model":"gpt-4.1-mini","stream":true,"n":10,"messages":[{"role":"user","content":"too big to keep"}]}`
+	hold := "coalesce-" + t.Name()
+	leaderDone := make(chan reply, 1)
+	go func() {
+		leaderDone <- call(t, s, "POST", "/v1/chat/completions", tok.Token, body, map[string]string{"Cache-Control": optIn, fakeopenai.HeaderHold: hold})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.upstream.WaitHeld(ctx, hold); err != nil {
+		t.Fatal(err)
+	}
+	// The follower shares the leader's key (x-fake-* headers are not part of
+	// it). It must not wait for the held leader: a 5s deadline, well under
+	// LLM_PROXY_CACHE_WAIT, fails the test if it does.
+	req, _ := http.NewRequestWithContext(ctx, "POST", s.envoyURL+"/v1/chat/completions", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cache-Control", optIn)
+	follower := &http.Client{Timeout: 5 * time.Second}
+	resp, err := follower.Do(req)
+	if err != nil {
+		t.Fatalf("the follower waited on a leader that will not store: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || isHit(reply{resp.StatusCode, resp.Header, b}) {
+		t.Fatalf("follower: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	select {
+	case <-leaderDone:
+		t.Fatal("the leader ended before the follower: the test proves nothing")
+	default:
+	}
+	s.upstream.Release(hold)
+	if r := <-leaderDone; r.status != 200 {
+		t.Fatalf("leader: %d", r.status)
 	}
 }

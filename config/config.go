@@ -67,6 +67,9 @@ type Config struct {
 	// its polls per second.
 	ReconcileInterval time.Duration
 	ReconcileRate     int
+	// MaxBufferedBytes bounds the bytes all requests together hold in memory
+	// (request bodies, responses read whole, cache captures).
+	MaxBufferedBytes int64
 	// MaxBatchInputBytes bounds the batch input file read to reserve a
 	// batch's cost when it is created.
 	MaxBatchInputBytes int64
@@ -135,6 +138,7 @@ var Vars = []Var{
 	{"LLM_PROXY_UPSTREAM_CA_FILE", "", "PEM bundle of extra CAs trusted for LLM_PROXY_UPSTREAM_URL"},
 	{"LLM_PROXY_RECONCILE_INTERVAL", "30s", "how often an outstanding background response or batch is polled until it ends and is settled"},
 	{"LLM_PROXY_RECONCILE_RATE", "5", "most reconciler polls of OpenAI per second"},
+	{"LLM_PROXY_MAX_BUFFERED_BYTES", "268435456", "most bytes of request bodies, responses read whole and cache captures held in memory at once by all requests; beyond it a JSON request is refused with a retryable 503 and responses pass through unread and uncached"},
 	{"LLM_PROXY_MAX_BATCH_INPUT_BYTES", "209715200", "largest batch input file read to reserve a batch's cost when it is created (a larger one is refused for projects with a budget)"},
 	{"LLM_PROXY_EVENTS_SINKS", "file", "where usage events go, comma-separated: file, redis (a Redis Stream, for `llm-proxy dispatch`), stdout, or none"},
 	{"LLM_PROXY_EVENTS_FILE", "<data dir>/events.jsonl", "JSONL file of the file sink (rotated by size)"},
@@ -181,6 +185,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ReconcileInterval:    p.duration("LLM_PROXY_RECONCILE_INTERVAL", 30*time.Second),
 		ReconcileRate:        p.integer("LLM_PROXY_RECONCILE_RATE", 5, 1, 1000),
 		MaxBatchInputBytes:   int64(p.integer("LLM_PROXY_MAX_BATCH_INPUT_BYTES", 200<<20, 1<<10, 1<<40)),
+		MaxBufferedBytes:     int64(p.integer("LLM_PROXY_MAX_BUFFERED_BYTES", 256<<20, 1<<20, 1<<40)),
 		EventSinks:           p.sinks("LLM_PROXY_EVENTS_SINKS"),
 		EventsFileMaxBytes:   int64(p.integer("LLM_PROXY_EVENTS_FILE_MAX_BYTES", 100<<20, 1<<10, 1<<40)),
 		EventsStream:         p.str("LLM_PROXY_EVENTS_STREAM", "llmproxy:events"),

@@ -169,6 +169,10 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, errBatchUnavailable):
 		return &apiError{Status: http.StatusBadGateway, Type: "server_error", Code: "batch_input_unavailable",
 			Message: "The proxy could not read the batch's input file to reserve its cost. Please retry.", Err: err}
+	case errors.Is(err, errOverloaded):
+		return &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "proxy_overloaded",
+			Message: "The proxy is holding too many large requests right now. Please retry.",
+			Header:  map[string]string{"retry-after": "1"}, Err: err}
 	case errors.Is(err, errNotJSON):
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_content_type",
 			Message: "This endpoint takes a JSON body: send Content-Type: application/json.", Err: err}

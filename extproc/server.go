@@ -7,6 +7,7 @@ import (
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -106,10 +107,15 @@ type Options struct {
 	// when it is created, at most MaxBatchInput bytes of each.
 	Files         fileReader
 	MaxBatchInput int64
-	Routes        []config.Route
-	Logger        zerolog.Logger
-	Metrics       *Metrics // nil: metrics are not recorded
-	Now           func() time.Time
+	// MaxBufferedBytes bounds the bytes all requests together hold in memory
+	// (request bodies, responses read whole, cache captures); 0: unbounded.
+	// Registerer receives its metrics.
+	MaxBufferedBytes int64
+	Registerer       prometheus.Registerer
+	Routes           []config.Route
+	Logger           zerolog.Logger
+	Metrics          *Metrics // nil: metrics are not recorded
+	Now              func() time.Time
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -132,6 +138,7 @@ type Server struct {
 	deferred         deferredWork
 	files            fileReader
 	maxBatchInput    int64
+	buffers          *bufferBudget
 	routes           allowlist
 	log              zerolog.Logger
 	metrics          *Metrics
@@ -166,6 +173,7 @@ func NewServer(o Options) *Server {
 		deferred:         o.Deferred,
 		files:            o.Files,
 		maxBatchInput:    o.MaxBatchInput,
+		buffers:          newBufferBudget(o.MaxBufferedBytes, o.Registerer),
 		routes:           newAllowlist(o.Routes),
 		log:              o.Logger,
 		metrics:          o.Metrics,

@@ -68,6 +68,7 @@ type stream struct {
 	sse           bool
 	encoding      string // the response's Content-Encoding, when not identity
 	images        int64  // images an Images API answer holds
+	held          int64  // bytes taken from the server's buffer budget
 	sseParser     usage.StreamParser
 	injected      bool // include_usage was added on the client's behalf
 	usageFilter   usageChunkFilter
@@ -151,6 +152,10 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 // its tokens and cost. Envoy buffers it whole on JSON routes.
 func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if st.outcome == outcomeForwarded && st.route != nil && st.route.Body == "json" {
+		if !st.hold("request_body", int64(len(b.GetBody()))) {
+			return st.deny(errOverloaded)
+		}
+		defer st.forgetBody()
 		if err := st.readRequest(b.GetBody()); err != nil {
 			return st.deny(err)
 		}
@@ -235,6 +240,7 @@ func (st *stream) finish() {
 	}
 	st.settle(ctx)
 	st.releaseCache()
+	st.drop(st.held)
 	elapsed := st.srv.now().Sub(st.start)
 	st.srv.metrics.observeDecision(st.outcome)
 	if st.method == "" {

@@ -157,9 +157,10 @@ func (st *stream) captureChunk(chunk []byte, end bool) {
 	if st.capture == nil {
 		return
 	}
-	if !st.capture.Write(chunk) {
-		// Larger than an entry may be: it will not be stored, so the
-		// requests waiting on it need not wait for its end.
+	if !st.hold("cache_capture", int64(len(chunk))) || !st.capture.Write(chunk) {
+		// Larger than an entry may be, or than the buffer budget has room
+		// for: it will not be stored, so the requests waiting on it need
+		// not wait for its end.
 		st.capture = nil
 		st.releaseCache()
 		return

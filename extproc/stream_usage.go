@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/andybalholm/brotli"
 
@@ -28,6 +29,30 @@ func (st *stream) readRequest(body []byte) error {
 	}
 	st.req, st.reqBody = req, body
 	return nil
+}
+
+// keepBodyMax is the largest request body kept past its phase (for a lazy
+// prompt count); a larger one is counted at once and let go, so a slow
+// upstream does not keep megabytes of prompt alive per request.
+const keepBodyMax = 64 << 10
+
+// tokenizeTimeout is what Envoy is asked to wait for the answer to a large
+// body's message while its prompt is counted (within max_message_timeout,
+// 10s in envoy/envoy.yaml).
+const tokenizeTimeout = 9 * time.Second
+
+// forgetBody lets a large request body go once its phase is done, counting
+// its prompt first if it was not yet: later phases need only the count.
+func (st *stream) forgetBody() {
+	if len(st.reqBody) <= keepBodyMax {
+		return
+	}
+	if !st.promptCounted && st.denial == nil && st.cacheStatus != cacheHit {
+		st.extendTimeout(tokenizeTimeout) // tokenizing megabytes takes a while
+		st.prompt()
+	}
+	st.drop(int64(len(st.reqBody)))
+	st.reqBody = nil
 }
 
 // prompt is the tiktoken estimate of the prompt, counted on first need:
@@ -71,7 +96,7 @@ func (st *stream) watchResponse(h map[string]string) {
 func (st *stream) onResponseChunk(chunk []byte, end bool) {
 	if st.sse && st.encoding == "" {
 		st.sseParser.Write(chunk)
-	} else if len(st.body)+len(chunk) <= maxJSONResponse {
+	} else if len(st.body)+len(chunk) <= maxJSONResponse && st.hold("response_body", int64(len(chunk))) {
 		st.body = append(st.body, chunk...)
 	} else {
 		st.bodyTruncated = true

@@ -211,6 +211,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Deferred:         reconciler,
 		Files:            upstreamClient,
 		MaxBatchInput:    cfg.MaxBatchInputBytes,
+		MaxBufferedBytes: cfg.MaxBufferedBytes,
+		Registerer:       reg,
 		Routes:           routes,
 		Logger:           log.With().Str("component", "extproc").Logger(),
 		Metrics:          extproc.NewMetrics(reg),

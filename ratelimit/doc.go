@@ -10,6 +10,7 @@
 //	                                    counts the request, takes a concurrency slot
 //	request body      Limiter.Reserve   tokens/min and budget: the worst-case estimate
 //	response end      Reservation.Settle  the real usage replaces the estimate
+//	while it streams  Admission.Renew   keeps the slot past its lease
 //	stream end        Admission.Done    frees the slot (also for aborted requests)
 //
 // Each call covers all the limits of a request (its project's and its
@@ -39,8 +40,16 @@
 // window). A reservation larger than the whole limit is refused at once.
 //
 // Concurrency is a set of in-flight request ids, each with a lease end
-// (10 minutes): Done removes the id, and a replica that dies before Done
-// loses its slots when their leases end.
+// ([Options.Lease], default 10 minutes): Done removes the id, and a replica
+// that dies before Done loses its slots when their leases end. A request may
+// outlive the lease — a stream may run as long as the route timeout (900 s)
+// — so the caller renews it while the request lives: the ext_proc stream
+// calls [Admission.Renew] on its response messages, which reaches the
+// backend once per Lease/3 and sets the lease end to a full lease from then.
+// A slot whose lease ended before its renewal is not taken again (Renew
+// reports [ErrLeaseEnded]): another request may hold it. A stream gets
+// messages only when Envoy sends some, so the lease must also exceed the
+// longest silence within a response (the wait for a first token).
 //
 // The budget is a micro-USD counter per scope per calendar month (UTC),
 // the month computed from the backend's clock. Admit refuses once spent >=
@@ -57,15 +66,20 @@
 //
 //	<prefix>{<group>}:<scope>:<counter>   e.g. llmproxy:rl:{project:p1}:token:t1:req
 //
-// with counters req, conc, life, budget, tok and toksum. The group
+// with counters req, conc, life, budget, tok and toksum, and
+//
+//	<prefix>{<group>}:call:<id>
+//
+// for a call's record (see When Redis fails). The group
 // ([Limit.Group], default the scope) is a hash tag: on Redis Cluster all keys
 // of a group share a slot, which a multi-key script requires. A call's limits
 // must therefore share one group — the ext_proc server puts a token's limits
 // in its project's group, since a token belongs to one project — and a call
 // that mixes groups is an error on every backend, so code that works on one
-// Redis keeps working on a cluster. Keys hold scopes, never secrets, and all
-// expire when idle: logs a minute after their last entry, in-flight sets
-// after their last lease, budgets after 40 days, lifetime counts after 30.
+// Redis keeps working on a cluster. Keys hold scopes and random call ids,
+// never secrets, and all expire: logs a minute after their last entry,
+// in-flight sets after their last lease, budgets after 40 days, lifetime
+// counts after 30, call records after 5 minutes, tombstones after an hour.
 //
 // Counters the backend does not have (first use, a flushed or replaced
 // Redis, a new month) are initialised from [Options.Seed]: the store's
@@ -95,12 +109,49 @@
 // availability.
 //
 // A probe owned by the Limiter checks Redis every second while degraded;
-// when Redis answers, releases of concurrency slots that failed meanwhile
-// are replayed, the gauge returns to 0 and "redis limiter recovered" is
-// logged. Counts made locally during the outage are not copied to Redis. A
-// call that timed out may still have been executed by Redis later: it is
-// then counted (conservatively), and a slot so taken ends with its lease.
-// [Limiter.Close] stops the probe.
+// when Redis answers, the releases and compensations queued meanwhile (see
+// below) run, the gauge returns to 0 and "redis limiter recovered" is
+// logged. Counts made locally during the outage are not copied to Redis.
+// [Limiter.Close] stops the probe; what is still queued then is dropped.
+//
+// A call that times out has not necessarily failed: its script may be on its
+// way and run later — after the request was answered by its failure mode,
+// even after Redis answers again. Left alone it would hold a concurrency
+// slot until its lease ends, count a request that was counted locally too
+// (or refused), and charge a budget for a refused reservation. So every
+// charge is keyed by its call's random id — the request-log and in-flight
+// entries are the id, a token entry is "id:tokens" — and a call whose caller
+// got no answer after its script may have been sent (Redis failed or was too
+// slow, the caller gave up, the reply made no sense) is compensated: its id
+// is queued, like a failed release (at most 10000; beyond that charges stand
+// and slots end with their lease), and lua/compensate.lua runs for it when
+// Redis answers — when the probe recovers, or at once if Redis is healthy
+// (the caller gave up). Compensation is idempotent and exact:
+//
+//   - It first turns the call's record key into a tombstone ("undone", an
+//     hour or Lease plus a minute, whichever is longer). Charge scripts look
+//     the key up first and charge nothing for a tombstoned id, so a script
+//     arriving after its compensation is void, and a second compensation of
+//     the id does nothing. Undoing a call that never ran is a no-op: nothing
+//     of its id exists.
+//   - Request, slot and token entries are their own record: it removes the
+//     id's entries (and their tokens from the running sum) if present.
+//   - Lifetime counts and budgets leave no entry, so the charge script
+//     writes what it charged in the call's record ("a 1 2": the lifetime
+//     counts of limits 1 and 2; "r 2026-03 500 1": 500 micro-USD on limit 1's
+//     March budget), for 5 minutes. Compensation decrements those counts and
+//     gives the cost back to that month's budget.
+//
+// A record outlives any compensation unless Redis ran the script and then
+// stayed unreachable from this replica for over 5 minutes: then the lifetime
+// counts and budget stay charged (entries are still removed). The records
+// cost one small key per budgeted reservation and per lifetime-capped
+// admission, for 5 minutes.
+//
+// The same keys make a resent script harmless: go-redis sends a command again
+// on a new connection when the first breaks before the reply, so a call can
+// run twice. A charge script that finds its id's record or entries already
+// there charges nothing more and answers as admitted or reserved.
 //
 // # Memory
 //

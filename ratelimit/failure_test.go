@@ -3,14 +3,11 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
@@ -278,7 +275,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 // again.
 func TestRedisHung(t *testing.T) {
 	t.Parallel()
-	fr := newFreezer(t, testenv.Redis(t))
+	fr := newLatencyProxy(t, testenv.Redis(t))
 	p := newProbe(t, fr.url(), "default", nil)
 	ctx := t.Context()
 	slot := ratelimit.Limit{Scope: "project:slot", MaxConcurrent: 1}
@@ -316,125 +313,6 @@ func TestRedisHung(t *testing.T) {
 		t.Fatalf("admit after recovery: %v; the release made while redis hung was lost", err)
 	}
 	a.Done(ctx)
-}
-
-// A freezer is a TCP proxy in front of a Redis that can stop passing bytes
-// (in both directions) while still accepting connections: a hung server,
-// without needing to own the server.
-type freezer struct {
-	ln       net.Listener
-	upstream string
-	wg       sync.WaitGroup
-
-	mu     sync.Mutex
-	gate   chan struct{} // closed while bytes flow
-	conns  map[net.Conn]bool
-	closed bool
-}
-
-func newFreezer(t *testing.T, redisURL string) *freezer {
-	t.Helper()
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &freezer{ln: ln, upstream: opts.Addr, gate: make(chan struct{}), conns: map[net.Conn]bool{}}
-	close(f.gate)
-	f.wg.Add(1)
-	go f.accept()
-	t.Cleanup(f.close)
-	return f
-}
-
-func (f *freezer) url() string { return "redis://" + f.ln.Addr().String() + "/0" }
-
-func (f *freezer) freeze() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.gate = make(chan struct{})
-}
-
-func (f *freezer) thaw() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	select {
-	case <-f.gate:
-	default:
-		close(f.gate)
-	}
-}
-
-func (f *freezer) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		c.Close()
-		return false
-	}
-	f.conns[c] = true
-	return true
-}
-
-func (f *freezer) accept() {
-	defer f.wg.Done()
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		up, err := net.Dial("tcp", f.upstream)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		if !f.track(c) || !f.track(up) {
-			c.Close()
-			up.Close()
-			return
-		}
-		f.wg.Add(2)
-		go f.pipe(up, c)
-		go f.pipe(c, up)
-	}
-}
-
-// pipe copies src to dst, holding each chunk while frozen.
-func (f *freezer) pipe(dst, src net.Conn) {
-	defer f.wg.Done()
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			f.mu.Lock()
-			gate := f.gate
-			f.mu.Unlock()
-			<-gate
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (f *freezer) close() {
-	f.thaw()
-	f.mu.Lock()
-	f.closed = true
-	for c := range f.conns {
-		c.Close()
-	}
-	f.mu.Unlock()
-	f.ln.Close()
-	f.wg.Wait()
 }
 
 // A caller that gives up is not a Redis failure.

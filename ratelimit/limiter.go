@@ -84,9 +84,17 @@ func DefaultFailureModes() map[Kind]FailureMode {
 	}
 }
 
-// ErrUnavailable is wrapped by the error of a call that needed the backend (or
-// a [Options.Seed]) for a kind whose failure mode is closed, while it failed.
-var ErrUnavailable = errors.New("rate limiter unavailable")
+var (
+	// ErrUnavailable is wrapped by the error of a call that needed the
+	// backend (or a [Options.Seed]) for a kind whose failure mode is closed,
+	// while it failed, and by [Admission.Renew] and [Reservation.Settle] when
+	// Redis could not be updated.
+	ErrUnavailable = errors.New("rate limiter unavailable")
+	// ErrLeaseEnded is wrapped by the error of [Admission.Renew] when a
+	// concurrency slot's lease had already ended: the slot is not taken
+	// again, since another request may hold it by now.
+	ErrLeaseEnded = errors.New("concurrency lease ended")
+)
 
 // A LimitError is a refusal: the call would take Scope over its Limit of
 // Kind. RetryAfter is when trying again may succeed: 0 for budget and
@@ -145,6 +153,11 @@ type Options struct {
 	// FailureModes overrides [DefaultFailureModes] per kind. An unknown mode
 	// counts as closed.
 	FailureModes map[Kind]FailureMode
+	// Lease is how long a concurrency slot lives unless [Admission.Renew]
+	// extends it; default 10 minutes. It bounds how long a replica that dies
+	// before [Admission.Done] keeps its slots, so it is short; a request that
+	// may run longer renews its slot while it lives.
+	Lease time.Duration
 	// Timeout bounds each Redis call; default 50ms. The Redis client must be
 	// built with ContextTimeoutEnabled, or go-redis bounds socket reads by its
 	// own ReadTimeout instead (NewRedis logs a warning then).
@@ -171,14 +184,18 @@ const (
 	defaultTimeout = 50 * time.Millisecond
 	// window is the span of the per-minute limits.
 	window = time.Minute
-	// lease is how long a concurrency slot lives if Done is never called (a
-	// replica died): longer than any request should run.
-	lease = 10 * time.Minute
+	// defaultLease is Options.Lease's default.
+	defaultLease = 10 * time.Minute
+	// minTombstoneTTL is how long, at least, a compensated call's tombstone
+	// keeps its script from charging if it reaches Redis late (see
+	// tombstoneTTL).
+	minTombstoneTTL = time.Hour
 	// probeInterval is how often a degraded Redis limiter checks whether
 	// Redis is back; meanwhile calls do not touch Redis at all.
 	probeInterval = time.Second
-	// maxPending bounds the concurrency releases kept for replay after Redis
-	// recovers; beyond it, slots are left to their lease.
+	// maxPending bounds the releases and compensations kept for when Redis
+	// answers again; beyond it, slots are left to their lease and charges
+	// stand.
 	maxPending = 10000
 )
 
@@ -195,10 +212,10 @@ type Limiter struct {
 	seeds   singleflight.Group
 
 	degraded atomic.Bool
-	kick     chan struct{} // wakes the prober when degraded is set
+	kick     chan struct{} // wakes the prober: degraded was set, or something was queued
 	pending  struct {
 		sync.Mutex
-		releases []pendingRelease
+		ops []pendingOp // releases and compensations, oldest first
 	}
 
 	stop      context.CancelFunc
@@ -212,6 +229,9 @@ func newLimiter(o Options) *Limiter {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = defaultTimeout
+	}
+	if o.Lease <= 0 {
+		o.Lease = defaultLease
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -326,7 +346,8 @@ func limitOf(lim Limit, k Kind) int64 {
 }
 
 // An Admission is an admitted request: it holds a concurrency slot until
-// [Admission.Done]. A nil *Admission is valid and holds nothing.
+// [Admission.Done], or until its lease ends ([Options.Lease]) if it is not
+// renewed ([Admission.Renew]). A nil *Admission is valid and holds nothing.
 type Admission struct {
 	l        *Limiter
 	id       string
@@ -334,6 +355,13 @@ type Admission struct {
 	conc     []Limit // the limits whose concurrency slot this holds
 	requests Status
 	done     atomic.Bool
+	renewed  atomic.Int64 // when the lease was last set, Unix ns on Options.Now
+}
+
+func newAdmission(l *Limiter, id string, v via) *Admission {
+	a := &Admission{l: l, id: id, via: v}
+	a.renewed.Store(l.o.Now().UnixNano())
+	return a
 }
 
 // via says which backend holds a charge.
@@ -370,6 +398,37 @@ func (a *Admission) Done(ctx context.Context) {
 	}
 }
 
+// Renew keeps the admission's concurrency slots for a full [Options.Lease]
+// from now, so that a request that outlives the lease — a long stream — keeps
+// its slot and the limit holds. Call it while the request lives, at least
+// every Lease/3; it may be called as often as convenient (on every response
+// chunk): it reaches the backend only once a third of the lease has passed
+// since the slot was taken or last renewed, and otherwise returns nil at
+// once. It does nothing after [Admission.Done], for a nil admission or one
+// without a slot. An error wraps [ErrLeaseEnded] when a slot's lease had
+// already ended (the request goes on without it), or [ErrUnavailable] when
+// Redis could not be reached (the lease stands; the next Renew tries again).
+func (a *Admission) Renew(ctx context.Context) error {
+	if a == nil || len(a.conc) == 0 || a.done.Load() {
+		return nil
+	}
+	now := a.l.o.Now()
+	if now.Sub(time.Unix(0, a.renewed.Load())) < a.l.o.Lease/3 {
+		return nil
+	}
+	var err error
+	switch a.via {
+	case viaLocal:
+		err = a.l.mem.renew(a.conc, a.id)
+	case viaRedis:
+		err = a.l.rdb.renew(ctx, a.conc, a.id)
+	}
+	if err == nil || errors.Is(err, ErrLeaseEnded) {
+		a.renewed.Store(now.UnixNano())
+	}
+	return err
+}
+
 // Admit decides, at a request's headers and atomically across all limits
 // (all or nothing), whether the request may start: it checks lifetime caps,
 // exhausted budgets, concurrency and requests per minute, then counts one
@@ -383,7 +442,7 @@ func (l *Limiter) Admit(ctx context.Context, limits []Limit) (*Admission, error)
 		return nil, err
 	}
 	if len(c.limits) == 0 {
-		return &Admission{l: l}, nil
+		return newAdmission(l, "", viaNone), nil
 	}
 	var a *Admission
 	if l.rdb == nil {
@@ -555,7 +614,7 @@ func (l *Limiter) fallbackAdmit(ctx context.Context, c *call, be *backendError) 
 		return nil, err
 	}
 	if len(local.limits) == 0 {
-		return &Admission{l: l}, nil
+		return newAdmission(l, "", viaNone), nil
 	}
 	return l.mem.admit(ctx, local)
 }

@@ -168,7 +168,7 @@ func (m *memory) admit(ctx context.Context, c *call) (*Admission, error) {
 				}
 			}
 		}
-		a = &Admission{l: m.l, id: c.id, via: viaLocal}
+		a = newAdmission(m.l, c.id, viaLocal)
 		for i, lim := range c.limits {
 			st := sts[i]
 			if lim.RequestsPerMinute > 0 {
@@ -180,7 +180,7 @@ func (m *memory) admit(ctx context.Context, c *call) (*Admission, error) {
 				})
 			}
 			if lim.MaxConcurrent > 0 {
-				st.conc[c.id] = now + lease.Microseconds()
+				st.conc[c.id] = now + m.l.o.Lease.Microseconds()
 				a.conc = append(a.conc, lim)
 			}
 			if lim.MaxRequests > 0 && !skip[seedKey{i, KindLifetime}] {
@@ -201,6 +201,28 @@ func (m *memory) release(conc []Limit, id string) {
 	for _, lim := range conc {
 		delete(m.state(lim).conc, id)
 	}
+}
+
+// renew extends the slots of request id to a full lease from now; a slot
+// whose lease has ended is not taken again.
+func (m *memory) renew(conc []Limit, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	lost := 0
+	for _, lim := range conc {
+		st := m.state(lim)
+		if end, ok := st.conc[id]; ok && end > now {
+			st.conc[id] = now + m.l.o.Lease.Microseconds()
+			continue
+		}
+		delete(st.conc, id)
+		lost++
+	}
+	if lost > 0 {
+		return fmt.Errorf("ratelimit: renew: %w for %d of %d slots", ErrLeaseEnded, lost, len(conc))
+	}
+	return nil
 }
 
 func (m *memory) reserve(ctx context.Context, c *call, tokens, cost int64) (*Reservation, error) {

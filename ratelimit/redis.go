@@ -23,20 +23,32 @@ var (
 	luaSettle string
 	//go:embed lua/release.lua
 	luaRelease string
+	//go:embed lua/renew.lua
+	luaRenew string
+	//go:embed lua/compensate.lua
+	luaCompensate string
 )
 
 // Kind codes of the scripts' replies (see lib.lua).
 var kindCodes = map[int64]Kind{1: KindRequests, 2: KindTokens, 3: KindConcurrency, 4: KindBudget, 5: KindLifetime}
 
-// errDegraded is the cause given while calls skip a failing Redis.
-var errDegraded = errors.New("redis limiter degraded, waiting for redis to come back")
+var (
+	// errDegraded is the cause given while calls skip a failing Redis.
+	errDegraded = errors.New("redis limiter degraded, waiting for redis to come back")
+	// errUndone is the cause given when a charge script finds its call
+	// already compensated.
+	errUndone = errors.New("call already compensated")
+)
 
 // redisBackend runs the scripts. Each call is one EVALSHA (EVAL when Redis
 // lacks the script) bounded by Options.Timeout.
 type redisBackend struct {
-	l                                       *Limiter
-	c                                       redis.UniversalClient
-	admitSrc, reserveSrc, settleSrc, relSrc *redis.Script
+	l *Limiter
+	c redis.UniversalClient
+
+	admitSrc, reserveSrc, settleSrc *redis.Script // charges
+	relSrc, renewSrc                *redis.Script // concurrency slots
+	compSrc                         *redis.Script // undoes a charge
 }
 
 // NewRedis returns a Limiter whose counts live in Redis, shared by every
@@ -55,6 +67,8 @@ func NewRedis(c redis.UniversalClient, o Options) *Limiter {
 		reserveSrc: redis.NewScript(luaLib + luaReserve),
 		settleSrc:  redis.NewScript(luaLib + luaSettle),
 		relSrc:     redis.NewScript(luaLib + luaRelease),
+		renewSrc:   redis.NewScript(luaLib + luaRenew),
+		compSrc:    redis.NewScript(luaLib + luaCompensate),
 	}
 	if enabled, known := contextTimeoutEnabled(c); known && !enabled {
 		l.log.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall rate-limit calls for the client's read timeout instead of " + l.o.Timeout.String())
@@ -83,6 +97,19 @@ func (b *redisBackend) base(lim Limit) string {
 	return b.l.o.Prefix + "{" + lim.group() + "}:" + lim.Scope + ":"
 }
 
+// record is the key of c's record, in the hash slot of its limits (see
+// lib.lua).
+func (b *redisBackend) record(c *call) string {
+	return b.l.o.Prefix + "{" + c.limits[0].group() + "}:call:" + c.id
+}
+
+// tombstoneTTL is how long a compensated call's tombstone lives: longer than
+// its script can plausibly take to reach Redis (an hour), and than a slot's
+// lease or a window entry it could have taken.
+func tombstoneTTL(lease, window time.Duration) time.Duration {
+	return max(minTombstoneTTL, lease+window)
+}
+
 // run runs script s, or fails at once while Redis is known to be down. A
 // failure that is Redis's (not the caller giving up) marks the limiter
 // degraded and comes back as a *backendError.
@@ -107,6 +134,37 @@ func (b *redisBackend) run(ctx context.Context, s *redis.Script, keys []string, 
 	}
 	b.l.markDegraded(err)
 	return nil, &backendError{err}
+}
+
+// charge runs a charge script of call c (tokens: the amount a reservation
+// reserves, "" for an admission). If the caller gets no answer after the
+// script may have been sent — Redis failed or was too slow, the caller gave
+// up — Redis may have run it or may still, so c is queued for compensation.
+func (b *redisBackend) charge(ctx context.Context, c *call, tokens string, s *redis.Script, keys []string, args []any) ([]any, error) {
+	if b.l.degraded.Load() {
+		return nil, &backendError{errDegraded}
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("ratelimit: %w", context.Cause(ctx))
+	}
+	reply, err := b.run(ctx, s, keys, args...)
+	if err != nil {
+		b.compensate(c, tokens)
+	}
+	return reply, err
+}
+
+// compensate queues the undoing of whatever call c charged on Redis; see
+// compensate.lua.
+func (b *redisBackend) compensate(c *call, tokens string) {
+	keys := make([]string, 0, 1+6*len(c.limits))
+	keys = append(keys, b.record(c))
+	for _, lim := range c.limits {
+		base := b.base(lim)
+		keys = append(keys, base+"req", base+"conc", base+"life", base+"tok", base+"toksum", base+"budget")
+	}
+	ttl := tombstoneTTL(b.l.o.Lease, b.l.window)
+	b.l.queue(pendingOp{s: b.compSrc, keys: keys, args: []any{c.id, tokens, b.l.window.Microseconds(), ttl.Milliseconds()}})
 }
 
 // seedArgs are the seed arguments of n limits (lifetime, budget month,
@@ -174,32 +232,31 @@ func refusal(c *call, reply []any) error {
 const seedRounds = 4
 
 func (b *redisBackend) admit(ctx context.Context, c *call) (*Admission, error) {
-	keys := make([]string, 0, 4*len(c.limits))
+	keys := make([]string, 0, 4*len(c.limits)+1)
 	for _, lim := range c.limits {
 		base := b.base(lim)
 		keys = append(keys, base+"req", base+"conc", base+"life", base+"budget")
 	}
+	keys = append(keys, b.record(c))
 	seeds := b.seedArgs(len(c.limits))
 	args := make([]any, 0, 3+7*len(c.limits))
 	for range seedRounds {
-		args = append(args[:0], b.l.window.Microseconds(), lease.Microseconds(), c.id)
+		args = append(args[:0], b.l.window.Microseconds(), b.l.o.Lease.Microseconds(), c.id)
 		for i, lim := range c.limits {
 			args = append(args, lim.RequestsPerMinute, lim.MaxConcurrent, lim.MaxRequests, lim.MonthlyBudget,
 				seeds[i][0], seeds[i][1], seeds[i][2])
 		}
-		reply, err := b.run(ctx, b.admitSrc, keys, args...)
+		reply, err := b.charge(ctx, c, "", b.admitSrc, keys, args)
 		if err != nil {
 			return nil, err
 		}
-		if len(reply) == 0 {
-			return nil, &backendError{errors.New("empty script reply")}
-		}
-		switch toInt(reply[0]) {
+		switch code(reply) {
 		case 0:
 			if len(reply) != 2+2*len(c.limits) {
+				b.compensate(c, "")
 				return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
 			}
-			a := &Admission{l: b.l, id: c.id, via: viaRedis}
+			a := newAdmission(b.l, c.id, viaRedis)
 			for i, lim := range c.limits {
 				if lim.RequestsPerMinute > 0 {
 					a.requests = restrictive(a.requests, Status{
@@ -219,7 +276,10 @@ func (b *redisBackend) admit(ctx context.Context, c *call) (*Admission, error) {
 			if err := b.applySeeds(ctx, c, reply, seeds); err != nil {
 				return nil, err
 			}
+		case 3:
+			return nil, &backendError{errUndone}
 		default:
+			b.compensate(c, "")
 			return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
 		}
 	}
@@ -238,16 +298,34 @@ func (b *redisBackend) concKeys(conc []Limit) []string {
 func (b *redisBackend) release(ctx context.Context, conc []Limit, id string) {
 	keys := b.concKeys(conc)
 	if _, err := b.run(ctx, b.relSrc, keys, id); err != nil {
-		b.l.queueRelease(pendingRelease{keys: keys, id: id})
+		b.l.queue(pendingOp{s: b.relSrc, keys: keys, args: []any{id}})
 	}
 }
 
+// renew extends the slots of request id to a full lease from now.
+func (b *redisBackend) renew(ctx context.Context, conc []Limit, id string) error {
+	reply, err := b.run(ctx, b.renewSrc, b.concKeys(conc), id, b.l.o.Lease.Microseconds())
+	if err != nil {
+		var be *backendError
+		if errors.As(err, &be) {
+			return fmt.Errorf("ratelimit: renew: %w: %w", ErrUnavailable, be.err)
+		}
+		return err
+	}
+	if lost := toInt(reply[0]); lost > 0 {
+		return fmt.Errorf("ratelimit: renew: %w for %d of %d slots", ErrLeaseEnded, lost, len(conc))
+	}
+	return nil
+}
+
 func (b *redisBackend) reserve(ctx context.Context, c *call, tokens, cost int64) (*Reservation, error) {
-	keys := make([]string, 0, 3*len(c.limits))
+	keys := make([]string, 0, 3*len(c.limits)+1)
 	for _, lim := range c.limits {
 		base := b.base(lim)
 		keys = append(keys, base+"tok", base+"toksum", base+"budget")
 	}
+	keys = append(keys, b.record(c))
+	amount := strconv.FormatInt(tokens, 10)
 	seeds := b.seedArgs(len(c.limits))
 	args := make([]any, 0, 4+4*len(c.limits))
 	for range seedRounds {
@@ -255,16 +333,14 @@ func (b *redisBackend) reserve(ctx context.Context, c *call, tokens, cost int64)
 		for i, lim := range c.limits {
 			args = append(args, lim.TokensPerMinute, lim.MonthlyBudget, seeds[i][1], seeds[i][2])
 		}
-		reply, err := b.run(ctx, b.reserveSrc, keys, args...)
+		reply, err := b.charge(ctx, c, amount, b.reserveSrc, keys, args)
 		if err != nil {
 			return nil, err
 		}
-		if len(reply) == 0 {
-			return nil, &backendError{errors.New("empty script reply")}
-		}
-		switch toInt(reply[0]) {
+		switch code(reply) {
 		case 0:
 			if len(reply) != 2+3*len(c.limits) {
+				b.compensate(c, amount)
 				return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
 			}
 			r := &Reservation{l: b.l, id: c.id, via: viaRedis, tokens: tokens, cost: cost, month: toString(reply[1])}
@@ -288,7 +364,10 @@ func (b *redisBackend) reserve(ctx context.Context, c *call, tokens, cost int64)
 			if err := b.applySeeds(ctx, c, reply, seeds); err != nil {
 				return nil, err
 			}
+		case 3:
+			return nil, &backendError{errUndone}
 		default:
+			b.compensate(c, amount)
 			return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
 		}
 	}
@@ -314,6 +393,14 @@ func (b *redisBackend) settle(ctx context.Context, r *Reservation, tokens, cost 
 	return nil
 }
 
+// code is the first element of a script's reply, -1 if there is none.
+func code(reply []any) int64 {
+	if len(reply) == 0 {
+		return -1
+	}
+	return toInt(reply[0])
+}
+
 func flag(b bool) string {
 	if b {
 		return "1"
@@ -328,20 +415,22 @@ func (b *redisBackend) ping(ctx context.Context) error {
 	return b.relSrc.Run(ctx, b.c, []string{b.l.o.Prefix + "{probe}:conc"}, "probe").Err()
 }
 
-// replay runs queued releases; it stops at the first failure, keeping the rest.
+// replay runs the queued operations, oldest first, bypassing the degraded
+// state; it stops at the first failure, keeping the rest. Each is
+// idempotent, so one that failed after Redis ran it is harmless to repeat.
 func (b *redisBackend) replay(ctx context.Context) error {
 	l := b.l
 	l.pending.Lock()
-	todo := l.pending.releases
-	l.pending.releases = nil
+	todo := l.pending.ops
+	l.pending.ops = nil
 	l.pending.Unlock()
-	for i, p := range todo {
+	for i, op := range todo {
 		cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
-		err := b.relSrc.Run(cctx, b.c, p.keys, p.id).Err()
+		err := op.s.Run(cctx, b.c, op.keys, op.args...).Err()
 		cancel()
 		if err != nil {
 			l.pending.Lock()
-			l.pending.releases = append(todo[i:], l.pending.releases...)
+			l.pending.ops = append(todo[i:], l.pending.ops...)
 			l.pending.Unlock()
 			return err
 		}
@@ -349,17 +438,26 @@ func (b *redisBackend) replay(ctx context.Context) error {
 	return nil
 }
 
-// A pendingRelease is a concurrency release that failed, for replay.
-type pendingRelease struct {
+// A pendingOp is a script to run once Redis answers: the release of a
+// concurrency slot that failed, or the compensation of a call whose caller
+// got no answer.
+type pendingOp struct {
+	s    *redis.Script
 	keys []string
-	id   string
+	args []any
 }
 
-func (l *Limiter) queueRelease(p pendingRelease) {
+// queue keeps op for the probe to run when Redis answers (at once if it
+// does now).
+func (l *Limiter) queue(op pendingOp) {
 	l.pending.Lock()
-	defer l.pending.Unlock()
-	if len(l.pending.releases) < maxPending {
-		l.pending.releases = append(l.pending.releases, p)
+	if len(l.pending.ops) < maxPending {
+		l.pending.ops = append(l.pending.ops, op)
+	}
+	l.pending.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -378,9 +476,10 @@ func (l *Limiter) markDegraded(err error) {
 	}
 }
 
-// probe waits for the limiter to degrade, then checks Redis every
-// probeInterval; once it answers (and queued releases went through) calls
-// use it again.
+// probe waits to be kicked: if Redis is healthy it runs what is queued (a
+// call whose caller gave up, or queued while a recovery finished); if the
+// limiter degraded, it checks Redis every probeInterval, and once Redis
+// answers and the queue went through, calls use it again.
 func (l *Limiter) probe(ctx context.Context) {
 	defer l.wg.Done()
 	t := time.NewTimer(probeInterval)
@@ -390,6 +489,11 @@ func (l *Limiter) probe(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-l.kick:
+		}
+		if !l.degraded.Load() {
+			if err := l.rdb.replay(ctx); err != nil && ctx.Err() == nil {
+				l.markDegraded(err)
+			}
 		}
 		for l.degraded.Load() {
 			t.Reset(probeInterval)

@@ -156,8 +156,10 @@ func TestRedisWindowSlides(t *testing.T) {
 	}
 }
 
-// Keys are prefix, the group as hash tag, the scope and the counter: all keys
-// of one request share a Redis Cluster slot, and nothing else is in them.
+// Keys are prefix, the group as hash tag, the scope and the counter — plus,
+// for a call that counts a lifetime or charges a budget, the call's record
+// under the group: all keys of one request share a Redis Cluster slot, and
+// nothing else is in them.
 func TestRedisKeys(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, testenv.Redis(t))
@@ -184,11 +186,24 @@ func TestRedisKeys(t *testing.T) {
 			want[prefix+"{project:p1}:"+scope+":"+k] = true
 		}
 	}
+	records := 0
 	for _, k := range keys {
+		if strings.HasPrefix(k, prefix+"{project:p1}:call:") {
+			// The admission's (lifetime counted) and the reservation's
+			// (budget charged); a record lives minutes, not months.
+			records++
+			if ttl := c.PTTL(t.Context(), k).Val(); ttl > 5*time.Minute {
+				t.Errorf("call record %s lives %v, want at most 5m", k, ttl)
+			}
+			continue
+		}
 		if !want[k] {
 			t.Errorf("unexpected key %q", k)
 		}
 		delete(want, k)
+	}
+	if records != 2 {
+		t.Errorf("%d call records, want 2 (the admission's and the reservation's)", records)
 	}
 	for k := range want {
 		t.Errorf("missing key %q", k)

@@ -34,6 +34,7 @@ func Run(t *testing.T, newLimiter NewLimiter) {
 		{"RefusalOrder", testRefusalOrder},
 		{"Concurrency", testConcurrency},
 		{"ConcurrencyUnderLoad", testConcurrencyUnderLoad},
+		{"ConcurrencyLeaseRenewed", testConcurrencyRenew},
 		{"Lifetime", testLifetime},
 		{"LifetimeSeed", testLifetimeSeed},
 		{"BudgetSeed", testBudgetSeed},
@@ -70,6 +71,7 @@ func RunClock(t *testing.T, newLimiter NewLimiter) {
 		{"RequestsWindowSlides", testRequestsWindow},
 		{"TokensWindowSlides", testTokensWindow},
 		{"ConcurrencyLeaseExpires", testConcurrencyLease},
+		{"ConcurrencyRenewEveryThirdOfLease", testConcurrencyRenewClock},
 		{"SettleAfterWindow", testSettleAfterWindow},
 		{"BudgetMonthTurns", testBudgetMonth},
 		{"SettleAcrossMonths", testSettleAcrossMonths},
@@ -386,6 +388,45 @@ func testConcurrencyUnderLoad(t *testing.T, s suite) {
 	for range 5 {
 		mustAdmit(t, l, lim)
 	}
+}
+
+// A request that outlives the lease (a long stream) keeps its slot while it
+// renews it, and the limit holds past the lease; one that stops renewing
+// loses its slot when the lease ends. The lease is shortened to two seconds
+// of real time, so every backend runs this on its own clock.
+func testConcurrencyRenew(t *testing.T, s suite) {
+	const lease = 2 * time.Second
+	l := s.limiter(t, func(o *ratelimit.Options) { o.Lease = lease })
+	lim := ratelimit.Limit{Scope: "project:renew", MaxConcurrent: 2}
+	kept := mustAdmit(t, l, lim)
+	lapsed := mustAdmit(t, l, lim)
+	start := time.Now()
+	for time.Since(start) < 2*lease+lease/2 {
+		time.Sleep(lease / 8)
+		if err := kept.Renew(t.Context()); err != nil {
+			t.Fatalf("renew %v after admission: %v", time.Since(start), err)
+		}
+	}
+	// Both original leases ended: the renewed slot is still held, the other free.
+	third := mustAdmit(t, l, lim)
+	if _, err := l.Admit(t.Context(), []ratelimit.Limit{lim}); err == nil {
+		t.Fatal("a third request in flight with a limit of 2: the renewed admission lost its slot")
+	} else {
+		limitError(t, err, ratelimit.KindConcurrency)
+	}
+	if err := lapsed.Renew(t.Context()); !errors.Is(err, ratelimit.ErrLeaseEnded) {
+		t.Errorf("renew after the lease ended: %v, want ErrLeaseEnded", err)
+	}
+	if _, err := l.Admit(t.Context(), []ratelimit.Limit{lim}); err == nil {
+		t.Fatal("a renew after the lease ended took the slot back")
+	}
+	kept.Done(t.Context())
+	if err := kept.Renew(t.Context()); err != nil {
+		t.Errorf("renew after Done: %v, want nil", err)
+	}
+	mustAdmit(t, l, lim)
+	third.Done(t.Context())
+	mustAdmit(t, l, lim)
 }
 
 func testLifetime(t *testing.T, s suite) {
@@ -824,6 +865,37 @@ func testConcurrencyLease(t *testing.T, s suite, c *Clock) {
 	limitError(t, err, ratelimit.KindConcurrency)
 	c.Advance(time.Minute)
 	mustAdmit(t, l, lim)
+}
+
+// Renew extends the lease to a full one from now, but only once a third of
+// the lease has passed since the last extension: calling it more often (on
+// every chunk of a stream) costs nothing.
+func testConcurrencyRenewClock(t *testing.T, s suite, c *Clock) {
+	l := s.limiter(t) // the default lease: 10 minutes
+	lim := ratelimit.Limit{Scope: "project:renewclock", MaxConcurrent: 1}
+	a := mustAdmit(t, l, lim)
+	c.Advance(3 * time.Minute)
+	if err := a.Renew(t.Context()); err != nil { // not due: the lease still ends at 10m
+		t.Fatal(err)
+	}
+	c.Advance(time.Minute)
+	if err := a.Renew(t.Context()); err != nil { // due: the lease now ends at 14m
+		t.Fatal(err)
+	}
+	c.Advance(9 * time.Minute)
+	_, err := l.Admit(t.Context(), []ratelimit.Limit{lim})
+	limitError(t, err, ratelimit.KindConcurrency)
+	c.Advance(time.Minute)
+	b := mustAdmit(t, l, lim)
+	if err := a.Renew(t.Context()); !errors.Is(err, ratelimit.ErrLeaseEnded) {
+		t.Errorf("renew after the lease ended: %v, want ErrLeaseEnded", err)
+	}
+	// A shortened lease ends sooner.
+	short := s.limiter(t, func(o *ratelimit.Options) { o.Lease = time.Minute })
+	mustAdmit(t, short, lim)
+	c.Advance(time.Minute)
+	mustAdmit(t, short, lim)
+	b.Done(t.Context())
 }
 
 func testSettleAfterWindow(t *testing.T, s suite, c *Clock) {

@@ -10,6 +10,35 @@ local KIND_REQUESTS, KIND_TOKENS, KIND_CONCURRENCY, KIND_BUDGET, KIND_LIFETIME =
 local BUDGET_TTL_MS = 40 * 24 * 3600 * 1000
 local LIFE_TTL_MS = 30 * 24 * 3600 * 1000
 
+-- A call's record (<prefix>{<group>}:call:<id>, a STRING) says what a call
+-- charged that leaves no entry of its own id behind, so that compensate.lua
+-- can undo exactly that:
+--   'a i j ...'           admit: the lifetime counts of limits i, j, ... (1-based)
+--   'r month cost i j ...' reserve: cost micro-USD on the budgets of limits i, j, ...
+-- It lives RECORD_TTL_MS (as redis.go's recordTTL): a compensation that
+-- comes later leaves those counts charged. Once compensated, the record is
+-- the tombstone UNDONE (for redis.go's tombstoneTTL), and a charge script of
+-- the same id that arrives late charges nothing.
+local RECORD_TTL_MS = 5 * 60 * 1000
+local UNDONE = 'undone'
+
+-- words splits a record into its fields.
+local function words(s)
+  local w = {}
+  for f in string.gmatch(s, '%S+') do
+    w[#w + 1] = f
+  end
+  return w
+end
+
+-- extend_ttl makes key live at least ms more, never shortening its TTL:
+-- another replica may have set a longer one for its leases.
+local function extend_ttl(key, ms)
+  if redis.call('PTTL', key) < ms then
+    redis.call('PEXPIRE', key, ms)
+  end
+end
+
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])

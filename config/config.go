@@ -53,6 +53,9 @@ type Config struct {
 	// budget, lifetime) to what happens when Redis fails: closed, open or
 	// local. Kinds not listed keep the limiter's documented default.
 	LimitFailureModes map[string]string
+	// ConcurrencyLease is how long a concurrency slot lives without being
+	// renewed (a replica that dies frees its slots then); streams renew it.
+	ConcurrencyLease time.Duration
 	// DefaultMaxTokens is the completion size reserved for a request that
 	// names no max_tokens.
 	DefaultMaxTokens int64
@@ -131,6 +134,7 @@ var Vars = []Var{
 	{"LLM_PROXY_REDIS_URL", "", "redis:// or rediss:// URL: limits exact across replicas, revocations reach every replica within a second; unset: in-memory limits for one instance"},
 	{"LLM_PROXY_REDIS_PREFIX", "llmproxy:", "prefix of every Redis key and channel llm-proxy uses"},
 	{"LLM_PROXY_REDIS_TIMEOUT", "100ms", "longest a limiter call waits for Redis before its failure mode applies"},
+	{"LLM_PROXY_CONCURRENCY_LEASE", "16m0s", "how long a concurrency slot lives unless renewed: longer than the /v1/ route's 900s timeout, and a streamed response renews it while chunks flow; a replica that dies frees its slots after it"},
 	{"LLM_PROXY_LIMIT_FAILURE_MODES", "see ratelimit docs", "what each limit does when Redis fails, e.g. requests=local,tokens=local,concurrency=open,budget=closed,lifetime=closed; modes: closed (deny), open (allow), local (in-process limiter)"},
 	{"LLM_PROXY_DEFAULT_MAX_TOKENS", "1024", "completion tokens reserved for a request without max_tokens / max_completion_tokens (settled to the real usage afterwards)"},
 	{"LLM_PROXY_PRICES_FILE", "built-in table", "JSON price table (USD per million tokens, versioned) replacing the embedded one"},
@@ -177,6 +181,7 @@ func Load(getenv func(string) string) (Config, error) {
 		RedisURL:             p.redisURL("LLM_PROXY_REDIS_URL"),
 		RedisPrefix:          p.str("LLM_PROXY_REDIS_PREFIX", "llmproxy:"),
 		RedisTimeout:         p.duration("LLM_PROXY_REDIS_TIMEOUT", 100*time.Millisecond),
+		ConcurrencyLease:     p.duration("LLM_PROXY_CONCURRENCY_LEASE", 16*time.Minute),
 		LimitFailureModes:    p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
 		DefaultMaxTokens:     int64(p.integer("LLM_PROXY_DEFAULT_MAX_TOKENS", 1024, 1, 10_000_000)),
 		PricesFile:           p.str("LLM_PROXY_PRICES_FILE", ""),
@@ -232,6 +237,9 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if c.UsageFlushInterval <= 0 {
 		p.fail("LLM_PROXY_USAGE_FLUSH_INTERVAL", "must be positive")
+	}
+	if c.ConcurrencyLease < time.Second {
+		p.fail("LLM_PROXY_CONCURRENCY_LEASE", "must be at least 1s")
 	}
 	if c.ReconcileInterval <= 0 {
 		p.fail("LLM_PROXY_RECONCILE_INTERVAL", "must be positive")

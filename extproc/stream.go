@@ -200,6 +200,7 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	resp := &extprocv3.BodyResponse{}
 	chunk, end := b.GetBody(), b.GetEndOfStream()
+	st.renewSlot()
 	seen := chunk // what the client receives of this chunk
 	if st.readBody && st.injected && st.sse && st.encoding == "" {
 		seen = st.usageFilter.filter(chunk, end)

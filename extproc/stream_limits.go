@@ -52,6 +52,16 @@ func (st *stream) admit() error {
 	return nil
 }
 
+// renewSlot keeps a long response's concurrency slot: Admission.Renew
+// extends the lease at most every third of it and is free otherwise, so it
+// runs on every response message. A failure is logged, the slot kept until
+// its lease ends.
+func (st *stream) renewSlot() {
+	if err := st.admission.Renew(st.ctx); err != nil {
+		st.log.Warn().Err(err).Msg("concurrency lease not renewed")
+	}
+}
+
 // reserve charges the request's worst case (prompt estimate plus the
 // completion it may produce) against tokens per minute and the budget; the
 // reservation is settled with the real usage when the response ends. Without

@@ -38,3 +38,23 @@ func TestKeepaliveAcceptsEnvoysPings(t *testing.T) {
 		}
 	}
 }
+
+// A concurrency slot must outlive the longest request Envoy lets through
+// (the /v1/ routes' timeout), or a long stream loses its slot and the limit
+// is exceeded; streams renew it too.
+func TestLeaseOutlivesRouteTimeout(t *testing.T) {
+	cfg, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := regexp.MustCompile(`cluster: openai\n(?:.*\n){0,3}?\s*timeout: (\d+)s`).FindAllSubmatch(envoy.Bootstrap(), -1)
+	if len(ms) == 0 {
+		t.Fatal("envoy.yaml: no timeout on the /v1/ routes")
+	}
+	for _, m := range ms {
+		secs, _ := strconv.Atoi(string(m[1]))
+		if route := time.Duration(secs) * time.Second; cfg.ConcurrencyLease <= route {
+			t.Errorf("LLM_PROXY_CONCURRENCY_LEASE %s does not outlive the route timeout %s", cfg.ConcurrencyLease, route)
+		}
+	}
+}

@@ -132,6 +132,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	limiterOpts := ratelimit.Options{
 		Prefix:       cfg.RedisPrefix + "rl:",
 		Timeout:      cfg.RedisTimeout,
+		Lease:        cfg.ConcurrencyLease,
 		FailureModes: failureModes(cfg.LimitFailureModes),
 		Seed:         limitSeed(st, auth, rollup),
 		Registerer:   reg,

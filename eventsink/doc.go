@@ -12,8 +12,10 @@
 // never waits on a sink. The emitter's Run loop, owned by main, writes the
 // queue in batches to its [Sink]s — the JSONL file ([FileSink], with
 // size-based rotation), a Redis Stream ([RedisStreamSink]) that the
-// dispatcher reads, or stdout ([StdoutSink]) — retrying a failing sink a few
-// times before it drops the batch for that sink.
+// dispatcher reads, or stdout ([StdoutSink]). A failing sink is retried with
+// backoff while the queue has room; when the queue is nearly full, and at
+// shutdown, what it has not taken goes to its spill file instead. Every
+// event lost for good is counted once, in llm_proxy_events_dropped_total.
 //
 // Every sink and the dispatcher use one JSON encoding of an event,
 // [MarshalEvent] and [UnmarshalEvent]; [NewEventID] makes the event ids that

@@ -16,6 +16,7 @@ type emitterMetrics struct {
 	sinkErrors  *prometheus.CounterVec
 	sinkWritten *prometheus.CounterVec
 	sinkDropped *prometheus.CounterVec
+	sinkSpilled *prometheus.CounterVec
 }
 
 func newEmitterMetrics(reg prometheus.Registerer, queueLen func() float64, sinks []string) *emitterMetrics {
@@ -26,11 +27,11 @@ func newEmitterMetrics(reg prometheus.Registerer, queueLen func() float64, sinks
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "llm_proxy_events_dropped_total",
-			Help: "Usage events dropped before the queue: queue full, or the emitter stopped.",
+			Help: "Usage events lost, each counted once: refused by the queue (full, or the emitter stopped), not encodable, or neither written to a sink nor spilled to its spill file. The one series to alert on.",
 		}),
 		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_event_sink_errors_total",
-			Help: "Failed writes of a batch of usage events to a sink, retries included, by sink.",
+			Help: "Failed writes of a batch of usage events to a sink, retries included, by sink (a diagnostic: the events are retried or spilled).",
 		}, []string{"sink"}),
 		sinkWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_event_sink_written_total",
@@ -38,13 +39,18 @@ func newEmitterMetrics(reg prometheus.Registerer, queueLen func() float64, sinks
 		}, []string{"sink"}),
 		sinkDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_event_sink_dropped_total",
-			Help: "Usage events a sink never received: its retries ran out, or the drain at shutdown timed out. By sink.",
+			Help: "Usage events lost for a sink: neither written to it nor spilled to its spill file, or not encodable. By sink; llm_proxy_events_dropped_total counts each lost event once.",
+		}, []string{"sink"}),
+		sinkSpilled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "llm_proxy_event_sink_spilled_total",
+			Help: "Usage events a sink did not take in time (queue 90% full, or shutdown) and that were appended to its spill file instead, by sink.",
 		}, []string{"sink"}),
 	}
 	for _, s := range sinks {
 		m.sinkErrors.WithLabelValues(s)
 		m.sinkWritten.WithLabelValues(s)
 		m.sinkDropped.WithLabelValues(s)
+		m.sinkSpilled.WithLabelValues(s)
 	}
 	if reg == nil {
 		return m
@@ -54,6 +60,7 @@ func newEmitterMetrics(reg prometheus.Registerer, queueLen func() float64, sinks
 	m.sinkErrors = registerCollector(reg, m.sinkErrors)
 	m.sinkWritten = registerCollector(reg, m.sinkWritten)
 	m.sinkDropped = registerCollector(reg, m.sinkDropped)
+	m.sinkSpilled = registerCollector(reg, m.sinkSpilled)
 	registerCollector(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "llm_proxy_events_queue_length",
 		Help: "Usage events waiting in the queue for the sinks.",

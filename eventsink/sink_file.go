@@ -140,6 +140,14 @@ func (s *FileSink) rotate() error {
 
 func (s *FileSink) backup(i int) string { return s.path + "." + strconv.Itoa(i) }
 
+// fileSize returns the size of the file being written, as far as the sink
+// knows (it started from the size the file had when opened).
+func (s *FileSink) fileSize() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
+}
+
 // Close syncs and closes the file; later writes fail.
 func (s *FileSink) Close() error {
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -146,6 +147,8 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if len(sinks) > 0 {
 		emitter = eventsink.NewEmitter(eventsink.EmitterOptions{
 			Sinks: sinks, QueueSize: cfg.EventsQueue, Registerer: reg,
+			// A sink that stays down spills here rather than losing events.
+			SpillDir: filepath.Dir(cfg.EventsFile),
 			Logger: log.With().Str("component", "events").Logger(),
 		})
 	}

@@ -149,7 +149,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			Sinks: sinks, QueueSize: cfg.EventsQueue, Registerer: reg,
 			// A sink that stays down spills here rather than losing events.
 			SpillDir: filepath.Dir(cfg.EventsFile),
-			Logger: log.With().Str("component", "events").Logger(),
+			Logger:   log.With().Str("component", "events").Logger(),
 		})
 	}
 

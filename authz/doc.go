@@ -11,9 +11,27 @@
 // process's secrets.
 //
 // [Authorizer] caches validated tokens in memory so the hot path does not touch
-// the database; the management API calls its Invalidate methods after every
-// change, so a revoke or deactivation is enforced on the next request, and
+// the database; the management API must call its Invalidate methods after
+// every change, token creation included (see [Authorizer.InvalidateToken]),
+// so a revoke or deactivation is enforced on the next request, and
 // [Broadcast] carries those invalidations to every replica through Redis.
+// Every invalidation starts a new cache generation: a store read that was in
+// flight when it happened is never cached, so it cannot put a revoked token
+// back for the cache TTL.
+//
+// Invalid tokens are cheap, so spraying them costs the store and the audit
+// log little:
+//
+//   - a malformed token never reaches the store, and an unknown one is
+//     remembered for a few seconds ([Options.NegativeTTL], bounded by
+//     [Options.NegativeCacheSize]), so repeating it costs no query;
+//   - [Authorizer.AuthenticateFrom] counts failures per client address and,
+//     past [Options.FailureLimit] per [Options.FailureWindow], refuses the
+//     address with a [*FailureLimitError] (a 429) before the store is asked;
+//   - [Authorizer.ShouldAudit] tells the caller which denials to audit one
+//     by one, and [Authorizer.DenialSummaries] hands over the counts of the
+//     rest, one summary per address, reason and window.
+//
 // Request counts are kept in memory and flushed to the store in batches (see
 // [Authorizer.Flush]); enforcing caps and rates is package ratelimit's job.
 package authz

@@ -115,6 +115,7 @@ func (e *apiError) reason() string {
 // Unknown errors become a 500 whose message reveals nothing.
 func toAPIError(err error) *apiError {
 	var (
+		fle *authz.FailureLimitError
 		me  *methodError
 		te  *tokenError
 		le  *ratelimit.LimitError
@@ -129,6 +130,11 @@ func toAPIError(err error) *apiError {
 		return &apiError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error", Code: "method_not_allowed",
 			Message: fmt.Sprintf("Method %s is not allowed on %s; allowed: %s.", truncate(me.method, 16), truncate(me.path, 200), strings.Join(me.allowed, ", ")),
 			Header:  map[string]string{"allow": strings.Join(me.allowed, ", ")}, Err: err}
+	case errors.As(err, &fle):
+		secs := int64((fle.RetryAfter + time.Second - 1) / time.Second)
+		return &apiError{Status: http.StatusTooManyRequests, Type: "invalid_request_error", Code: "too_many_failed_authentications",
+			Message: fmt.Sprintf("Too many requests with invalid proxy tokens from this address. Please try again in %ds.", max(secs, 1)),
+			Header:  map[string]string{"retry-after": strconv.FormatInt(max(secs, 1), 10)}, Err: err}
 	case errors.Is(err, errMissingToken):
 		return &apiError{Status: http.StatusUnauthorized, Type: "invalid_request_error", Code: "invalid_api_key",
 			Message: "You didn't provide an API key. You need to provide your proxy token in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_TOKEN).",

@@ -24,9 +24,18 @@ import (
 	"github.com/llm-proxy/llm-proxy/usage"
 )
 
-// authenticator turns a bearer token into the project's identity and key.
+// authenticator turns a bearer token into the project's identity and key;
+// addr (Envoy's view of the client) lets it refuse an address that keeps
+// failing before the store is asked.
 type authenticator interface {
-	Authenticate(ctx context.Context, token string) (authz.Principal, error)
+	AuthenticateFrom(ctx context.Context, addr, token string) (authz.Principal, error)
+}
+
+// denialAuditor says which security denials are worth an audit row each, so
+// a flood of bad tokens costs a few rows and a summary, not one row per
+// attempt (package authz). A nil one records every denial.
+type denialAuditor interface {
+	ShouldAudit(addr, reason string) (record bool, suppressed int)
 }
 
 // requestCounter counts admitted requests and cache hits per token.
@@ -65,6 +74,7 @@ type usageRecorder interface {
 
 var (
 	_ authenticator  = (*authz.Authorizer)(nil)
+	_ denialAuditor  = (*authz.Authorizer)(nil)
 	_ requestCounter = (*authz.Authorizer)(nil)
 	_ limiter        = (*ratelimit.Limiter)(nil)
 	_ tokenCounter   = (*usage.Tokenizer)(nil)
@@ -87,8 +97,10 @@ type Options struct {
 	Usage     usageRecorder
 	// Events receives one usage event per request; nil: no events.
 	Events eventEmitter
-	// Audit receives security denials; nil: not recorded.
-	Audit auditRecorder
+	// Audit receives security denials; nil: not recorded. Denials decides
+	// which of them get a row each (nil: all).
+	Audit   auditRecorder
+	Denials denialAuditor
 	// Cache answers repeated requests; nil: no cache. CacheTTL is the
 	// lifetime of a response that names none, CacheMaxEntry the largest
 	// response stored (bytes), CacheWait how long identical concurrent
@@ -130,6 +142,7 @@ type Server struct {
 	usage            usageRecorder
 	events           eventEmitter
 	audit            auditRecorder
+	denials          denialAuditor
 	cache            responseCache
 	cacheTTL         time.Duration
 	cacheMaxEntry    int
@@ -165,6 +178,7 @@ func NewServer(o Options) *Server {
 		usage:            o.Usage,
 		events:           o.Events,
 		audit:            o.Audit,
+		denials:          o.Denials,
 		cache:            o.Cache,
 		cacheTTL:         o.CacheTTL,
 		cacheMaxEntry:    o.CacheMaxEntry,

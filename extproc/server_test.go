@@ -44,7 +44,7 @@ var principals = map[string]authz.Principal{
 
 func ptr[T any](v T) *T { return &v }
 
-func (f fakeAuth) Authenticate(_ context.Context, token string) (authz.Principal, error) {
+func (f fakeAuth) AuthenticateFrom(_ context.Context, _, token string) (authz.Principal, error) {
 	if err, ok := f[token]; ok {
 		if err != nil {
 			return authz.Principal{}, err

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
@@ -19,10 +20,20 @@ func (st *stream) auditDenial(err error) {
 	if action == "" {
 		return
 	}
+	detail := st.method + " " + truncate(st.path, 200)
+	if st.srv.denials != nil {
+		record, suppressed := st.srv.denials.ShouldAudit(st.clientAddress, action)
+		if !record {
+			return // counted; it reaches the log in a summary row
+		}
+		if suppressed > 0 {
+			detail += fmt.Sprintf(" (+%d similar denials from this address not recorded one by one)", suppressed)
+		}
+	}
 	ev := store.AuditEvent{
 		Time: st.srv.now(), Action: action, Actor: "client", Outcome: store.AuditOutcomeDenied,
 		TargetType: store.AuditTargetToken, TargetID: st.principal.TokenID, ProjectID: st.principal.ProjectID,
-		RequestID: st.requestID, ClientAddress: st.clientAddress, Detail: st.method + " " + truncate(st.path, 200),
+		RequestID: st.requestID, ClientAddress: st.clientAddress, Detail: detail,
 	}
 	var de *authz.DeniedError
 	if errors.As(err, &de) {

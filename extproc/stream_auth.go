@@ -24,7 +24,7 @@ func (st *stream) authenticate(h map[string]string) error {
 	if !ok {
 		return errMissingToken
 	}
-	p, err := st.srv.auth.Authenticate(st.ctx, token)
+	p, err := st.srv.auth.AuthenticateFrom(st.ctx, st.clientAddress, token)
 	if err != nil {
 		return &tokenError{err: err, token: token}
 	}

@@ -88,10 +88,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("LLM_PROXY_TOKEN_HASH_KEY: %w", err)
 	}
-	auth := authz.NewAuthorizer(st, hasher, keyring, authz.Options{CacheTTL: cfg.AuthCacheTTL})
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	auth := authz.NewAuthorizer(st, hasher, keyring, authz.Options{CacheTTL: cfg.AuthCacheTTL, Registerer: reg})
 
 	tokenizer, err := usage.NewTokenizer()
 	if err != nil {
@@ -113,6 +112,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
+		auditDenialSummaries(auth, auditLog, true)
 		if err := auditLog.Close(ctx); err != nil {
 			log.Error().Err(err).Msg("final audit flush failed")
 		}
@@ -207,6 +207,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Usage:            rollup,
 		Events:           eventsOrNil(emitter),
 		Audit:            auditLog,
+		Denials:          auth,
 		Cache:            cacheOrNil(cache),
 		CacheTTL:         cfg.CacheTTL,
 		CacheMaxEntry:    cfg.CacheMaxEntryBytes,
@@ -290,7 +291,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		})
 	})
 	g.Go(func() error {
-		return flushEvery(gctx, cfg.UsageFlushInterval, auditLog.Flush, func(err error) {
+		return flushEvery(gctx, cfg.UsageFlushInterval, func(ctx context.Context) error {
+			auditDenialSummaries(auth, auditLog, false)
+			return auditLog.Flush(ctx)
+		}, func(err error) {
 			log.Warn().Err(err).Msg("audit flush failed; will retry")
 		})
 	})

@@ -155,6 +155,11 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 		if !st.hold("request_body", int64(len(b.GetBody()))) {
 			return st.deny(errOverloaded)
 		}
+		if len(b.GetBody()) > keepBodyMax {
+			// Parsing, hashing and counting megabytes may outlast Envoy's
+			// message_timeout on a busy sidecar: ask for more first.
+			st.extendTimeout(tokenizeTimeout)
+		}
 		defer st.forgetBody()
 		if err := st.readRequest(b.GetBody()); err != nil {
 			return st.deny(err)

@@ -48,8 +48,7 @@ func (st *stream) forgetBody() {
 		return
 	}
 	if !st.promptCounted && st.denial == nil && st.cacheStatus != cacheHit {
-		st.extendTimeout(tokenizeTimeout) // tokenizing megabytes takes a while
-		st.prompt()
+		st.prompt() // the message's timeout was extended for it (onRequestBody)
 	}
 	st.drop(int64(len(st.reqBody)))
 	st.reqBody = nil

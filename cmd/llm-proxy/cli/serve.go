@@ -193,6 +193,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	})
 
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
+		// Buffered bodies arrive as one message of up to 8 MiB (16 over
+		// HTTP/2): windows that size let Envoy send one without waiting for
+		// window updates, so a burst of large prompts is not held back by
+		// flow control into Envoy's message_timeout.
+		grpc.InitialWindowSize(16<<20), grpc.InitialConnWindowSize(64<<20),
 		// Envoy pings its sidecar connections (connection_keepalive, 30s):
 		// grpc-go's default policy (5 min) answers such pings on a quiet
 		// connection with GOAWAY too_many_pings, failing every stream on it

@@ -167,14 +167,14 @@ type auditListJSON struct {
 
 // listAudit answers GET /manage/audit?project_id=&action=&from=&to=&limit=&cursor=.
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
-	q, err := auditQuery(r)
+	q, err := s.auditQuery(r)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
 	events, next, err := s.store.ListAudit(r.Context(), q)
 	if errors.Is(err, store.ErrInvalidCursor) {
-		writeError(w, r, invalid(codeInvalidValue, "cursor", "cursor is not a next_cursor this API returned; list again without it."))
+		writeError(w, r, errBadCursor())
 		return
 	}
 	if err != nil {
@@ -186,6 +186,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		page.Data = append(page.Data, eventsink.AuditView(e))
 	}
 	if next != "" {
+		next = s.cursors.seal(listAudit, next)
 		page.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, page)
@@ -193,10 +194,13 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 
 // auditQuery reads the audit listing's query parameters. Empty project_id,
 // action and cursor do not filter; from, to and limit, when present, must
-// be valid.
-func auditQuery(r *http.Request) (store.AuditQuery, error) {
+// be valid, and a cursor must be one this API returned.
+func (s *Server) auditQuery(r *http.Request) (store.AuditQuery, error) {
 	v := r.URL.Query()
-	q := store.AuditQuery{ProjectID: v.Get("project_id"), Action: v.Get("action"), Cursor: v.Get("cursor")}
+	q := store.AuditQuery{ProjectID: v.Get("project_id"), Action: v.Get("action")}
+	if err := checkIDParam("project_id", q.ProjectID); err != nil {
+		return q, err
+	}
 	if q.Action != "" && !slices.Contains(store.AuditActions(), q.Action) {
 		return q, invalid(codeInvalidValue, "action", "action %q is not an audit action; use one of %s.",
 			q.Action, strings.Join(store.AuditActions(), ", "))
@@ -216,15 +220,8 @@ func auditQuery(r *http.Request) (store.AuditQuery, error) {
 		return q, invalid(codeInvalidValue, "from", "from (%s) must not be after to (%s).",
 			q.From.Format(time.RFC3339Nano), q.To.Format(time.RFC3339Nano))
 	}
-	q.Limit = store.DefaultAuditLimit
-	if v.Has("limit") {
-		n, err := strconv.Atoi(v.Get("limit"))
-		if err != nil || n < 1 || n > store.MaxAuditLimit {
-			return q, invalid(codeInvalidValue, "limit", "limit must be an integer from 1 to %d.", store.MaxAuditLimit)
-		}
-		q.Limit = n
-	}
-	return q, nil
+	q.Limit, q.Cursor, err = s.pageParams(r, listAudit, store.DefaultAuditLimit, store.MaxAuditLimit)
+	return q, err
 }
 
 // parseTimestamp reads a query parameter holding an RFC 3339 time.

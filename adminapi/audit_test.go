@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -436,6 +437,14 @@ func TestAuditBadRequests(t *testing.T) {
 		{"action=PROJECT.CREATE", "action"},
 		{"cursor=not-a-cursor", "cursor"},
 		{"cursor=" + url.QueryEscape("MTIzLGE="), "cursor"},
+		// A position the store would take, forged: cursors are signed.
+		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("1741064767000000,aud_000")), "cursor"},
+		{"cursor=MTIzLGE.AAAAAAAAAAAAAAAAAAAAAA", "cursor"}, // a wrong MAC
+		{"cursor=MTIzLGE.", "cursor"},
+		{"cursor=%00", "cursor"},
+		{"cursor=%FF%FE", "cursor"},
+		{"project_id=%00", "project_id"},
+		{"project_id=" + url.QueryEscape("proj x"), "project_id"},
 	} {
 		t.Run(tc.query, func(t *testing.T) {
 			out := h.do(req{method: "GET", path: "/manage/audit?" + tc.query})

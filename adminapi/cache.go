@@ -33,10 +33,10 @@ type purgeRequest struct {
 // path (with query), body and variant headers give the same key the cache
 // computed when it stored it.
 type purgeTarget struct {
-	Method  string            `json:"method"`
-	Path    string            `json:"path"`
-	Body    json.RawMessage   `json:"body"`
-	Headers map[string]string `json:"headers"`
+	Method  string                      `json:"method"`
+	Path    string                      `json:"path"`
+	Body    json.RawMessage             `json:"body"`
+	Headers map[string]optional[string] `json:"headers"`
 }
 
 func (req purgeRequest) validate() error {
@@ -48,10 +48,69 @@ func (req purgeRequest) validate() error {
 		return nil
 	case !req.ProjectID.has() || req.ProjectID.Value == "":
 		return invalid(codeMissingField, "project_id", "project_id is required unless all is true.")
-	case req.Request != nil && (req.Request.Method == "" || !strings.HasPrefix(req.Request.Path, "/")):
-		return invalid(codeInvalidValue, "request", "request needs a method and an absolute path.")
+	}
+	if err := checkIDParam("project_id", req.ProjectID.Value); err != nil {
+		return err
+	}
+	if t := req.Request; t != nil {
+		if !validMethod(t.Method) {
+			return invalid(codeInvalidValue, "request.method", "request.method must be an HTTP method: 1 to %d letters.", maxPurgeMethodLen)
+		}
+		if !validPurgePath(t.Path) {
+			return invalid(codeInvalidValue, "request.path",
+				"request.path must be an absolute path with an optional query, at most %d printable ASCII characters, '%%' only in escapes like %%2F, and no ';'.", maxPurgePathLen)
+		}
+		for _, v := range t.Headers {
+			if v.Null {
+				return invalid(codeInvalidType, "request.headers", "request.headers values must be strings, not null.")
+			}
+		}
 	}
 	return nil
+}
+
+// Bounds of a purge target's method and path, which the audit log records.
+const (
+	maxPurgeMethodLen = 16
+	maxPurgePathLen   = 2048
+)
+
+// validMethod reports whether m is 1 to maxPurgeMethodLen ASCII letters.
+func validMethod(m string) bool {
+	if m == "" || len(m) > maxPurgeMethodLen {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		if c := m[i] | 0x20; c < 'a' || c > 'z' {
+			return false
+		}
+	}
+	return true
+}
+
+// validPurgePath reports whether p is a path and query the cache can key: it
+// starts with '/', is printable ASCII, has '%' only in escapes, and has no
+// ';' (which url.ParseQuery refuses).
+func validPurgePath(p string) bool {
+	if !strings.HasPrefix(p, "/") || len(p) > maxPurgePathLen {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c == '%':
+			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+				return false
+			}
+			i += 2
+		case c <= ' ' || c > '~' || c == ';':
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // purgeCache handles POST /manage/cache/purge and says how many entries it
@@ -79,7 +138,7 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 		path, query, _ := strings.Cut(t.Path, "?")
 		variant := http.Header{}
 		for k, v := range t.Headers {
-			variant.Set(k, v)
+			variant.Set(k, v.Value)
 		}
 		var body []byte
 		if len(t.Body) > 0 {

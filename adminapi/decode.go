@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -25,25 +25,61 @@ type validator interface{ validate() error }
 
 // decodeJSON reads the request body as exactly one JSON object into dst,
 // refusing unknown fields and trailing data, then validates dst if it can.
-// Its errors are *apiError values that name the offending field where there
-// is one.
+// The body must be valid UTF-8 (encoding/json would quietly turn invalid
+// bytes into U+FFFD), and null or any other non-object is refused rather
+// than decoded as an empty object. Its errors are *apiError values that
+// name the offending field where there is one.
 func decodeJSON(r *http.Request, dst any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		if isTooLarge(err) {
+			return decodeError(err)
+		}
+		return invalid(codeInvalidJSON, "", "The request body could not be read.")
+	}
+	if !utf8.Valid(body) {
+		return invalid(codeInvalidJSON, "", "The request body is not valid UTF-8.")
+	}
+	if kind := topLevelKind(body); kind != "" && kind != "object" {
+		return invalid(codeInvalidType, "", "The request body must be a JSON object, not %s.", jsonKind(kind))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
 	}
-	var extra json.RawMessage
-	switch err := dec.Decode(&extra); {
-	case err == io.EOF:
-		if v, ok := dst.(validator); ok {
-			return v.validate()
-		}
-		return nil
-	case isTooLarge(err):
-		return decodeError(err)
-	default:
+	if rest := body[dec.InputOffset():]; len(bytes.Trim(rest, jsonSpace)) > 0 {
 		return invalid(codeInvalidJSON, "", "The request body must be a single JSON object, with nothing after it.")
+	}
+	if v, ok := dst.(validator); ok {
+		return v.validate()
+	}
+	return nil
+}
+
+// jsonSpace is the whitespace JSON allows between values.
+const jsonSpace = " \t\r\n"
+
+// topLevelKind names the JSON type of a body that is one well-formed JSON
+// value ("object", "array", "string", "number", "bool", or "null"), or
+// returns "" when it is not, leaving the decoder to say what is wrong.
+func topLevelKind(body []byte) string {
+	if !json.Valid(body) {
+		return ""
+	}
+	switch b := bytes.TrimLeft(body, jsonSpace); b[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "bool"
+	case 'n':
+		return "null"
+	default:
+		return "number"
 	}
 }
 
@@ -103,6 +139,8 @@ func jsonKind(value string) string {
 		return "an array"
 	case value == "object":
 		return "an object"
+	case value == "null":
+		return "null"
 	case value == "number":
 		return "a number"
 	case strings.HasPrefix(value, "number"):
@@ -169,19 +207,10 @@ func checkName(field, name string, allowEmpty bool) error {
 		return nil
 	case strings.TrimSpace(name) == "":
 		return invalid(codeInvalidValue, field, "%s must not be empty or only whitespace.", field)
+	case hasControl(name):
+		return invalid(codeInvalidValue, field, "%s must not contain control characters.", field)
 	case n > maxNameLen:
 		return invalid(codeInvalidValue, field, "%s must be at most %d characters, got %d.", field, maxNameLen, n)
-	}
-	return nil
-}
-
-// checkOpenAIKey validates an OpenAI key's form. Its messages never include the key.
-func checkOpenAIKey(field, key string) error {
-	switch {
-	case key == "":
-		return invalid(codeInvalidValue, field, "%s must not be empty.", field)
-	case strings.IndexFunc(key, unicode.IsSpace) >= 0:
-		return invalid(codeInvalidValue, field, "%s must not contain whitespace.", field)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ const (
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"
 	codeRequestTooLarge  = "request_too_large"
+	codeRateLimited      = "rate_limit_exceeded"
 	codeInternal         = "internal_error"
 )
 
@@ -65,12 +66,18 @@ func invalid(code, param, format string, args ...any) *apiError {
 }
 
 // notFound is a 404 for a resource of the given kind ("project", "token").
+// The id is quoted only when it has the form of one ([validID]): whatever
+// else a client sent is not echoed.
 func notFound(kind, id string) *apiError {
+	msg := fmt.Sprintf("No %s with id %q.", kind, id)
+	if !validID(id) {
+		msg = fmt.Sprintf("No %s has this id: %s ids are letters, digits, '_' and '-', at most %d characters.", kind, kind, maxIDLen)
+	}
 	return &apiError{
 		Status:  http.StatusNotFound,
 		Type:    typeInvalidRequest,
 		Code:    codeNotFound,
-		Message: fmt.Sprintf("No %s with id %q.", kind, id),
+		Message: msg,
 	}
 }
 

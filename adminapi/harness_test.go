@@ -20,9 +20,11 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
@@ -60,6 +62,19 @@ func (r *recordingInvalidator) InvalidateProject(id string) {
 	if r.next != nil {
 		r.next.InvalidateProject(id)
 	}
+}
+
+// takeLastToken removes the last token invalidation recorded and reports
+// whether it was for id.
+func (r *recordingInvalidator) takeLastToken(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.tokens)
+	if n == 0 || r.tokens[n-1] != id {
+		return false
+	}
+	r.tokens = r.tokens[:n-1]
+	return true
 }
 
 // take returns and clears what was recorded.
@@ -107,6 +122,38 @@ type harnessOptions struct {
 	trustedHops *int
 	// noAudit leaves Options.Audit nil.
 	noAudit bool
+	// cache gives the server an in-memory response cache to purge.
+	cache bool
+	// postgres runs the store on a fresh PostgreSQL database (testenv)
+	// instead of SQLite.
+	postgres bool
+	// clock, if set, is the server's clock instead of the fixed h.now.
+	clock *testClock
+	// loginLimit and loginWindow are Options.LoginFailureLimit and
+	// LoginFailureWindow; registerer is Options.Registerer.
+	loginLimit  int
+	loginWindow time.Duration
+	registerer  prometheus.Registerer
+}
+
+// testClock is a clock a test moves by hand, safe to read from handlers.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newTestClock(now time.Time) *testClock { return &testClock{now: now} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
 }
 
 // storeAudit is the harness's audit writer: it stores each event at once,
@@ -132,7 +179,11 @@ func (a *storeAudit) Write(ctx context.Context, ev store.AuditEvent) error {
 func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "llm-proxy.db"))
+	dbURL := filepath.Join(t.TempDir(), "llm-proxy.db")
+	if o.postgres {
+		dbURL = testenv.NewPostgresDB(t)
+	}
+	st, err := store.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -179,6 +230,14 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	}
 	if o.noAudit {
 		opts.Audit = nil
+	}
+	if o.clock != nil {
+		h.now = o.clock.Now()
+		opts.Now = o.clock.Now
+	}
+	opts.LoginFailureLimit, opts.LoginFailureWindow, opts.Registerer = o.loginLimit, o.loginWindow, o.registerer
+	if o.cache {
+		opts.Cache = cachefilter.NewMemory(1<<20, time.Now)
 	}
 	s, err := New(opts)
 	if err != nil {
@@ -292,7 +351,9 @@ func (h *harness) validate(r req, out resp) {
 	valReq := h.newRequest(r)
 	route, params, err := h.router.FindRoute(valReq)
 	if err != nil {
-		if out.status != http.StatusNotFound && out.status != http.StatusMethodNotAllowed && out.status != http.StatusUnauthorized {
+		switch out.status {
+		case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnauthorized, http.StatusTooManyRequests:
+		default:
 			h.t.Errorf("%s %s: no operation in openapi.yaml (%v) yet status %d", r.method, r.path, err, out.status)
 		}
 		if err := h.doc.Components.Schemas["Error"].Value.VisitJSON(jsonValue(h.t, out.raw)); err != nil {
@@ -389,6 +450,11 @@ func (h *harness) createToken(fields map[string]any) resp {
 	h.t.Helper()
 	out := h.do(req{method: "POST", path: "/manage/tokens", body: mustJSON(h.t, fields)})
 	wantStatus(h.t, out, http.StatusCreated)
+	// A creation invalidates the new token on every replica: authz may
+	// remember its secret as unknown for a few seconds.
+	if id, _ := out.body["id"].(string); !h.inv.takeLastToken(id) {
+		h.t.Errorf("creating token %s did not invalidate it", id)
+	}
 	return out
 }
 

@@ -167,6 +167,10 @@ const budgetField = "monthly_budget_usd"
 // microPerUSD is how many micro-USD, the stored unit of money, make a dollar.
 const microPerUSD = 1_000_000
 
+// maxBudgetMicroUSD bounds a monthly budget: a billion dollars, as
+// openapi.yaml's BudgetInput says.
+const maxBudgetMicroUSD = 1_000_000_000 * microPerUSD
+
 // usd is an amount of money held exactly as integer micro-USD. It marshals
 // as a JSON number with no more decimals than it needs (at most six): 1.5,
 // 0.000123, 20.
@@ -301,6 +305,9 @@ func parseBudget(o optional[numberLiteral]) (micro *int64, change bool, err erro
 		return nil, true, nil
 	}
 	v, err := parseMicroUSD(string(o.Value))
+	if err == nil && v > maxBudgetMicroUSD {
+		err = fmt.Errorf("must be at most %s", formatMicroUSD(maxBudgetMicroUSD))
+	}
 	if err != nil {
 		return nil, false, invalid(codeInvalidValue, budgetField, "%s %v; it is in US dollars, e.g. 25 or 0.5.", budgetField, err)
 	}

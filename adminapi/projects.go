@@ -33,7 +33,7 @@ func projectView(p store.Project) projectJSON {
 		ID:               p.ID,
 		Object:           "project",
 		Name:             p.Name,
-		OpenAIAPIKey:     p.KeyHint,
+		OpenAIAPIKey:     hintView(p.KeyHint),
 		Active:           p.Active,
 		Limits:           limitsView(p.Limits),
 		MonthlyBudgetUSD: optionalUSD(p.MonthlyBudgetMicroUSD),
@@ -43,20 +43,6 @@ func projectView(p store.Project) projectJSON {
 		CreatedAt:        timestamp(p.CreatedAt),
 		UpdatedAt:        timestamp(p.UpdatedAt),
 	}
-}
-
-// listJSON is the list envelope; Data is never null.
-type listJSON[T any] struct {
-	Object string `json:"object"`
-	Data   []T    `json:"data"`
-}
-
-func listView[S, T any](items []S, view func(S) T) listJSON[T] {
-	data := make([]T, 0, len(items))
-	for _, it := range items {
-		data = append(data, view(it))
-	}
-	return listJSON[T]{Object: "list", Data: data}
 }
 
 // timestamp formats t as RFC 3339 in UTC, to the second.
@@ -100,7 +86,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		Name:                  req.Name.Value,
 		KeyCiphertext:         sealed,
 		KeyID:                 keyID,
-		KeyHint:               authz.Mask(req.OpenAIAPIKey.Value),
+		KeyHint:               maskKey(req.OpenAIAPIKey.Value),
 		Active:                !req.Active.has() || req.Active.Value,
 		Limits:                newLimits(req.Limits),
 		MonthlyBudgetMicroUSD: budget,
@@ -158,17 +144,31 @@ func (req createProjectRequest) validate() error {
 	return validateLimits(req.Limits)
 }
 
+// listProjects answers GET /manage/projects?limit=&cursor=: a page of the
+// projects, oldest first.
 func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
-	ps, err := s.store.ListProjects(r.Context())
+	q, err := s.pageQuery(r, listProjects)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ps, next, err := s.store.ListProjectsPage(r.Context(), q)
+	if errors.Is(err, store.ErrInvalidCursor) {
+		writeError(w, r, errBadCursor())
+		return
+	}
 	if err != nil {
 		writeError(w, r, fmt.Errorf("list projects: %w", err))
 		return
 	}
-	writeJSON(w, http.StatusOK, listView(ps, projectView))
+	writeJSON(w, http.StatusOK, listView(ps, s.cursors.seal(listProjects, next), projectView))
 }
 
 func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "project")
+	if !ok {
+		return
+	}
 	p, err := s.store.GetProject(r.Context(), id)
 	if err != nil {
 		writeError(w, r, projectError(id, "get project", err))
@@ -221,7 +221,10 @@ func (req updateProjectRequest) validate() error {
 }
 
 func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "project")
+	if !ok {
+		return
+	}
 	var req updateProjectRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, r, err)
@@ -245,7 +248,7 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.OpenAIAPIKey.Set {
 		sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
-		hint := authz.Mask(req.OpenAIAPIKey.Value)
+		hint := maskKey(req.OpenAIAPIKey.Value)
 		u.KeyCiphertext, u.KeyID, u.KeyHint = &sealed, &keyID, &hint
 	}
 	budget, change, err := parseBudget(req.MonthlyBudgetUSD)
@@ -297,7 +300,10 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "project")
+	if !ok {
+		return
+	}
 	if err := s.store.DeleteProject(r.Context(), id); err != nil {
 		writeError(w, r, projectError(id, "delete project", err))
 		return
@@ -308,7 +314,10 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) revokeProjectTokens(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "project")
+	if !ok {
+		return
+	}
 	ids, err := s.store.RevokeProjectTokens(r.Context(), id, s.now().UTC())
 	if err != nil {
 		writeError(w, r, projectError(id, "revoke project tokens", err))

@@ -12,9 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/store"
-	"github.com/rs/zerolog"
 )
 
 // projectStore is what the management API needs of the store; *store.Store
@@ -22,12 +24,12 @@ import (
 type projectStore interface {
 	CreateProject(ctx context.Context, p store.Project) error
 	GetProject(ctx context.Context, id string) (store.Project, error)
-	ListProjects(ctx context.Context) ([]store.Project, error)
+	ListProjectsPage(ctx context.Context, q store.PageQuery) ([]store.Project, string, error)
 	UpdateProject(ctx context.Context, id string, u store.ProjectUpdate) (store.Project, error)
 	DeleteProject(ctx context.Context, id string) error
 	CreateToken(ctx context.Context, t store.Token) error
 	GetToken(ctx context.Context, id string) (store.Token, error)
-	ListTokens(ctx context.Context, projectID string) ([]store.Token, error)
+	ListTokensPage(ctx context.Context, projectID string, q store.PageQuery) ([]store.Token, string, error)
 	UpdateToken(ctx context.Context, id string, u store.TokenUpdate) (store.Token, error)
 	RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error)
 	RevokeProjectTokens(ctx context.Context, projectID string, at time.Time) ([]string, error)
@@ -100,6 +102,19 @@ type Options struct {
 	// Cache is the response cache that POST /manage/cache/purge empties;
 	// nil: the endpoint says the cache is off.
 	Cache cachePurger
+	// LoginFailureLimit is how many requests with a wrong management token
+	// one client address (an IPv6 client: its /64) may send within
+	// LoginFailureWindow, counted from its first. Past it, every request
+	// from the address — even with the right token — is refused with 429
+	// and Retry-After until the window ends. 0 means
+	// [DefaultLoginFailureLimit]; a negative value never throttles (failed
+	// logins are still audited and counted).
+	LoginFailureLimit int
+	// LoginFailureWindow is the window of LoginFailureLimit; 0 means
+	// [DefaultLoginFailureWindow].
+	LoginFailureWindow time.Duration
+	// Registerer, if set, receives llm_proxy_management_auth_failures_total.
+	Registerer prometheus.Registerer
 	// Logger receives one info line per request and one error line per
 	// server error. The zero Logger logs nothing.
 	Logger zerolog.Logger
@@ -110,18 +125,21 @@ type Options struct {
 // Server is the management API, an http.Handler for everything under
 // /manage/. It is safe for concurrent use.
 type Server struct {
-	store       projectStore
-	keys        *authz.Keyring
-	hasher      authz.Hasher
-	invalidate  invalidator
-	tokenDigest [sha256.Size]byte
-	actor       string // the audit actor: "management:" and a fingerprint of the token
-	auditLog    auditWriter
-	trustedHops int
-	cache       cachePurger
-	log         zerolog.Logger
-	now         func() time.Time
-	mux         *http.ServeMux
+	store        projectStore
+	keys         *authz.Keyring
+	hasher       authz.Hasher
+	invalidate   invalidator
+	tokenDigest  [sha256.Size]byte
+	actor        string // the audit actor: "management:" and a fingerprint of the token
+	auditLog     auditWriter
+	trustedHops  int
+	cache        cachePurger
+	cursors      cursorSigner
+	logins       *loginGuard
+	authFailures *authFailures
+	log          zerolog.Logger
+	now          func() time.Time
+	mux          *http.ServeMux
 }
 
 // New returns a Server, or an error naming every required option that is missing.
@@ -142,8 +160,21 @@ func New(o Options) (*Server, error) {
 	if o.TrustedHops < 0 {
 		errs = append(errs, fmt.Errorf("adminapi: Options.TrustedHops is %d; it counts proxies, 0 or more", o.TrustedHops))
 	}
+	if o.LoginFailureWindow < 0 {
+		errs = append(errs, fmt.Errorf("adminapi: Options.LoginFailureWindow is %s; it must be positive, or 0 for the default", o.LoginFailureWindow))
+	}
+	metrics, err := newAuthFailures(o.Registerer)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if o.LoginFailureLimit == 0 {
+		o.LoginFailureLimit = DefaultLoginFailureLimit
+	}
+	if o.LoginFailureWindow == 0 {
+		o.LoginFailureWindow = DefaultLoginFailureWindow
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -157,13 +188,16 @@ func New(o Options) (*Server, error) {
 		tokenDigest: digest,
 		// 32 bits of the token's SHA-256: enough to tell one management
 		// token from its replacement, useless for recovering a 256-bit token.
-		actor:       "management:" + hex.EncodeToString(digest[:4]),
-		auditLog:    o.Audit,
-		trustedHops: o.TrustedHops,
-		cache:       o.Cache,
-		log:         o.Logger,
-		now:         o.Now,
-		mux:         http.NewServeMux(),
+		actor:        "management:" + hex.EncodeToString(digest[:4]),
+		auditLog:     o.Audit,
+		trustedHops:  o.TrustedHops,
+		cache:        o.Cache,
+		cursors:      newCursorSigner(digest),
+		logins:       newLoginGuard(o.LoginFailureLimit, o.LoginFailureWindow),
+		authFailures: metrics,
+		log:          o.Logger,
+		now:          o.Now,
+		mux:          http.NewServeMux(),
 	}
 	s.routes()
 	return s, nil
@@ -191,8 +225,8 @@ func (s *Server) routes() {
 }
 
 // ServeHTTP assigns the request id, logs the request, bounds the body,
-// authenticates, then routes. Every response carries x-request-id and
-// Cache-Control: no-store.
+// refuses throttled client addresses, authenticates, then routes. Every
+// response carries x-request-id and Cache-Control: no-store.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	reqID := requestID(r.Header.Get(requestIDHeader))
@@ -209,16 +243,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	}
 
-	if s.authorized(r) {
+	wait, ended := s.logins.check(client, start)
+	s.auditDenials(r, ended)
+	switch {
+	case wait > 0:
+		s.refuseThrottled(sw, r, wait)
+	case s.authorized(r):
 		s.route(sw, r)
-	} else {
-		sw.Header().Set("WWW-Authenticate", "Bearer")
-		writeError(sw, r, &apiError{
-			Status:  http.StatusUnauthorized,
-			Type:    typeInvalidRequest,
-			Code:    codeInvalidAPIKey,
-			Message: "Missing or invalid management token. Send it as 'Authorization: Bearer TOKEN'.",
-		})
+	default:
+		s.refuseUnauthenticated(sw, r, client, start)
 	}
 
 	ev := log.Info().

@@ -70,6 +70,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, invalid(codeMissingField, "project_id", "project_id is required."))
 		return
 	}
+	if !validID(req.ProjectID.Value) {
+		// No project can have it; the store is not asked.
+		writeError(w, r, errNoSuchProject(req.ProjectID.Value))
+		return
+	}
 	if err := checkName("name", req.Name.Value, true); err != nil {
 		writeError(w, r, err)
 		return
@@ -107,13 +112,16 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if err := s.store.CreateToken(r.Context(), t); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// The URL is fine; what is missing is the project the body names.
-			err = invalid(codeNotFound, "project_id", "project_id %q names no project.", t.ProjectID)
+			err = errNoSuchProject(t.ProjectID)
 		} else {
 			err = fmt.Errorf("create token for project %s: %w", t.ProjectID, err)
 		}
 		writeError(w, r, err)
 		return
 	}
+	// Every replica forgets that the secret was unknown (authz remembers
+	// unknown tokens for a few seconds), so the new token works at once.
+	s.invalidate.InvalidateToken(t.ID)
 	s.audit(r, store.AuditEvent{
 		Action: store.AuditTokenCreate, ProjectID: t.ProjectID, TargetType: store.AuditTargetToken, TargetID: t.ID,
 		Detail: auditFields(
@@ -128,18 +136,45 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, view)
 }
 
+// errNoSuchProject is the 400 for a body whose project_id names no project:
+// the route exists, the body is what is wrong.
+func errNoSuchProject(id string) error {
+	if !validID(id) {
+		return invalid(codeNotFound, "project_id", "project_id names no project: project ids are letters, digits, '_' and '-', at most %d characters.", maxIDLen)
+	}
+	return invalid(codeNotFound, "project_id", "project_id %q names no project.", id)
+}
+
+// listTokens answers GET /manage/tokens?project_id=&limit=&cursor=: a page
+// of the tokens (of one project, with project_id), oldest first.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 	projectID := r.URL.Query().Get("project_id")
-	ts, err := s.store.ListTokens(r.Context(), projectID)
+	if err := checkIDParam("project_id", projectID); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	q, err := s.pageQuery(r, listTokens)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ts, next, err := s.store.ListTokensPage(r.Context(), projectID, q)
+	if errors.Is(err, store.ErrInvalidCursor) {
+		writeError(w, r, errBadCursor())
+		return
+	}
 	if err != nil {
 		writeError(w, r, fmt.Errorf("list tokens of project %q: %w", projectID, err))
 		return
 	}
-	writeJSON(w, http.StatusOK, listView(ts, tokenView))
+	writeJSON(w, http.StatusOK, listView(ts, s.cursors.seal(listTokens, next), tokenView))
 }
 
 func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "token")
+	if !ok {
+		return
+	}
 	t, err := s.store.GetToken(r.Context(), id)
 	if err != nil {
 		writeError(w, r, tokenError(id, "get token", err))
@@ -158,7 +193,10 @@ type updateTokenRequest struct {
 }
 
 func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "token")
+	if !ok {
+		return
+	}
 	var req updateTokenRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, r, err)
@@ -263,7 +301,10 @@ func (req *updateTokenRequest) update(now time.Time) (store.TokenUpdate, error) 
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "token")
+	if !ok {
+		return
+	}
 	t, err := s.store.RevokeToken(r.Context(), id, s.now().UTC())
 	if err != nil {
 		writeError(w, r, tokenError(id, "revoke token", err))

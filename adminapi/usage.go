@@ -70,7 +70,10 @@ func usageView(projectID, from, to string, records []store.UsageRecord) usageJSO
 
 // projectUsage answers GET /manage/projects/{id}/usage?from=&to=.
 func (s *Server) projectUsage(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+	id, ok := pathID(w, r, "project")
+	if !ok {
+		return
+	}
 	from, to, err := usageRange(r, s.now().UTC())
 	if err != nil {
 		writeError(w, r, err)

@@ -139,7 +139,7 @@ func (s *Store) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, stri
 		where = append(where, "time < "+arg(toMicros(q.To)))
 	}
 	if q.Cursor != "" {
-		at, id, err := decodeAuditCursor(q.Cursor)
+		at, id, err := decodeCursor(q.Cursor)
 		if err != nil {
 			return nil, "", fmt.Errorf("list audit: %w", err)
 		}
@@ -174,29 +174,42 @@ func (s *Store) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, stri
 	}
 	events = events[:limit]
 	last := events[limit-1]
-	return events, encodeAuditCursor(toMicros(last.Time), last.ID), nil
+	return events, encodeCursor(toMicros(last.Time), last.ID), nil
 }
 
-// encodeAuditCursor returns the cursor naming the position of the event
-// with the given time (unix microseconds) and id: unpadded URL-safe base64
-// of "micros,id", safe in a query string as is.
-func encodeAuditCursor(micros int64, id string) string {
+// encodeCursor returns the cursor naming a keyset position: the time
+// (unix microseconds) and id of the last row of a page, as unpadded
+// URL-safe base64 of "micros,id", safe in a query string as is. The audit
+// log and the project and token lists share it.
+func encodeCursor(micros int64, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(micros, 10) + "," + id))
 }
 
-// decodeAuditCursor is the inverse of [encodeAuditCursor]; its errors are
+// maxCursorIDLen bounds the id in a cursor; ids this package stores are far
+// shorter.
+const maxCursorIDLen = 128
+
+// decodeCursor is the inverse of [encodeCursor]. It accepts only what
+// encodeCursor returns — canonical base64, a decimal time and an id of
+// visible ASCII characters (so never a NUL or invalid UTF-8, which
+// PostgreSQL would refuse with an error) — and its errors are
 // [ErrInvalidCursor].
-func decodeAuditCursor(cursor string) (micros int64, id string, err error) {
+func decodeCursor(cursor string) (micros int64, id string, err error) {
 	b, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil {
+	if err != nil || base64.RawURLEncoding.EncodeToString(b) != cursor {
 		return 0, "", ErrInvalidCursor
 	}
 	t, id, ok := strings.Cut(string(b), ",")
-	if !ok || id == "" {
+	if !ok || id == "" || len(id) > maxCursorIDLen {
 		return 0, "", ErrInvalidCursor
 	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] > '~' {
+			return 0, "", ErrInvalidCursor
+		}
+	}
 	micros, err = strconv.ParseInt(t, 10, 64)
-	if err != nil {
+	if err != nil || strconv.FormatInt(micros, 10) != t {
 		return 0, "", ErrInvalidCursor
 	}
 	return micros, id, nil

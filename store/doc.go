@@ -52,6 +52,12 @@
 //     meanwhile. Like usage, the audit log outlives the projects it is
 //     about. The action names ([AuditProjectCreate] …) are defined here, so
 //     every writer shares them.
+//   - [Store.ListProjectsPage] and [Store.ListTokensPage] page the project
+//     and token lists oldest first with the same kind of keyset cursor, on
+//     (created_at, id). A cursor is accepted only in the form a listing
+//     writes it (canonical base64 of a decimal time and an id of visible
+//     ASCII), so a bad one is [ErrInvalidCursor], never a query that
+//     PostgreSQL refuses.
 //   - A Store is safe for concurrent use and holds no package-level state.
 //
 // The package does not cache: validation on the request path is expected to

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // projectColumns is the column list every project query selects, in the
@@ -86,6 +88,69 @@ func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
 		return nil, fmt.Errorf("list projects: %w", err)
 	}
 	return projects, nil
+}
+
+// ListProjectsPage returns one page of the projects, oldest first (ties
+// broken by id), and the cursor of the next page, "" when this page is the
+// last. The page is never nil. Pages are cut by position (keyset on
+// creation time and id), so a walk from the first page to the last
+// returns every project that existed throughout it exactly once. A cursor
+// ListProjectsPage did not return is [ErrInvalidCursor].
+func (s *Store) ListProjectsPage(ctx context.Context, q PageQuery) ([]Project, string, error) {
+	where, args, limit, err := pageWhere(q)
+	if err != nil {
+		return nil, "", fmt.Errorf("list projects: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+projectColumns+` FROM projects`+where+` ORDER BY created_at, id LIMIT `+strconv.Itoa(limit+1), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list projects: %w", err)
+	}
+	defer rows.Close()
+	projects := []Project{}
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list projects: %w", err)
+		}
+		projects = append(projects, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list projects: %w", err)
+	}
+	if len(projects) <= limit {
+		return projects, "", nil
+	}
+	projects = projects[:limit]
+	last := projects[limit-1]
+	return projects, encodeCursor(toMicros(last.CreatedAt), last.ID), nil
+}
+
+// pageWhere reads q for a list kept in (created_at, id) order: the WHERE
+// clause (with a leading space, or "") and arguments that start after its
+// cursor, and the page size.
+func pageWhere(q PageQuery, conds ...string) (where string, args []any, limit int, err error) {
+	limit = q.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultPageLimit
+	case limit < 0 || limit > MaxPageLimit:
+		return "", nil, 0, fmt.Errorf("limit %d is not between 1 and %d", q.Limit, MaxPageLimit)
+	}
+	if q.Cursor != "" {
+		at, id, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return "", nil, 0, err
+		}
+		// Placeholders after those of conds, which the caller numbers from $1.
+		n := len(conds)
+		conds = append(conds, "(created_at, id) > ($"+strconv.Itoa(n+1)+", $"+strconv.Itoa(n+2)+")")
+		args = append(args, at, id)
+	}
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	return where, args, limit, nil
 }
 
 // UpdateProject applies u (see [ProjectUpdate]), sets UpdatedAt to now and

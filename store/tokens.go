@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -115,6 +116,49 @@ func (s *Store) ListTokens(ctx context.Context, projectID string) ([]Token, erro
 		return nil, fmt.Errorf("list tokens of project %q: %w", projectID, err)
 	}
 	return tokens, nil
+}
+
+// ListTokensPage returns one page of the tokens of the project, or of
+// every project when projectID is "", oldest first (ties broken by id), and
+// the cursor of the next page, "" when this page is the last. Paging works
+// as in [Store.ListProjectsPage]; an unknown project has no tokens. The
+// page is never nil.
+func (s *Store) ListTokensPage(ctx context.Context, projectID string, q PageQuery) ([]Token, string, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	if projectID != "" {
+		conds, args = []string{"project_id = $1"}, []any{projectID}
+	}
+	where, pageArgs, limit, err := pageWhere(q, conds...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
+	}
+	args = append(args, pageArgs...)
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+tokenColumns+` FROM tokens`+where+` ORDER BY created_at, id LIMIT `+strconv.Itoa(limit+1), args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
+	}
+	defer rows.Close()
+	tokens := []Token{}
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
+		}
+		tokens = append(tokens, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
+	}
+	if len(tokens) <= limit {
+		return tokens, "", nil
+	}
+	tokens = tokens[:limit]
+	last := tokens[limit-1]
+	return tokens, encodeCursor(toMicros(last.CreatedAt), last.ID), nil
 }
 
 // UpdateToken applies u (see [TokenUpdate]), sets UpdatedAt to now and

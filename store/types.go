@@ -11,8 +11,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrConflict means a row with the same unique key already exists.
 	ErrConflict = errors.New("conflict")
-	// ErrInvalidCursor means an [AuditQuery.Cursor] is not one that
-	// [Store.ListAudit] returned.
+	// ErrInvalidCursor means an [AuditQuery.Cursor] or [PageQuery.Cursor]
+	// is not one that the listing returned.
 	ErrInvalidCursor = errors.New("invalid cursor")
 )
 
@@ -189,6 +189,7 @@ const (
 	AuditAuthExpiredToken    = "auth.expired_token"    // its token has expired
 	AuditAuthProjectInactive = "auth.project_inactive" // its token's project is inactive
 	AuditAuthQuotaExhausted  = "auth.quota_exhausted"  // a quota is used up: its token's lifetime request cap or its project's monthly budget (not a per-minute rate limit)
+	AuditAuthManagementToken = "auth.management_token" // management API requests carried a wrong management token, or were refused while their address was throttled for that
 )
 
 // AuditActions returns every audit action this version knows, management
@@ -199,6 +200,7 @@ func AuditActions() []string {
 		AuditTokenCreate, AuditTokenUpdate, AuditTokenRevoke, AuditCachePurge,
 		AuditAuthMissingToken, AuditAuthUnknownToken, AuditAuthRevokedToken,
 		AuditAuthExpiredToken, AuditAuthProjectInactive, AuditAuthQuotaExhausted,
+		AuditAuthManagementToken,
 	}
 }
 
@@ -239,6 +241,21 @@ const (
 	DefaultAuditLimit = 100  // the page size when AuditQuery.Limit is 0
 	MaxAuditLimit     = 1000 // the largest page size accepted
 )
+
+// Page sizes of [Store.ListProjectsPage] and [Store.ListTokensPage].
+const (
+	DefaultPageLimit = 100  // the page size when PageQuery.Limit is 0
+	MaxPageLimit     = 1000 // the largest page size accepted
+)
+
+// PageQuery selects a page of a list kept oldest first (projects, tokens).
+type PageQuery struct {
+	// Limit is the page size, 1 to [MaxPageLimit]; 0 means [DefaultPageLimit].
+	Limit int
+	// Cursor continues a listing where the previous page ended: the next
+	// cursor the listing returned, or "" for the first page.
+	Cursor string
+}
 
 // AuditQuery selects a page of the audit log for [Store.ListAudit]. Empty
 // and zero fields do not filter.

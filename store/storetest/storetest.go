@@ -4,9 +4,11 @@ package storetest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"TokenNullableFields", testTokenNullableFields},
 		{"TimePrecision", testTimePrecision},
 		{"ListTokens", testListTokens},
+		{"ListPages", testListPages},
+		{"ListPagesInvalid", testListPagesInvalid},
 		{"UpdateToken", testUpdateToken},
 		{"RevokeToken", testRevokeToken},
 		{"RevokeProjectTokens", testRevokeProjectTokens},
@@ -609,6 +613,135 @@ func testListTokens(t *testing.T, s suite) {
 		t.Fatal(err)
 	}
 	checkToken(t, "listed token", got[0], newToken("x", "p2", t0.Add(-time.Minute)))
+}
+
+// testListPages walks the project and token lists page by page, with rows
+// sharing a creation time (ordered by id) and rows added during the walk.
+func testListPages(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	var wantProjects, wantP1, wantAll []string
+	for i := range 13 {
+		// Groups of three share a time, so pages end inside a tie.
+		id := fmt.Sprintf("p%02d", i)
+		mustCreateProject(t, st, newProject(id, t0.Add(time.Duration(i/3)*time.Second)))
+		wantProjects = append(wantProjects, id)
+	}
+	for i := range 11 {
+		tok := newToken(fmt.Sprintf("t%02d", i), "p0"+strconv.Itoa(i%2), t0.Add(time.Duration(i/3)*time.Second))
+		mustCreateToken(t, st, tok)
+		wantAll = append(wantAll, tok.ID)
+		if tok.ProjectID == "p01" {
+			wantP1 = append(wantP1, tok.ID)
+		}
+	}
+	for _, limit := range []int{0, 1, 2, 3, 4, 5, 11, 12, 13, 14, store.MaxPageLimit} {
+		var got []string
+		q := store.PageQuery{Limit: limit}
+		added := fmt.Sprintf("new%04d", limit)
+		for pages := 0; ; pages++ {
+			page, next, err := st.ListProjectsPage(ctx, q)
+			if err != nil {
+				t.Fatalf("ListProjectsPage(%+v): %v", q, err)
+			}
+			if page == nil || (limit > 0 && len(page) > limit) || pages > len(wantProjects) {
+				t.Fatalf("ListProjectsPage(%+v) = %d projects", q, len(page))
+			}
+			for _, p := range page {
+				got = append(got, p.ID)
+			}
+			if next == "" {
+				break
+			}
+			if pages == 0 {
+				// Added during the walk, newer than every project: on the last page.
+				mustCreateProject(t, st, newProject(added, t0.Add(time.Hour+time.Duration(limit))))
+				wantProjects = append(wantProjects, added)
+			}
+			q.Cursor = next
+		}
+		if !slices.Equal(got, wantProjects) {
+			t.Errorf("projects walked with limit %d:\n got %v\nwant %v", limit, got, wantProjects)
+		}
+	}
+	for _, tc := range []struct {
+		project string
+		want    []string
+	}{{"p01", wantP1}, {"", wantAll}, {"nope", nil}} {
+		for _, limit := range []int{1, 2, 3, 4, 6, 11, 12} {
+			var got []string
+			q := store.PageQuery{Limit: limit}
+			for {
+				page, next, err := st.ListTokensPage(ctx, tc.project, q)
+				if err != nil {
+					t.Fatalf("ListTokensPage(%q, %+v): %v", tc.project, q, err)
+				}
+				if page == nil || len(page) > limit {
+					t.Fatalf("ListTokensPage(%q, %+v) = %d tokens", tc.project, q, len(page))
+				}
+				for _, tok := range page {
+					got = append(got, tok.ID)
+				}
+				if next == "" {
+					break
+				}
+				q.Cursor = next
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("tokens of %q walked with limit %d:\n got %v\nwant %v", tc.project, limit, got, tc.want)
+			}
+		}
+	}
+	page, next, err := st.ListTokensPage(ctx, "p01", store.PageQuery{Limit: 1})
+	if err != nil || next == "" {
+		t.Fatalf("first page: %v, next %q", err, next)
+	}
+	checkToken(t, "paged token", page[0], newToken("t01", "p01", t0))
+}
+
+// testListPagesInvalid: a bad page size is an error, and a cursor the
+// listing did not write is ErrInvalidCursor — never a query the database
+// refuses (PostgreSQL refuses NUL and invalid UTF-8 in text).
+func testListPagesInvalid(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	for _, limit := range []int{-1, store.MaxPageLimit + 1} {
+		if _, _, err := st.ListProjectsPage(ctx, store.PageQuery{Limit: limit}); err == nil {
+			t.Errorf("ListProjectsPage with limit %d: want an error", limit)
+		}
+		if _, _, err := st.ListTokensPage(ctx, "", store.PageQuery{Limit: limit}); err == nil {
+			t.Errorf("ListTokensPage with limit %d: want an error", limit)
+		}
+	}
+	for _, c := range invalidCursors() {
+		if _, _, err := st.ListProjectsPage(ctx, store.PageQuery{Cursor: c}); !errors.Is(err, store.ErrInvalidCursor) {
+			t.Errorf("ListProjectsPage with cursor %q: err = %v, want ErrInvalidCursor", c, err)
+		}
+		if _, _, err := st.ListTokensPage(ctx, "p1", store.PageQuery{Cursor: c}); !errors.Is(err, store.ErrInvalidCursor) {
+			t.Errorf("ListTokensPage with cursor %q: err = %v, want ErrInvalidCursor", c, err)
+		}
+	}
+}
+
+// invalidCursors are cursors no listing writes: garbled, malformed, or
+// well-formed but holding what no stored id holds.
+func invalidCursors() []string {
+	b64 := base64.RawURLEncoding.EncodeToString
+	return []string{
+		"!!!",                     // not base64
+		b64([]byte("1741064767")), // no id
+		b64([]byte("1741064767,")),
+		b64([]byte("soon,a1")),
+		b64([]byte(",a1")),
+		b64([]byte("+1741064767,a1")), // not how a time is written
+		b64([]byte("01741064767,a1")),
+		b64([]byte("1741064767,a\x00")),              // NUL
+		b64([]byte("1741064767,\xff\xfe")),           // invalid UTF-8
+		b64([]byte("1741064767,a b")),                // space
+		b64([]byte("1," + strings.Repeat("a", 129))), // over-long id
+		"MTc0MTA2NDc2NyxhMQ==",                       // padded, and so not what a listing writes
+		"MTc0MTA2NDc2NyxhMR",                         // non-zero padding bits: not canonical
+	}
 }
 
 func testUpdateToken(t *testing.T, s suite) {

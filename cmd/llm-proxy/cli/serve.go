@@ -240,6 +240,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Audit:           auditLog,
 		TrustedHops:     cfg.TrustedHops,
 		Cache:           purgerOrNil(cache),
+		Registerer:      reg,
 		Logger:          log.With().Str("component", "adminapi").Logger(),
 	})
 	if err != nil {

@@ -30,24 +30,24 @@ func TestRedisTimedOutCallCompensated(t *testing.T) {
 	// The call's script reaches Redis after the caller gave up, but before
 	// Redis answers again: it charges, and the recovery undoes it.
 	lateBefore := func(t *testing.T, r *rig, charged func() bool, call func()) {
-		r.px.setDelay(toRedis, 4*probeTimeout)
+		r.px.SetDelay(testenv.ToRedis, 4*probeTimeout)
 		call()
 		if !r.l.Degraded() {
 			t.Fatal("not degraded after a timeout")
 		}
 		waitFor(t, "the late script to charge", charged)
-		r.px.setDelay(toRedis, 0)
+		r.px.SetDelay(testenv.ToRedis, 0)
 		waitRecovered(t, r.l)
 	}
 	// The call's script reaches Redis only after Redis answered again and
 	// the compensation ran: it must charge nothing.
 	lateAfter := func(t *testing.T, r *rig, _ func() bool, call func()) {
 		scope := r.prefix + "{project:late}:"
-		r.px.hold(toRedis)
+		r.px.Hold(testenv.ToRedis)
 		call()
-		r.px.flowNew(toRedis)
+		r.px.FlowNew(testenv.ToRedis)
 		waitRecovered(t, r.l)
-		r.untilExecuted(t, srv.URL(), scope, func() { r.px.release(toRedis) })
+		r.untilExecuted(t, srv.URL(), scope, func() { r.px.Release(testenv.ToRedis) })
 	}
 
 	for _, late := range []struct {
@@ -134,15 +134,15 @@ func TestRedisTimedOutCallCompensated(t *testing.T) {
 
 // A rig is a limiter whose Redis is behind a latency proxy.
 type rig struct {
-	px     *latencyProxy
+	px     *testenv.LatencyProxy
 	l      *ratelimit.Limiter
 	prefix string
 	direct *redis.Client
 }
 
 func newRig(t *testing.T, url string, direct *redis.Client, timeout time.Duration) *rig {
-	r := &rig{px: newLatencyProxy(t, url), prefix: testPrefix(), direct: direct}
-	r.l = ratelimit.NewRedis(newClient(t, r.px.url()), ratelimit.Options{Prefix: r.prefix, Timeout: timeout})
+	r := &rig{px: testenv.NewLatencyProxy(t, url), prefix: testPrefix(), direct: direct}
+	r.l = ratelimit.NewRedis(newClient(t, r.px.URL()), ratelimit.Options{Prefix: r.prefix, Timeout: timeout})
 	t.Cleanup(func() { r.l.Close() })
 	r.warm(t)
 	return r
@@ -256,7 +256,7 @@ func TestRedisAbandonedCallCompensated(t *testing.T) {
 	const delay = 300 * time.Millisecond
 	r := newRig(t, url, direct, 4*delay)
 	lim := ratelimit.Limit{Scope: "project:gaveup", RequestsPerMinute: 10, MaxConcurrent: 1, MaxRequests: 100}
-	r.px.setDelay(toRedis, delay)
+	r.px.SetDelay(testenv.ToRedis, delay)
 	ctx, cancel := context.WithTimeout(t.Context(), delay/6)
 	defer cancel()
 	r.untilExecuted(t, url, r.prefix+"{project:gaveup}:", func() {
@@ -273,7 +273,7 @@ func TestRedisAbandonedCallCompensated(t *testing.T) {
 			direct.ZCard(t.Context(), r.key(lim, "req")).Val() == 0 &&
 			slices.Contains([]string{"", "0"}, direct.Get(t.Context(), r.key(lim, "life")).Val())
 	})
-	r.px.setDelay(toRedis, 0)
+	r.px.SetDelay(testenv.ToRedis, 0)
 	waitRecovered(t, r.l) // in case a compensation timed out on the slow redis
 	a, err := r.l.Admit(t.Context(), []ratelimit.Limit{lim})
 	if err != nil {
@@ -291,10 +291,10 @@ func TestRedisResentCallChargedOnce(t *testing.T) {
 	t.Parallel()
 	url := testenv.Redis(t)
 	direct := newClient(t, url)
-	px := newLatencyProxy(t, url)
+	px := testenv.NewLatencyProxy(t, url)
 	prefix := testPrefix()
 	// A timeout long enough for the resend.
-	l := ratelimit.NewRedis(newClient(t, px.url()), ratelimit.Options{Prefix: prefix, Timeout: suiteTimeout})
+	l := ratelimit.NewRedis(newClient(t, px.URL()), ratelimit.Options{Prefix: prefix, Timeout: suiteTimeout})
 	t.Cleanup(func() { l.Close() })
 	r := &rig{px: px, l: l, prefix: prefix, direct: direct}
 
@@ -303,8 +303,8 @@ func TestRedisResentCallChargedOnce(t *testing.T) {
 	resent := func(ran func() bool, call func()) {
 		t.Helper()
 		r.warm(t)
-		px.hold(toClient)
-		px.flowNew(toClient)
+		px.Hold(testenv.ToClient)
+		px.FlowNew(testenv.ToClient)
 		stop, cut := make(chan struct{}), make(chan bool, 1)
 		go func() {
 			for !ran() {
@@ -315,7 +315,7 @@ func TestRedisResentCallChargedOnce(t *testing.T) {
 				case <-time.After(5 * time.Millisecond):
 				}
 			}
-			px.cut()
+			px.Cut()
 			cut <- true
 		}()
 		call()
@@ -323,7 +323,7 @@ func TestRedisResentCallChargedOnce(t *testing.T) {
 		if !<-cut {
 			t.Error("the call was answered without its connection breaking: nothing was resent")
 		}
-		px.release(toClient)
+		px.Release(testenv.ToClient)
 	}
 
 	lim := ratelimit.Limit{Scope: "project:resent", RequestsPerMinute: 10, MaxConcurrent: 1, MaxRequests: 100,

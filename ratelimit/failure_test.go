@@ -275,8 +275,8 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 // again.
 func TestRedisHung(t *testing.T) {
 	t.Parallel()
-	fr := newLatencyProxy(t, testenv.Redis(t))
-	p := newProbe(t, fr.url(), "default", nil)
+	fr := testenv.NewLatencyProxy(t, testenv.Redis(t))
+	p := newProbe(t, fr.URL(), "default", nil)
 	ctx := t.Context()
 	slot := ratelimit.Limit{Scope: "project:slot", MaxConcurrent: 1}
 	held, err := p.l.Admit(ctx, []ratelimit.Limit{slot})
@@ -284,7 +284,7 @@ func TestRedisHung(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	fr.freeze()
+	fr.Freeze()
 	other := ratelimit.Limit{Scope: "project:other", RequestsPerMinute: 5}
 	timed(t, "admit on a hung redis", func() {
 		if _, err := p.l.Admit(ctx, []ratelimit.Limit{other}); err != nil {
@@ -305,7 +305,7 @@ func TestRedisHung(t *testing.T) {
 		t.Fatal("recovered while redis still hangs")
 	}
 
-	fr.thaw()
+	fr.Thaw()
 	waitRecovered(t, p.l)
 	// The slot held before the hang was released on Redis by the replay.
 	a, err := p.l.Admit(ctx, []ratelimit.Limit{slot})

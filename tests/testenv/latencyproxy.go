@@ -1,4 +1,4 @@
-package ratelimit_test
+package testenv
 
 import (
 	"net"
@@ -9,19 +9,19 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// A direction of the bytes through a [latencyProxy].
-type direction int
+// A Direction of the bytes through a [LatencyProxy].
+type Direction int
 
 const (
-	toRedis  direction = iota // client → Redis: commands and scripts
-	toClient                  // Redis → client: replies
+	ToRedis  Direction = iota // client → Redis: commands and scripts
+	ToClient                  // Redis → client: replies
 )
 
-// A latencyProxy is a TCP proxy in front of a real Redis that delays or holds
+// A LatencyProxy is a TCP proxy in front of a real Redis that delays or holds
 // the bytes of either direction on demand, while still accepting
 // connections: a slow or hung server without owning it, and a way to make a
 // command reach Redis after its caller gave up on it.
-type latencyProxy struct {
+type LatencyProxy struct {
 	ln       net.Listener
 	upstream string
 	wg       sync.WaitGroup
@@ -37,14 +37,16 @@ type latencyProxy struct {
 
 // A pipe is one direction of one proxied connection.
 type pipe struct {
-	dir  direction
-	gate chan struct{} // guarded by latencyProxy.mu; closed while bytes flow
+	dir  Direction
+	gate chan struct{} // guarded by LatencyProxy.mu; closed while bytes flow
 }
 
 // openGate is a gate that never holds.
 var openGate = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-func newLatencyProxy(t *testing.T, redisURL string) *latencyProxy {
+// NewLatencyProxy starts a proxy in front of the Redis at redisURL; it stops
+// when t ends.
+func NewLatencyProxy(t testing.TB, redisURL string) *LatencyProxy {
 	t.Helper()
 	opts, err := redis.ParseURL(redisURL)
 	if err != nil {
@@ -54,7 +56,7 @@ func newLatencyProxy(t *testing.T, redisURL string) *latencyProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &latencyProxy{ln: ln, upstream: opts.Addr, newGate: [2]chan struct{}{openGate, openGate},
+	p := &LatencyProxy{ln: ln, upstream: opts.Addr, newGate: [2]chan struct{}{openGate, openGate},
 		pipes: map[*pipe]struct{}{}, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.accept()
@@ -62,19 +64,20 @@ func newLatencyProxy(t *testing.T, redisURL string) *latencyProxy {
 	return p
 }
 
-func (p *latencyProxy) url() string { return "redis://" + p.ln.Addr().String() + "/0" }
+// URL is a redis:// URL that reaches Redis through the proxy.
+func (p *LatencyProxy) URL() string { return "redis://" + p.ln.Addr().String() + "/0" }
 
-// setDelay makes every chunk read in dir from now on wait d before it is
+// SetDelay makes every chunk read in dir from now on wait d before it is
 // passed on (in order: a connection's later chunks wait behind it).
-func (p *latencyProxy) setDelay(dir direction, d time.Duration) {
+func (p *LatencyProxy) SetDelay(dir Direction, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.delay[dir] = d
 }
 
-// hold stops the bytes in dir, on the open connections and on new ones, until
-// release (or, for new connections, flowNew).
-func (p *latencyProxy) hold(dir direction) {
+// Hold stops the bytes in dir, on the open connections and on new ones, until
+// Release (or, for new connections, flowNew).
+func (p *LatencyProxy) Hold(dir Direction) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.held[dir] == nil {
@@ -88,16 +91,16 @@ func (p *latencyProxy) hold(dir direction) {
 	}
 }
 
-// flowNew lets connections opened from now on pass bytes in dir; those held
+// FlowNew lets connections opened from now on pass bytes in dir; those held
 // stay held.
-func (p *latencyProxy) flowNew(dir direction) {
+func (p *LatencyProxy) FlowNew(dir Direction) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.newGate[dir] = openGate
 }
 
-// release passes on everything held in dir and stops holding.
-func (p *latencyProxy) release(dir direction) {
+// Release passes on everything held in dir and stops holding.
+func (p *LatencyProxy) Release(dir Direction) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.held[dir] != nil {
@@ -107,9 +110,9 @@ func (p *latencyProxy) release(dir direction) {
 	p.newGate[dir] = openGate
 }
 
-// cut closes the connections open now, as a network failure would; held
+// Cut closes the connections open now, as a network failure would; held
 // bytes are dropped.
-func (p *latencyProxy) cut() {
+func (p *LatencyProxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.conns {
@@ -118,11 +121,11 @@ func (p *latencyProxy) cut() {
 	}
 }
 
-// freeze holds both directions: a hung server. thaw undoes it.
-func (p *latencyProxy) freeze() { p.hold(toRedis); p.hold(toClient) }
-func (p *latencyProxy) thaw()   { p.release(toRedis); p.release(toClient) }
+// Freeze holds both Directions: a hung server. thaw undoes it.
+func (p *LatencyProxy) Freeze() { p.Hold(ToRedis); p.Hold(ToClient) }
+func (p *LatencyProxy) Thaw()   { p.Release(ToRedis); p.Release(ToClient) }
 
-func (p *latencyProxy) track(c net.Conn) bool {
+func (p *LatencyProxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -132,7 +135,7 @@ func (p *latencyProxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *latencyProxy) accept() {
+func (p *LatencyProxy) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -150,8 +153,8 @@ func (p *latencyProxy) accept() {
 			return
 		}
 		p.mu.Lock()
-		in := &pipe{dir: toRedis, gate: p.newGate[toRedis]}
-		out := &pipe{dir: toClient, gate: p.newGate[toClient]}
+		in := &pipe{dir: ToRedis, gate: p.newGate[ToRedis]}
+		out := &pipe{dir: ToClient, gate: p.newGate[ToClient]}
 		p.pipes[in], p.pipes[out] = struct{}{}, struct{}{}
 		p.mu.Unlock()
 		p.wg.Add(2)
@@ -164,7 +167,7 @@ func (p *latencyProxy) accept() {
 // read) has passed and while its gate is open. A chunk read before the
 // client closed is still passed on: the close reaches Redis after it, as it
 // would through a slow network.
-func (p *latencyProxy) run(pp *pipe, dst, src net.Conn) {
+func (p *LatencyProxy) run(pp *pipe, dst, src net.Conn) {
 	defer p.wg.Done()
 	type chunk struct {
 		b   []byte
@@ -211,7 +214,7 @@ func (p *latencyProxy) run(pp *pipe, dst, src net.Conn) {
 }
 
 // waitGate returns once pp's gate is open.
-func (p *latencyProxy) waitGate(pp *pipe) {
+func (p *LatencyProxy) waitGate(pp *pipe) {
 	for {
 		p.mu.Lock()
 		gate := pp.gate
@@ -226,14 +229,14 @@ func (p *latencyProxy) waitGate(pp *pipe) {
 	}
 }
 
-func (p *latencyProxy) isCut(c net.Conn) bool {
+func (p *LatencyProxy) isCut(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, ok := p.conns[c]
 	return !ok
 }
 
-func (p *latencyProxy) close() {
+func (p *LatencyProxy) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.delay = [2]time.Duration{}

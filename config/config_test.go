@@ -132,6 +132,64 @@ func TestREADMEChargingTable(t *testing.T) {
 	}
 }
 
+// TestREADMETablesRender: every row of the README's tables has as many
+// cells as its header, so each renders (a stray row once ended the settings
+// table with three variable names for cells).
+func TestREADMETablesRender(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells := func(l string) int { return strings.Count(strings.ReplaceAll(l, "\\|", ""), "|") - 1 }
+	want := 0
+	seen := map[string]bool{}
+	for i, l := range strings.Split(string(readme), "\n") {
+		switch {
+		case !strings.HasPrefix(l, "|"):
+			want, seen = 0, map[string]bool{}
+		case want == 0:
+			want = cells(l) // a header row
+		case strings.HasPrefix(l, "|---"), strings.HasPrefix(l, "| ---"):
+		case cells(l) != want:
+			t.Errorf("README line %d has %d cells, its table %d: %s", i+1, cells(l), want, l)
+		}
+		if name, ok := strings.CutPrefix(l, "| `LLM_PROXY_"); ok {
+			name, _, _ = strings.Cut(name, "`")
+			if seen[name] {
+				t.Errorf("README line %d: a second row for LLM_PROXY_%s: %s", i+1, name, l)
+			}
+			seen[name] = true
+		}
+	}
+}
+
+// TestREADMELayoutListsEveryPackage: the README's Layout names every
+// top-level folder that holds Go code.
+func TestREADMELayoutListsEveryPackage(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, _ := strings.Cut(string(readme), "## Layout")
+	entries, err := os.ReadDir("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		goFiles, _ := filepath.Glob(filepath.Join("..", e.Name(), "*.go"))
+		sub, _ := filepath.Glob(filepath.Join("..", e.Name(), "*", "*.go"))
+		if len(goFiles)+len(sub) == 0 {
+			continue
+		}
+		if !strings.Contains(layout, "\n"+e.Name()+"/") && !strings.Contains(layout, "\n"+e.Name()+" ") {
+			t.Errorf("README's Layout does not list %s/", e.Name())
+		}
+	}
+}
+
 // TestREADMEListsEverySetting keeps the README's table and Vars in step.
 func TestREADMEListsEverySetting(t *testing.T) {
 	readme, err := os.ReadFile("../README.md")

@@ -46,8 +46,10 @@ func TestFiles(t *testing.T) {
 	c := sdk(r)
 	content := `{"a":1}` + "\n"
 	f := upload(t, c, "in.jsonl", "batch", content)
+	//lint:ignore SA1019 the fake answers the status field OpenAI still sends
+	status := f.Status
 	if !strings.HasPrefix(f.ID, "file-") || f.Object != "file" || f.Bytes != int64(len(content)) || f.Filename != "in.jsonl" ||
-		f.Purpose != "batch" || f.Status != "processed" || f.CreatedAt == 0 {
+		f.Purpose != "batch" || status != "processed" || f.CreatedAt == 0 {
 		t.Errorf("uploaded %+v", f)
 	}
 	got, err := c.Files.Get(ctx(t), f.ID)

@@ -14,18 +14,6 @@ import (
 	"github.com/llm-proxy/llm-proxy/tests/fakeopenai"
 )
 
-type chatUsage struct {
-	PromptTokens        int64 `json:"prompt_tokens"`
-	CompletionTokens    int64 `json:"completion_tokens"`
-	TotalTokens         int64 `json:"total_tokens"`
-	PromptTokensDetails struct {
-		CachedTokens int64 `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-	CompletionTokensDetails struct {
-		ReasoningTokens int64 `json:"reasoning_tokens"`
-	} `json:"completion_tokens_details"`
-}
-
 func TestUsageKnobs(t *testing.T) {
 	const msg = "one two three four five" // reply "echo: one two three four five": 6 words
 	prompt := int64(fakeopenai.PromptTokens(msg))

@@ -197,6 +197,7 @@ func TestTranscriptions(t *testing.T) {
 		t.Errorf("gpt-4o-transcribe: %s", res.RawJSON())
 	}
 	// Translation (whisper only), verbose_json; text format.
+	//lint:ignore SA1019 translations are deprecated in the SDK but still served, so the fake serves them
 	tr, err := c.Audio.Translations.New(ctx(t), openai.AudioTranslationNewParams{
 		File: openai.File(bytes.NewReader(make([]byte, 10)), "a.mp3", "audio/mpeg"), Model: "whisper-1", ResponseFormat: "verbose_json",
 	})

@@ -18,10 +18,10 @@ import (
 // one request live in one slot and stay atomic.
 func (st *stream) limitsOf() []ratelimit.Limit {
 	p := st.principal
-	group := "project:" + p.ProjectID
+	group := ratelimit.ProjectScope(p.ProjectID).String()
 	project := ratelimit.Limit{Scope: group, Group: group, MonthlyBudget: deref(p.MonthlyBudgetMicroUSD)}
 	setRates(&project, p.ProjectLimits)
-	token := ratelimit.Limit{Scope: "token:" + p.TokenID, Group: group, MaxRequests: deref(p.MaxRequests)}
+	token := ratelimit.Limit{Scope: ratelimit.TokenScope(p.TokenID).String(), Group: group, MaxRequests: deref(p.MaxRequests)}
 	setRates(&token, p.TokenLimits)
 	return []ratelimit.Limit{project, token}
 }

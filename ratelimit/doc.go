@@ -2,9 +2,10 @@
 // per minute, concurrent requests, a monthly USD budget and a lifetime
 // request cap — exactly, across replicas when the counts live in Redis.
 //
-// A scope is a public id such as "project:proj_123" or "token:tok_456"; a
-// [Limit] gives one scope's bounds, 0 meaning unlimited. The ext_proc server
-// calls, per request:
+// A scope is a public id, a [Scope] such as [ProjectScope]("proj_123") or
+// [TokenScope]("tok_456"), written "project:proj_123" or "token:tok_456" by
+// [Scope.String] alone; a [Limit] gives one scope's bounds, 0 meaning
+// unlimited. The ext_proc server calls, per request:
 //
 //	request headers   Limiter.Admit     lifetime, budget not yet spent, concurrency, requests/min;
 //	                                    counts the request, takes a concurrency slot
@@ -158,6 +159,9 @@
 // [NewMemory] keeps the same counters in process, under one mutex, on
 // [Options.Now]'s clock: exact for a single replica, and the reference for
 // the conformance suite in ratelimit/limittest, which both backends pass.
+// The same memory backend is the local failure mode of [NewRedis]: there
+// the Limiter's backend is Redis composed with it, a fallback that applies
+// the failure modes when Redis fails.
 //
 // # Metrics
 //

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,9 +18,9 @@ import (
 // A Limit is what one scope may use. A zero field means "unlimited" for that
 // kind; a Limit with every field zero costs nothing.
 type Limit struct {
-	// Scope names whose quota this is, e.g. "project:proj_123" or
-	// "token:tok_456". It never contains a secret: it is part of Redis keys,
-	// errors and logs.
+	// Scope names whose quota this is: a [Scope]'s String, e.g.
+	// "project:proj_123" or "token:tok_456". It never contains a secret: it
+	// is part of Redis keys, errors and logs.
 	Scope string
 	// Group is the Redis Cluster hash tag of the scope's keys; empty means
 	// Scope. All limits of one [Limiter.Admit] or [Limiter.Reserve] call must
@@ -205,22 +204,11 @@ type Limiter struct {
 	o       Options
 	window  time.Duration // window; tests shorten it
 	modes   map[Kind]FailureMode
-	mem     *memory       // the backend of NewMemory; the local fallback of NewRedis
-	rdb     *redisBackend // nil for NewMemory
+	b       backend // the counts: the memory backend, or Redis with a local fallback
+	mem     *memory // the in-process counts: b itself, or b's local fallback
 	metrics *metrics
 	log     zerolog.Logger
 	seeds   singleflight.Group
-
-	degraded atomic.Bool
-	kick     chan struct{} // wakes the prober: degraded was set, or something was queued
-	pending  struct {
-		sync.Mutex
-		ops []pendingOp // releases and compensations, oldest first
-	}
-
-	stop      context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
 }
 
 func newLimiter(o Options) *Limiter {
@@ -257,10 +245,9 @@ func newLimiter(o Options) *Limiter {
 		modes:   modes,
 		metrics: newMetrics(o.Registerer),
 		log:     o.Logger,
-		kick:    make(chan struct{}, 1),
-		stop:    func() {},
 	}
 	l.mem = newMemory(l)
+	l.b = l.mem
 	return l
 }
 
@@ -272,15 +259,12 @@ func NewMemory(o Options) *Limiter {
 
 // Degraded reports whether the Redis backend is failing and calls are being
 // answered by their failure modes. It is always false for [NewMemory].
-func (l *Limiter) Degraded() bool { return l.degraded.Load() }
+func (l *Limiter) Degraded() bool { return l.b.degraded() }
 
 // Close stops the Redis limiter's health probe and waits for it. It does not
 // close the Redis client. The Limiter must not be used after Close.
 func (l *Limiter) Close() error {
-	l.closeOnce.Do(func() {
-		l.stop()
-		l.wg.Wait()
-	})
+	l.b.close()
 	return nil
 }
 
@@ -351,27 +335,18 @@ func limitOf(lim Limit, k Kind) int64 {
 type Admission struct {
 	l        *Limiter
 	id       string
-	via      via
+	b        backend // the backend holding the slots; nil: nothing charged (no limit, or failed open)
 	conc     []Limit // the limits whose concurrency slot this holds
 	requests Status
 	done     atomic.Bool
 	renewed  atomic.Int64 // when the lease was last set, Unix ns on Options.Now
 }
 
-func newAdmission(l *Limiter, id string, v via) *Admission {
-	a := &Admission{l: l, id: id, via: v}
+func newAdmission(l *Limiter, id string, b backend) *Admission {
+	a := &Admission{l: l, id: id, b: b}
 	a.renewed.Store(l.o.Now().UnixNano())
 	return a
 }
-
-// via says which backend holds a charge.
-type via int
-
-const (
-	viaNone  via = iota // nothing was charged (no limit, or failed open)
-	viaRedis            // the Redis backend
-	viaLocal            // the in-process limiter (NewMemory, or the local fallback)
-)
 
 // Requests returns the request-rate Status of the admission, for the
 // x-ratelimit-*-requests headers.
@@ -387,15 +362,10 @@ func (a *Admission) Requests() Status {
 // will do, and is bounded by [Options.Timeout]. If Redis cannot be reached the
 // release is retried when it is back (and the slot's lease ends it anyway).
 func (a *Admission) Done(ctx context.Context) {
-	if a == nil || len(a.conc) == 0 || a.done.Swap(true) {
+	if a == nil || a.b == nil || len(a.conc) == 0 || a.done.Swap(true) {
 		return
 	}
-	switch a.via {
-	case viaLocal:
-		a.l.mem.release(a.conc, a.id)
-	case viaRedis:
-		a.l.rdb.release(context.WithoutCancel(ctx), a.conc, a.id)
-	}
+	a.b.release(context.WithoutCancel(ctx), a.conc, a.id)
 }
 
 // Renew keeps the admission's concurrency slots for a full [Options.Lease]
@@ -409,20 +379,14 @@ func (a *Admission) Done(ctx context.Context) {
 // already ended (the request goes on without it), or [ErrUnavailable] when
 // Redis could not be reached (the lease stands; the next Renew tries again).
 func (a *Admission) Renew(ctx context.Context) error {
-	if a == nil || len(a.conc) == 0 || a.done.Load() {
+	if a == nil || a.b == nil || len(a.conc) == 0 || a.done.Load() {
 		return nil
 	}
 	now := a.l.o.Now()
 	if now.Sub(time.Unix(0, a.renewed.Load())) < a.l.o.Lease/3 {
 		return nil
 	}
-	var err error
-	switch a.via {
-	case viaLocal:
-		err = a.l.mem.renew(a.conc, a.id)
-	case viaRedis:
-		err = a.l.rdb.renew(ctx, a.conc, a.id)
-	}
+	err := a.b.renew(ctx, a.conc, a.id)
 	if err == nil || errors.Is(err, ErrLeaseEnded) {
 		a.renewed.Store(now.UnixNano())
 	}
@@ -442,18 +406,9 @@ func (l *Limiter) Admit(ctx context.Context, limits []Limit) (*Admission, error)
 		return nil, err
 	}
 	if len(c.limits) == 0 {
-		return newAdmission(l, "", viaNone), nil
+		return newAdmission(l, "", nil), nil
 	}
-	var a *Admission
-	if l.rdb == nil {
-		a, err = l.mem.admit(ctx, c)
-	} else {
-		a, err = l.rdb.admit(ctx, c)
-		var be *backendError
-		if errors.As(err, &be) {
-			a, err = l.fallbackAdmit(ctx, c, be)
-		}
-	}
+	a, err := l.b.admit(ctx, c)
 	l.countDenial(err)
 	if err != nil {
 		return nil, err
@@ -464,9 +419,8 @@ func (l *Limiter) Admit(ctx context.Context, limits []Limit) (*Admission, error)
 // A Reservation is tokens and cost reserved for one request until it is
 // settled. A nil *Reservation is valid and holds nothing.
 type Reservation struct {
-	l       *Limiter
 	id      string
-	via     via
+	b       backend // the backend holding the charge; nil: nothing charged
 	limits  []Limit // the limits charged
 	tokens  int64   // reserved
 	cost    int64   // reserved
@@ -498,7 +452,7 @@ func (l *Limiter) Reserve(ctx context.Context, limits []Limit, tokens, cost int6
 		return nil, err
 	}
 	if len(c.limits) == 0 {
-		return &Reservation{l: l}, nil
+		return &Reservation{}, nil
 	}
 	for _, k := range [...]Kind{KindBudget, KindTokens} {
 		for _, lim := range c.limits {
@@ -513,16 +467,7 @@ func (l *Limiter) Reserve(ctx context.Context, limits []Limit, tokens, cost int6
 			}
 		}
 	}
-	var r *Reservation
-	if l.rdb == nil {
-		r, err = l.mem.reserve(ctx, c, tokens, cost)
-	} else {
-		r, err = l.rdb.reserve(ctx, c, tokens, cost)
-		var be *backendError
-		if errors.As(err, &be) {
-			r, err = l.fallbackReserve(ctx, c, tokens, cost, be)
-		}
-	}
+	r, err := l.b.reserve(ctx, c, tokens, cost)
 	l.countDenial(err)
 	if err != nil {
 		return nil, err
@@ -538,7 +483,7 @@ func (l *Limiter) Reserve(ctx context.Context, limits []Limit, tokens, cost int6
 // wraps [ErrUnavailable]: Redis could not be updated and the reservation
 // stands as reserved (tokens leave the window within a minute).
 func (r *Reservation) Settle(ctx context.Context, tokens, cost int64) error {
-	if r == nil || r.via == viaNone || r.settled.Swap(true) {
+	if r == nil || r.b == nil || r.settled.Swap(true) {
 		return nil
 	}
 	if tokens < 0 {
@@ -547,87 +492,12 @@ func (r *Reservation) Settle(ctx context.Context, tokens, cost int64) error {
 	if cost < 0 {
 		cost = 0
 	}
-	if r.via == viaLocal {
-		r.l.mem.settle(r, tokens, cost)
-		return nil
-	}
-	return r.l.rdb.settle(context.WithoutCancel(ctx), r, tokens, cost)
+	return r.b.settle(context.WithoutCancel(ctx), r, tokens, cost)
 }
-
-// backendError is a Redis failure, before failure modes are applied.
-type backendError struct{ err error }
-
-func (e *backendError) Error() string { return "redis: " + e.err.Error() }
-func (e *backendError) Unwrap() error { return e.err }
 
 // unavailable is the error of a call refused because kind fails closed.
 func unavailable(k Kind, scope string, cause error) error {
 	return fmt.Errorf("ratelimit: %w: %s limit of %s fails closed: %w", ErrUnavailable, k, scope, cause)
-}
-
-// fallback applies the failure modes of the kinds c uses (listed in ks): it
-// returns an error if one fails closed, else the limits reduced to the kinds
-// that fail local (none: the call is allowed uncounted).
-func (l *Limiter) fallback(c *call, ks []Kind, cause error) (*call, error) {
-	for _, k := range ks {
-		for _, lim := range c.limits {
-			if limitOf(lim, k) > 0 && l.modes[k] == FailClosed {
-				l.metrics.fallback(k, FailClosed)
-				return nil, unavailable(k, lim.Scope, cause)
-			}
-		}
-	}
-	local := &call{id: c.id}
-	for _, lim := range c.limits {
-		keep := Limit{Scope: lim.Scope, Group: lim.Group}
-		for _, k := range ks {
-			if limitOf(lim, k) == 0 {
-				continue
-			}
-			l.metrics.fallback(k, l.modes[k])
-			if l.modes[k] != FailLocal {
-				continue
-			}
-			switch k {
-			case KindRequests:
-				keep.RequestsPerMinute = lim.RequestsPerMinute
-			case KindTokens:
-				keep.TokensPerMinute = lim.TokensPerMinute
-			case KindConcurrency:
-				keep.MaxConcurrent = lim.MaxConcurrent
-			case KindBudget:
-				keep.MonthlyBudget = lim.MonthlyBudget
-			case KindLifetime:
-				keep.MaxRequests = lim.MaxRequests
-			}
-		}
-		if keep != (Limit{Scope: lim.Scope, Group: lim.Group}) {
-			local.limits = append(local.limits, keep)
-		}
-	}
-	return local, nil
-}
-
-func (l *Limiter) fallbackAdmit(ctx context.Context, c *call, be *backendError) (*Admission, error) {
-	local, err := l.fallback(c, []Kind{KindLifetime, KindBudget, KindConcurrency, KindRequests}, be)
-	if err != nil {
-		return nil, err
-	}
-	if len(local.limits) == 0 {
-		return newAdmission(l, "", viaNone), nil
-	}
-	return l.mem.admit(ctx, local)
-}
-
-func (l *Limiter) fallbackReserve(ctx context.Context, c *call, tokens, cost int64, be *backendError) (*Reservation, error) {
-	local, err := l.fallback(c, []Kind{KindBudget, KindTokens}, be)
-	if err != nil {
-		return nil, err
-	}
-	if len(local.limits) == 0 {
-		return &Reservation{l: l}, nil
-	}
-	return l.mem.reserve(ctx, local, tokens, cost)
 }
 
 func (l *Limiter) countDenial(err error) {

@@ -9,7 +9,8 @@ import (
 
 // memory is the in-process backend: the same algorithms as the Redis
 // scripts, on the Limiter's clock, under one mutex. It backs [NewMemory] and
-// is the local fallback of [NewRedis].
+// is the local half of [NewRedis]'s fallback. It never degrades and runs
+// nothing in the background.
 type memory struct {
 	l *Limiter
 
@@ -45,6 +46,10 @@ func newMemory(l *Limiter) *memory {
 }
 
 func (m *memory) now() int64 { return m.l.o.Now().UnixMicro() }
+
+func (m *memory) degraded() bool { return false }
+
+func (m *memory) close() {}
 
 // state returns lim's counters, creating them; m.mu must be held.
 func (m *memory) state(lim Limit) *scopeState {
@@ -168,7 +173,7 @@ func (m *memory) admit(ctx context.Context, c *call) (*Admission, error) {
 				}
 			}
 		}
-		a = newAdmission(m.l, c.id, viaLocal)
+		a = newAdmission(m.l, c.id, m)
 		for i, lim := range c.limits {
 			st := sts[i]
 			if lim.RequestsPerMinute > 0 {
@@ -195,7 +200,7 @@ func (m *memory) admit(ctx context.Context, c *call) (*Admission, error) {
 	return a, nil
 }
 
-func (m *memory) release(conc []Limit, id string) {
+func (m *memory) release(_ context.Context, conc []Limit, id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, lim := range conc {
@@ -205,7 +210,7 @@ func (m *memory) release(conc []Limit, id string) {
 
 // renew extends the slots of request id to a full lease from now; a slot
 // whose lease has ended is not taken again.
-func (m *memory) renew(conc []Limit, id string) error {
+func (m *memory) renew(_ context.Context, conc []Limit, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -256,7 +261,7 @@ func (m *memory) reserve(ctx context.Context, c *call, tokens, cost int64) (*Res
 			}
 			return le
 		}
-		r = &Reservation{l: m.l, id: c.id, via: viaLocal, tokens: tokens, cost: cost, month: month}
+		r = &Reservation{id: c.id, b: m, tokens: tokens, cost: cost, month: month}
 		for i, lim := range c.limits {
 			st := sts[i]
 			if lim.TokensPerMinute > 0 {
@@ -287,7 +292,7 @@ func (m *memory) reserve(ctx context.Context, c *call, tokens, cost int64) (*Res
 	return r, nil
 }
 
-func (m *memory) settle(r *Reservation, tokens, cost int64) {
+func (m *memory) settle(_ context.Context, r *Reservation, tokens, cost int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -310,4 +315,5 @@ func (m *memory) settle(r *Reservation, tokens, cost int64) {
 			st.spent += cost - r.cost
 		}
 	}
+	return nil
 }

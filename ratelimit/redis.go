@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -41,7 +43,9 @@ var (
 )
 
 // redisBackend runs the scripts. Each call is one EVALSHA (EVAL when Redis
-// lacks the script) bounded by Options.Timeout.
+// lacks the script) bounded by Options.Timeout. Once Redis fails it is
+// degraded: calls fail at once with a *backendError, for [fallback] to
+// answer, until its probe sees Redis answer again.
 type redisBackend struct {
 	l *Limiter
 	c redis.UniversalClient
@@ -49,6 +53,16 @@ type redisBackend struct {
 	admitSrc, reserveSrc, settleSrc *redis.Script // charges
 	relSrc, renewSrc                *redis.Script // concurrency slots
 	compSrc                         *redis.Script // undoes a charge
+
+	down    atomic.Bool   // degraded: calls skip Redis
+	kick    chan struct{} // wakes the prober: down was set, or something was queued
+	pending struct {
+		sync.Mutex
+		ops []pendingOp // releases and compensations, oldest first
+	}
+
+	stop context.CancelFunc // stops the probe
+	wg   sync.WaitGroup     // the probe
 }
 
 // NewRedis returns a Limiter whose counts live in Redis, shared by every
@@ -60,7 +74,7 @@ type redisBackend struct {
 // here checks for recovery every second until [Limiter.Close].
 func NewRedis(c redis.UniversalClient, o Options) *Limiter {
 	l := newLimiter(o)
-	l.rdb = &redisBackend{
+	b := &redisBackend{
 		l:          l,
 		c:          c,
 		admitSrc:   redis.NewScript(luaLib + luaAdmit),
@@ -69,15 +83,25 @@ func NewRedis(c redis.UniversalClient, o Options) *Limiter {
 		relSrc:     redis.NewScript(luaLib + luaRelease),
 		renewSrc:   redis.NewScript(luaLib + luaRenew),
 		compSrc:    redis.NewScript(luaLib + luaCompensate),
+		kick:       make(chan struct{}, 1),
 	}
+	l.b = &fallback{l: l, primary: b, local: l.mem}
 	if enabled, known := contextTimeoutEnabled(c); known && !enabled {
 		l.log.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall rate-limit calls for the client's read timeout instead of " + l.o.Timeout.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l.stop = cancel
-	l.wg.Add(1)
-	go l.probe(ctx)
+	b.stop = cancel
+	b.wg.Add(1)
+	go b.probe(ctx)
 	return l
+}
+
+func (b *redisBackend) degraded() bool { return b.down.Load() }
+
+// close stops the probe and waits for it; what is still queued is dropped.
+func (b *redisBackend) close() {
+	b.stop()
+	b.wg.Wait()
 }
 
 func contextTimeoutEnabled(c redis.UniversalClient) (enabled, known bool) {
@@ -114,7 +138,7 @@ func tombstoneTTL(lease, window time.Duration) time.Duration {
 // failure that is Redis's (not the caller giving up) marks the limiter
 // degraded and comes back as a *backendError.
 func (b *redisBackend) run(ctx context.Context, s *redis.Script, keys []string, args ...any) ([]any, error) {
-	if b.l.degraded.Load() {
+	if b.down.Load() {
 		return nil, &backendError{errDegraded}
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.l.o.Timeout)
@@ -132,7 +156,7 @@ func (b *redisBackend) run(ctx context.Context, s *redis.Script, keys []string, 
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("ratelimit: %w", context.Cause(ctx))
 	}
-	b.l.markDegraded(err)
+	b.markDegraded(err)
 	return nil, &backendError{err}
 }
 
@@ -141,7 +165,7 @@ func (b *redisBackend) run(ctx context.Context, s *redis.Script, keys []string, 
 // script may have been sent — Redis failed or was too slow, the caller gave
 // up — Redis may have run it or may still, so c is queued for compensation.
 func (b *redisBackend) charge(ctx context.Context, c *call, tokens string, s *redis.Script, keys []string, args []any) ([]any, error) {
-	if b.l.degraded.Load() {
+	if b.down.Load() {
 		return nil, &backendError{errDegraded}
 	}
 	if ctx.Err() != nil {
@@ -164,7 +188,7 @@ func (b *redisBackend) compensate(c *call, tokens string) {
 		keys = append(keys, base+"req", base+"conc", base+"life", base+"tok", base+"toksum", base+"budget")
 	}
 	ttl := tombstoneTTL(b.l.o.Lease, b.l.window)
-	b.l.queue(pendingOp{s: b.compSrc, keys: keys, args: []any{c.id, tokens, b.l.window.Microseconds(), ttl.Milliseconds()}})
+	b.queue(pendingOp{s: b.compSrc, keys: keys, args: []any{c.id, tokens, b.l.window.Microseconds(), ttl.Milliseconds()}})
 }
 
 // seedArgs are the seed arguments of n limits (lifetime, budget month,
@@ -256,7 +280,7 @@ func (b *redisBackend) admit(ctx context.Context, c *call) (*Admission, error) {
 				b.compensate(c, "")
 				return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
 			}
-			a := newAdmission(b.l, c.id, viaRedis)
+			a := newAdmission(b.l, c.id, b)
 			for i, lim := range c.limits {
 				if lim.RequestsPerMinute > 0 {
 					a.requests = restrictive(a.requests, Status{
@@ -298,7 +322,7 @@ func (b *redisBackend) concKeys(conc []Limit) []string {
 func (b *redisBackend) release(ctx context.Context, conc []Limit, id string) {
 	keys := b.concKeys(conc)
 	if _, err := b.run(ctx, b.relSrc, keys, id); err != nil {
-		b.l.queue(pendingOp{s: b.relSrc, keys: keys, args: []any{id}})
+		b.queue(pendingOp{s: b.relSrc, keys: keys, args: []any{id}})
 	}
 }
 
@@ -343,7 +367,7 @@ func (b *redisBackend) reserve(ctx context.Context, c *call, tokens, cost int64)
 				b.compensate(c, amount)
 				return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
 			}
-			r := &Reservation{l: b.l, id: c.id, via: viaRedis, tokens: tokens, cost: cost, month: toString(reply[1])}
+			r := &Reservation{id: c.id, b: b, tokens: tokens, cost: cost, month: toString(reply[1])}
 			for i, lim := range c.limits {
 				if lim.TokensPerMinute > 0 {
 					r.status = restrictive(r.status, Status{
@@ -419,19 +443,18 @@ func (b *redisBackend) ping(ctx context.Context) error {
 // state; it stops at the first failure, keeping the rest. Each is
 // idempotent, so one that failed after Redis ran it is harmless to repeat.
 func (b *redisBackend) replay(ctx context.Context) error {
-	l := b.l
-	l.pending.Lock()
-	todo := l.pending.ops
-	l.pending.ops = nil
-	l.pending.Unlock()
+	b.pending.Lock()
+	todo := b.pending.ops
+	b.pending.ops = nil
+	b.pending.Unlock()
 	for i, op := range todo {
-		cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+		cctx, cancel := context.WithTimeout(ctx, b.l.o.Timeout)
 		err := op.s.Run(cctx, b.c, op.keys, op.args...).Err()
 		cancel()
 		if err != nil {
-			l.pending.Lock()
-			l.pending.ops = append(todo[i:], l.pending.ops...)
-			l.pending.Unlock()
+			b.pending.Lock()
+			b.pending.ops = append(todo[i:], b.pending.ops...)
+			b.pending.Unlock()
 			return err
 		}
 	}
@@ -449,28 +472,29 @@ type pendingOp struct {
 
 // queue keeps op for the probe to run when Redis answers (at once if it
 // does now).
-func (l *Limiter) queue(op pendingOp) {
-	l.pending.Lock()
-	if len(l.pending.ops) < maxPending {
-		l.pending.ops = append(l.pending.ops, op)
+func (b *redisBackend) queue(op pendingOp) {
+	b.pending.Lock()
+	if len(b.pending.ops) < maxPending {
+		b.pending.ops = append(b.pending.ops, op)
 	}
-	l.pending.Unlock()
+	b.pending.Unlock()
 	select {
-	case l.kick <- struct{}{}:
+	case b.kick <- struct{}{}:
 	default:
 	}
 }
 
 // markDegraded records a Redis failure; the first after a healthy spell logs
 // a warning and wakes the probe.
-func (l *Limiter) markDegraded(err error) {
+func (b *redisBackend) markDegraded(err error) {
+	l := b.l
 	l.metrics.backendError()
-	if l.degraded.CompareAndSwap(false, true) {
+	if b.down.CompareAndSwap(false, true) {
 		l.metrics.setDegraded(true)
 		l.log.Warn().Err(err).Str("timeout", l.o.Timeout.String()).
 			Msg("redis limiter degraded; applying each limit's failure mode")
 		select {
-		case l.kick <- struct{}{}:
+		case b.kick <- struct{}{}:
 		default:
 		}
 	}
@@ -480,22 +504,23 @@ func (l *Limiter) markDegraded(err error) {
 // call whose caller gave up, or queued while a recovery finished); if the
 // limiter degraded, it checks Redis every probeInterval, and once Redis
 // answers and the queue went through, calls use it again.
-func (l *Limiter) probe(ctx context.Context) {
-	defer l.wg.Done()
+func (b *redisBackend) probe(ctx context.Context) {
+	defer b.wg.Done()
+	l := b.l
 	t := time.NewTimer(probeInterval)
 	t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-l.kick:
+		case <-b.kick:
 		}
-		if !l.degraded.Load() {
-			if err := l.rdb.replay(ctx); err != nil && ctx.Err() == nil {
-				l.markDegraded(err)
+		if !b.down.Load() {
+			if err := b.replay(ctx); err != nil && ctx.Err() == nil {
+				b.markDegraded(err)
 			}
 		}
-		for l.degraded.Load() {
+		for b.down.Load() {
 			t.Reset(probeInterval)
 			select {
 			case <-ctx.Done():
@@ -503,9 +528,9 @@ func (l *Limiter) probe(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			err := l.rdb.ping(ctx)
+			err := b.ping(ctx)
 			if err == nil {
-				err = l.rdb.replay(ctx)
+				err = b.replay(ctx)
 			}
 			if err != nil {
 				if ctx.Err() == nil {
@@ -513,7 +538,7 @@ func (l *Limiter) probe(ctx context.Context) {
 				}
 				continue
 			}
-			l.degraded.Store(false)
+			b.down.Store(false)
 			l.metrics.setDegraded(false)
 			l.log.Info().Msg("redis limiter recovered")
 		}

@@ -26,10 +26,11 @@ type Ticket struct {
 // the ticket. ok is false for a nil, empty or already settled reservation,
 // which leaves nothing to settle.
 func (r *Reservation) Ticket() (t Ticket, ok bool) {
-	if r == nil || r.via == viaNone || r.settled.Swap(true) {
+	if r == nil || r.b == nil || r.settled.Swap(true) {
 		return Ticket{}, false
 	}
-	return Ticket{ID: r.id, Tokens: r.tokens, Cost: r.cost, Month: r.month, Local: r.via == viaLocal,
+	_, local := r.b.(*memory)
+	return Ticket{ID: r.id, Tokens: r.tokens, Cost: r.cost, Month: r.month, Local: local,
 		Limits: append([]Limit(nil), r.limits...)}, true
 }
 
@@ -60,10 +61,10 @@ func UnmarshalTicket(b []byte) (Ticket, error) {
 // the budget seed). Errors wrap [ErrUnavailable] when Redis could not be
 // updated.
 func (l *Limiter) SettleTicket(ctx context.Context, t Ticket, tokens, cost int64) error {
-	via := viaRedis
-	if t.Local || l.rdb == nil {
-		via = viaLocal
+	b := l.b
+	if t.Local {
+		b = l.mem
 	}
-	r := &Reservation{l: l, id: t.ID, via: via, limits: t.Limits, tokens: t.Tokens, cost: t.Cost, month: t.Month}
+	r := &Reservation{id: t.ID, b: b, limits: t.Limits, tokens: t.Tokens, cost: t.Cost, month: t.Month}
 	return r.Settle(ctx, tokens, cost)
 }

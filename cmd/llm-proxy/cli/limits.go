@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/authz"
@@ -26,9 +25,13 @@ func failureModes(m map[string]string) map[ratelimit.Kind]ratelimit.FailureMode 
 // project's month spend from the usage roll-up, stored and pending.
 func limitSeed(st *store.Store, auth *authz.Authorizer, rollup *eventsink.Rollup) func(context.Context, ratelimit.Kind, string, time.Time) (int64, error) {
 	return func(ctx context.Context, kind ratelimit.Kind, scope string, since time.Time) (int64, error) {
+		sc, err := ratelimit.ParseScope(scope)
+		if err != nil {
+			return 0, nil // not a scope of ours: nothing to seed from
+		}
+		id := sc.ID
 		switch {
-		case kind == ratelimit.KindLifetime && strings.HasPrefix(scope, "token:"):
-			id := strings.TrimPrefix(scope, "token:")
+		case kind == ratelimit.KindLifetime && sc.Kind == ratelimit.ScopeToken:
 			if n, ok := auth.RequestCount(id); ok {
 				return n, nil
 			}
@@ -37,8 +40,7 @@ func limitSeed(st *store.Store, auth *authz.Authorizer, rollup *eventsink.Rollup
 				return 0, fmt.Errorf("seed lifetime count of %s: %w", id, err)
 			}
 			return t.RequestCount, nil
-		case kind == ratelimit.KindBudget && strings.HasPrefix(scope, "project:"):
-			id := strings.TrimPrefix(scope, "project:")
+		case kind == ratelimit.KindBudget && sc.Kind == ratelimit.ScopeProject:
 			from := since.UTC().Format(time.DateOnly)
 			cost, err := st.ProjectCost(ctx, id, from, "9999-12-31")
 			if err != nil {

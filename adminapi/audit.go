@@ -2,8 +2,6 @@ package adminapi
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -23,6 +21,13 @@ import (
 type auditWriter interface {
 	Write(ctx context.Context, ev store.AuditEvent) error
 }
+
+// auditReader is what GET /manage/audit needs of the store.
+type auditReader interface {
+	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, string, error)
+}
+
+var _ auditReader = (*store.Store)(nil)
 
 // DefaultTrustedHops is the [Options.TrustedHops] for llm-proxy's own
 // deployment: Envoy, with use_remote_address, in front of the management API.
@@ -172,13 +177,9 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	events, next, err := s.store.ListAudit(r.Context(), q)
-	if errors.Is(err, store.ErrInvalidCursor) {
-		writeError(w, r, errBadCursor())
-		return
-	}
+	events, next, err := s.auditEvents.ListAudit(r.Context(), q)
 	if err != nil {
-		writeError(w, r, fmt.Errorf("list audit: %w", err))
+		writeError(w, r, listError("list audit", err))
 		return
 	}
 	page := auditListJSON{Object: "list", Data: make([]eventsink.AuditJSON, 0, len(events))}

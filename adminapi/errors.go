@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"github.com/rs/zerolog"
+
+	"github.com/llm-proxy/llm-proxy/store"
 )
 
 // Error types, as OpenAI spells them in the "type" member.
@@ -63,6 +65,16 @@ func invalid(code, param, format string, args ...any) *apiError {
 		Param:   param,
 		Message: fmt.Sprintf(format, args...),
 	}
+}
+
+// storeError maps a store error about the kind ("project", "token") with
+// id, met doing op, to what the client sees: [store.ErrNotFound] is a 404,
+// anything else a 500.
+func storeError(kind, id, op string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound(kind, id)
+	}
+	return fmt.Errorf("%s %s: %w", op, id, err)
 }
 
 // notFound is a 404 for a resource of the given kind ("project", "token").

@@ -4,6 +4,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -71,6 +73,15 @@ func (c cursorSigner) open(list, cursor string) (string, bool) {
 // errBadCursor is the 400 for a cursor this API did not return.
 func errBadCursor() error {
 	return invalid(codeInvalidValue, "cursor", "cursor is not a next_cursor this API returned; list again without it.")
+}
+
+// listError maps a store error of the listing op to what the client sees:
+// a cursor the store refuses is the client's 400, anything else a 500.
+func listError(op string, err error) error {
+	if errors.Is(err, store.ErrInvalidCursor) {
+		return errBadCursor()
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // pageParams reads the limit and cursor query parameters of a listing,

@@ -1,7 +1,7 @@
 package adminapi
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,6 +10,18 @@ import (
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/store"
 )
+
+// projectRecords is what the project handlers need of the store.
+type projectRecords interface {
+	CreateProject(ctx context.Context, p store.Project) error
+	GetProject(ctx context.Context, id string) (store.Project, error)
+	ListProjectsPage(ctx context.Context, q store.PageQuery) ([]store.Project, string, error)
+	UpdateProject(ctx context.Context, id string, u store.ProjectUpdate) (store.Project, error)
+	DeleteProject(ctx context.Context, id string) error
+	RevokeProjectTokens(ctx context.Context, projectID string, at time.Time) ([]string, error)
+}
+
+var _ projectRecords = (*store.Store)(nil)
 
 // projectJSON is a project as the API shows it. The OpenAI key is only ever
 // the masked hint the store keeps; the sealed key never leaves the store layer.
@@ -57,7 +69,9 @@ func optionalTimestamp(t *time.Time) *string {
 	return &s
 }
 
-type createProjectRequest struct {
+// projectRequest is the body of a project's POST or PATCH; on a PATCH, a
+// member left out keeps its value.
+type projectRequest struct {
 	Name             optional[string]        `json:"name"`
 	OpenAIAPIKey     optional[string]        `json:"openai_api_key"`
 	Active           optional[bool]          `json:"active"`
@@ -67,6 +81,9 @@ type createProjectRequest struct {
 	AllowBackground  optional[bool]          `json:"allow_background"`
 	AllowBatches     optional[bool]          `json:"allow_batches"`
 }
+
+// createProjectRequest is the body of POST /manage/projects.
+type createProjectRequest projectRequest
 
 func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 	var req createProjectRequest
@@ -96,7 +113,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		CreatedAt:             now,
 		UpdatedAt:             now,
 	}
-	if err := s.store.CreateProject(r.Context(), p); err != nil {
+	if err := s.projects.CreateProject(r.Context(), p); err != nil {
 		writeError(w, r, fmt.Errorf("create project: %w", err))
 		return
 	}
@@ -129,6 +146,12 @@ func (req createProjectRequest) validate() error {
 	if err := checkOpenAIKey("openai_api_key", req.OpenAIAPIKey.Value); err != nil {
 		return err
 	}
+	return projectRequest(req).validateSwitchesAndLimits()
+}
+
+// validateSwitchesAndLimits checks the members a POST and a PATCH check
+// alike: the switches, which may be left out but not null, and the limits.
+func (req projectRequest) validateSwitchesAndLimits() error {
 	if err := notNull("active", req.Active); err != nil {
 		return err
 	}
@@ -152,13 +175,9 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ps, next, err := s.store.ListProjectsPage(r.Context(), q)
-	if errors.Is(err, store.ErrInvalidCursor) {
-		writeError(w, r, errBadCursor())
-		return
-	}
+	ps, next, err := s.projects.ListProjectsPage(r.Context(), q)
 	if err != nil {
-		writeError(w, r, fmt.Errorf("list projects: %w", err))
+		writeError(w, r, listError("list projects", err))
 		return
 	}
 	writeJSON(w, http.StatusOK, listView(ps, s.cursors.seal(listProjects, next), projectView))
@@ -169,7 +188,7 @@ func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := s.store.GetProject(r.Context(), id)
+	p, err := s.projects.GetProject(r.Context(), id)
 	if err != nil {
 		writeError(w, r, projectError(id, "get project", err))
 		return
@@ -177,16 +196,8 @@ func (s *Server) getProject(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, projectView(p))
 }
 
-type updateProjectRequest struct {
-	Name             optional[string]        `json:"name"`
-	OpenAIAPIKey     optional[string]        `json:"openai_api_key"`
-	Active           optional[bool]          `json:"active"`
-	Limits           optional[limitsRequest] `json:"limits"`
-	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
-	CachePOST        optional[bool]          `json:"cache_post"`
-	AllowBackground  optional[bool]          `json:"allow_background"`
-	AllowBatches     optional[bool]          `json:"allow_batches"`
-}
+// updateProjectRequest is the body of PATCH /manage/projects/{id}.
+type updateProjectRequest projectRequest
 
 func (req updateProjectRequest) validate() error {
 	if err := notNull("name", req.Name); err != nil {
@@ -205,19 +216,7 @@ func (req updateProjectRequest) validate() error {
 			return err
 		}
 	}
-	if err := notNull("active", req.Active); err != nil {
-		return err
-	}
-	if err := notNull("cache_post", req.CachePOST); err != nil {
-		return err
-	}
-	if err := notNull("allow_background", req.AllowBackground); err != nil {
-		return err
-	}
-	if err := notNull("allow_batches", req.AllowBatches); err != nil {
-		return err
-	}
-	return validateLimits(req.Limits)
+	return projectRequest(req).validateSwitchesAndLimits()
 }
 
 func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
@@ -264,7 +263,7 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		// three members, or null, does not read and has no such race.
 		var cur store.Limits
 		if needCurrent {
-			p, err := s.store.GetProject(r.Context(), id)
+			p, err := s.projects.GetProject(r.Context(), id)
 			if err != nil {
 				writeError(w, r, projectError(id, "get project", err))
 				return
@@ -277,7 +276,7 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 		s.getProject(w, r) // nothing to change
 		return
 	}
-	p, err := s.store.UpdateProject(r.Context(), id, u)
+	p, err := s.projects.UpdateProject(r.Context(), id, u)
 	if err != nil {
 		writeError(w, r, projectError(id, "update project", err))
 		return
@@ -304,7 +303,7 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.store.DeleteProject(r.Context(), id); err != nil {
+	if err := s.projects.DeleteProject(r.Context(), id); err != nil {
 		writeError(w, r, projectError(id, "delete project", err))
 		return
 	}
@@ -318,7 +317,7 @@ func (s *Server) revokeProjectTokens(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ids, err := s.store.RevokeProjectTokens(r.Context(), id, s.now().UTC())
+	ids, err := s.projects.RevokeProjectTokens(r.Context(), id, s.now().UTC())
 	if err != nil {
 		writeError(w, r, projectError(id, "revoke project tokens", err))
 		return
@@ -339,9 +338,4 @@ type revokedJSON struct {
 }
 
 // projectError maps a store error about project id to what the client sees.
-func projectError(id, op string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("project", id)
-	}
-	return fmt.Errorf("%s %s: %w", op, id, err)
-}
+func projectError(id, op string, err error) error { return storeError("project", id, op, err) }

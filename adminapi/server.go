@@ -1,7 +1,6 @@
 package adminapi
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
@@ -19,23 +18,18 @@ import (
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
-// projectStore is what the management API needs of the store; *store.Store
-// provides it.
+// projectStore is all the management API needs of the store: the union of
+// what each handler group declares where it is used ([projectRecords],
+// [tokenRecords], [auditReader], [usageReader]). [Options.Store] takes it
+// as one value, so a caller passes one store and each group gets its part.
 type projectStore interface {
-	CreateProject(ctx context.Context, p store.Project) error
-	GetProject(ctx context.Context, id string) (store.Project, error)
-	ListProjectsPage(ctx context.Context, q store.PageQuery) ([]store.Project, string, error)
-	UpdateProject(ctx context.Context, id string, u store.ProjectUpdate) (store.Project, error)
-	DeleteProject(ctx context.Context, id string) error
-	CreateToken(ctx context.Context, t store.Token) error
-	GetToken(ctx context.Context, id string) (store.Token, error)
-	ListTokensPage(ctx context.Context, projectID string, q store.PageQuery) ([]store.Token, string, error)
-	UpdateToken(ctx context.Context, id string, u store.TokenUpdate) (store.Token, error)
-	RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error)
-	RevokeProjectTokens(ctx context.Context, projectID string, at time.Time) ([]string, error)
-	ProjectUsage(ctx context.Context, projectID, fromDay, toDay string) ([]store.UsageRecord, error)
-	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, string, error)
+	projectRecords
+	tokenRecords
+	auditReader
+	usageReader
 }
+
+var _ projectStore = (*store.Store)(nil)
 
 // invalidator drops cached validation state; *authz.Authorizer provides it.
 type invalidator interface {
@@ -125,7 +119,10 @@ type Options struct {
 // Server is the management API, an http.Handler for everything under
 // /manage/. It is safe for concurrent use.
 type Server struct {
-	store        projectStore
+	projects     projectRecords // the handlers of projects.go
+	tokens       tokenRecords   // the handlers of tokens.go
+	auditEvents  auditReader    // GET /manage/audit
+	usage        usageReader    // GET /manage/projects/{id}/usage
 	keys         *authz.Keyring
 	hasher       authz.Hasher
 	invalidate   invalidator
@@ -181,7 +178,10 @@ func New(o Options) (*Server, error) {
 	}
 	digest := sha256.Sum256([]byte(o.ManagementToken))
 	s := &Server{
-		store:       o.Store,
+		projects:    o.Store,
+		tokens:      o.Store,
+		auditEvents: o.Store,
+		usage:       o.Store,
 		keys:        o.Keyring,
 		hasher:      o.Hasher,
 		invalidate:  o.Invalidator,

@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,17 @@ import (
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/store"
 )
+
+// tokenRecords is what the token handlers need of the store.
+type tokenRecords interface {
+	CreateToken(ctx context.Context, t store.Token) error
+	GetToken(ctx context.Context, id string) (store.Token, error)
+	ListTokensPage(ctx context.Context, projectID string, q store.PageQuery) ([]store.Token, string, error)
+	UpdateToken(ctx context.Context, id string, u store.TokenUpdate) (store.Token, error)
+	RevokeToken(ctx context.Context, id string, at time.Time) (store.Token, error)
+}
+
+var _ tokenRecords = (*store.Store)(nil)
 
 // tokenJSON is a proxy token as the API shows it. Token, the secret, is set
 // only in the response that creates the token; it is never stored in clear and
@@ -109,7 +121,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	if req.MaxRequests.has() {
 		t.MaxRequests = &req.MaxRequests.Value
 	}
-	if err := s.store.CreateToken(r.Context(), t); err != nil {
+	if err := s.tokens.CreateToken(r.Context(), t); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			// The URL is fine; what is missing is the project the body names.
 			err = errNoSuchProject(t.ProjectID)
@@ -158,13 +170,9 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	ts, next, err := s.store.ListTokensPage(r.Context(), projectID, q)
-	if errors.Is(err, store.ErrInvalidCursor) {
-		writeError(w, r, errBadCursor())
-		return
-	}
+	ts, next, err := s.tokens.ListTokensPage(r.Context(), projectID, q)
 	if err != nil {
-		writeError(w, r, fmt.Errorf("list tokens of project %q: %w", projectID, err))
+		writeError(w, r, listError(fmt.Sprintf("list tokens of project %q", projectID), err))
 		return
 	}
 	writeJSON(w, http.StatusOK, listView(ts, s.cursors.seal(listTokens, next), tokenView))
@@ -175,7 +183,7 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	t, err := s.store.GetToken(r.Context(), id)
+	t, err := s.tokens.GetToken(r.Context(), id)
 	if err != nil {
 		writeError(w, r, tokenError(id, "get token", err))
 		return
@@ -211,7 +219,7 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 	changeLimits, needLimits := limitsChange(req.Limits)
 	var cur store.Token
 	if reactivate || needLimits {
-		if cur, err = s.store.GetToken(r.Context(), id); err != nil {
+		if cur, err = s.tokens.GetToken(r.Context(), id); err != nil {
 			writeError(w, r, tokenError(id, "get token", err))
 			return
 		}
@@ -230,7 +238,7 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 		s.getToken(w, r) // nothing to change
 		return
 	}
-	t, err := s.store.UpdateToken(r.Context(), id, u)
+	t, err := s.tokens.UpdateToken(r.Context(), id, u)
 	if err != nil {
 		writeError(w, r, tokenError(id, "update token", err))
 		return
@@ -238,7 +246,7 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 	if t.Active && t.RevokedAt != nil {
 		// A revocation landed between the check above and the update: undo the
 		// reactivation (RevokeToken keeps the first revocation time).
-		_, err := s.store.RevokeToken(r.Context(), id, *t.RevokedAt)
+		_, err := s.tokens.RevokeToken(r.Context(), id, *t.RevokedAt)
 		s.invalidate.InvalidateToken(id)
 		if err != nil {
 			writeError(w, r, tokenError(id, "re-revoke token", err))
@@ -305,7 +313,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	t, err := s.store.RevokeToken(r.Context(), id, s.now().UTC())
+	t, err := s.tokens.RevokeToken(r.Context(), id, s.now().UTC())
 	if err != nil {
 		writeError(w, r, tokenError(id, "revoke token", err))
 		return
@@ -316,9 +324,4 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 }
 
 // tokenError maps a store error about token id to what the client sees.
-func tokenError(id, op string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("token", id)
-	}
-	return fmt.Errorf("%s %s: %w", op, id, err)
-}
+func tokenError(id, op string, err error) error { return storeError("token", id, op, err) }

@@ -1,12 +1,22 @@
 package adminapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/store"
 )
+
+// usageReader is what GET /manage/projects/{id}/usage needs of the store:
+// the project, to answer only for live ones, and its usage.
+type usageReader interface {
+	GetProject(ctx context.Context, id string) (store.Project, error)
+	ProjectUsage(ctx context.Context, projectID, fromDay, toDay string) ([]store.UsageRecord, error)
+}
+
+var _ usageReader = (*store.Store)(nil)
 
 // maxUsageDays bounds a usage query: a leap year, both ends included.
 const maxUsageDays = 366
@@ -80,11 +90,11 @@ func (s *Server) projectUsage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The store keeps usage of deleted projects; the API shows only live ones.
-	if _, err := s.store.GetProject(r.Context(), id); err != nil {
+	if _, err := s.usage.GetProject(r.Context(), id); err != nil {
 		writeError(w, r, projectError(id, "get project", err))
 		return
 	}
-	records, err := s.store.ProjectUsage(r.Context(), id, from, to)
+	records, err := s.usage.ProjectUsage(r.Context(), id, from, to)
 	if err != nil {
 		writeError(w, r, fmt.Errorf("usage of project %s: %w", id, err))
 		return

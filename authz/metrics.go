@@ -1,9 +1,9 @@
 package authz
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-proxy/llm-proxy/metric"
 )
 
 // metrics are the Authorizer's Prometheus series. The counters always exist;
@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	counter := func(name, help string) prometheus.Counter {
 		c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
 		if reg != nil {
-			c = register(reg, c)
+			c = metric.Register(reg, c)
 		}
 		return c
 	}
@@ -36,19 +36,4 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		auditSuppressed: counter("llm_proxy_authz_denials_audit_suppressed_total",
 			"Denials not audited one by one, only counted in a summary."),
 	}
-}
-
-// register registers c with reg, or returns the collector already registered
-// under its name (several Authorizers may share one registry).
-func register(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another kind of series: a programming error
-	}
-	return c
 }

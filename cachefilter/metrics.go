@@ -1,9 +1,9 @@
 package cachefilter
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-proxy/llm-proxy/metric"
 )
 
 // Results of a lookup, the values of the result label.
@@ -25,15 +25,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	m := &metrics{
-		requests: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		requests: metric.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_cache_requests_total",
 			Help: "Cache lookups by result: hit, miss, or error (the backend failed; served as a miss).",
 		}, []string{"result"})),
-		backendErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		backendErrors: metric.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "llm_proxy_cache_backend_errors_total",
 			Help: "Cache backend calls (get, set, purge, lock) that failed or timed out.",
 		})),
-		coalesced: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		coalesced: metric.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "llm_proxy_cache_coalesced_total",
 			Help: "Misses answered by waiting for an identical request's fill instead of going upstream.",
 		})),
@@ -43,21 +43,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.requests.WithLabelValues(r)
 	}
 	return m
-}
-
-// register registers c with reg, or returns the collector already registered
-// under its name (several caches may share one registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another kind of series: a programming error
-	}
-	return c
 }
 
 func (m *metrics) lookup(result string) {

@@ -1,9 +1,9 @@
 package eventsink
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-proxy/llm-proxy/metric"
 )
 
 // emitterMetrics are the Prometheus series of an [Emitter]. They always
@@ -55,30 +55,15 @@ func newEmitterMetrics(reg prometheus.Registerer, queueLen func() float64, sinks
 	if reg == nil {
 		return m
 	}
-	m.emitted = registerCollector(reg, m.emitted)
-	m.dropped = registerCollector(reg, m.dropped)
-	m.sinkErrors = registerCollector(reg, m.sinkErrors)
-	m.sinkWritten = registerCollector(reg, m.sinkWritten)
-	m.sinkDropped = registerCollector(reg, m.sinkDropped)
-	m.sinkSpilled = registerCollector(reg, m.sinkSpilled)
-	registerCollector(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	m.emitted = metric.Register(reg, m.emitted)
+	m.dropped = metric.Register(reg, m.dropped)
+	m.sinkErrors = metric.Register(reg, m.sinkErrors)
+	m.sinkWritten = metric.Register(reg, m.sinkWritten)
+	m.sinkDropped = metric.Register(reg, m.sinkDropped)
+	m.sinkSpilled = metric.Register(reg, m.sinkSpilled)
+	metric.Register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "llm_proxy_events_queue_length",
 		Help: "Usage events waiting in the queue for the sinks.",
 	}, queueLen))
 	return m
-}
-
-// registerCollector registers c with reg, or returns the collector already
-// registered under its name.
-func registerCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another kind of series: a programming error
-	}
-	return c
 }

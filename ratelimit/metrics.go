@@ -1,9 +1,9 @@
 package ratelimit
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/llm-proxy/llm-proxy/metric"
 )
 
 // metrics are the limiter's Prometheus series. A nil *metrics records
@@ -20,39 +20,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		return nil
 	}
 	m := &metrics{
-		degraded: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		degraded: metric.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "llm_proxy_ratelimit_degraded",
 			Help: "1 while the Redis rate limiter is failing and limits follow their failure modes, else 0.",
 		})),
-		backendErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		backendErrors: metric.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "llm_proxy_ratelimit_backend_errors_total",
 			Help: "Redis rate-limit calls (including recovery probes) that failed or timed out.",
 		})),
-		denials: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		denials: metric.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_ratelimit_denials_total",
 			Help: "Requests refused by a rate limit, by kind.",
 		}, []string{"kind"})),
-		fallbacks: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		fallbacks: metric.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "llm_proxy_ratelimit_fallbacks_total",
 			Help: "Limit checks answered by a failure mode (closed, open, local) instead of Redis, by kind and mode.",
 		}, []string{"kind", "mode"})),
 	}
 	return m
-}
-
-// register registers c with reg, or returns the collector already registered
-// under its name (several limiters may share one registry).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic(err) // a name clash with another kind of series: a programming error
-	}
-	return c
 }
 
 func (m *metrics) setDegraded(on bool) {

@@ -2,7 +2,6 @@ package adminapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/llm-proxy/llm-proxy/metric"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -242,22 +242,11 @@ func newAuthFailures(reg prometheus.Registerer) (*authFailures, error) {
 	if reg == nil {
 		return nil, nil
 	}
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+	c := metric.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llm_proxy_management_auth_failures_total",
 		Help: "Management API requests refused before routing, by reason: missing_token (no Authorization header), " +
 			"invalid_token (a wrong management token: a failed login) or throttled (429: the client address failed too often).",
-	}, []string{"reason"})
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			return nil, fmt.Errorf("adminapi: register metrics: %w", err)
-		}
-		existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-		if !ok {
-			return nil, fmt.Errorf("adminapi: register metrics: %w", err)
-		}
-		c = existing
-	}
+	}, []string{"reason"}))
 	// Every reason from the start, so rates are defined at once.
 	for _, r := range []string{reasonMissingToken, reasonInvalidToken, reasonThrottled} {
 		c.WithLabelValues(r)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/cachefilter"
+	"github.com/llm-proxy/llm-proxy/ids"
 	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
@@ -170,7 +171,7 @@ func (a *storeAudit) Write(ctx context.Context, ev store.AuditEvent) error {
 		return errors.New("audit store unavailable")
 	}
 	if ev.ID == "" {
-		ev.ID = authz.NewID("aud")
+		ev.ID = ids.New("aud")
 	}
 	return a.st.AddAudit(ctx, []store.AuditEvent{ev})
 }

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ids"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -99,7 +99,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 	now := s.now().UTC()
 	sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
 	p := store.Project{
-		ID:                    authz.NewID("proj"),
+		ID:                    ids.New("proj"),
 		Name:                  req.Name.Value,
 		KeyCiphertext:         sealed,
 		KeyID:                 keyID,

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ids"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -317,11 +318,11 @@ func (s *Server) serveOpenAPI(w http.ResponseWriter, r *http.Request) {
 // maxRequestIDLen visible ASCII characters), else a fresh one.
 func requestID(in string) string {
 	if in == "" || len(in) > maxRequestIDLen {
-		return authz.NewID("req")
+		return ids.New("req")
 	}
 	for i := 0; i < len(in); i++ {
 		if in[i] <= ' ' || in[i] > '~' {
-			return authz.NewID("req")
+			return ids.New("req")
 		}
 	}
 	return in

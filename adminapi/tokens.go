@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ids"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -107,7 +108,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 
 	secret, display := authz.NewToken()
 	t := store.Token{
-		ID:        authz.NewID("tok"),
+		ID:        ids.New("tok"),
 		ProjectID: req.ProjectID.Value,
 		Name:      req.Name.Value,
 		Hash:      s.hasher.Hash(secret),

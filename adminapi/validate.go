@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// maxIDLen bounds a project or token id. Ids are made by [authz.NewID]
+// maxIDLen bounds a project or token id. Ids are made by [ids.New]
 // ("proj_" or "tok_" and 20 characters); nothing longer can exist.
 const maxIDLen = 64
 

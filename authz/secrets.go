@@ -32,12 +32,6 @@ func NewToken() (secret, display string) {
 	return secret, secret[:tokenDisplayLen]
 }
 
-// NewID returns a random public identifier such as "proj_3k9…" or "tok_…". It is
-// not a secret; it is what logs, events and URLs use.
-func NewID(kind string) string {
-	return kind + "_" + strings.ToLower(rand.Text()[:20]) // 100 random bits
-}
-
 // Mask returns s with everything but the first and last four characters hidden,
 // the only form in which a key or token may appear in a response or a log.
 func Mask(s string) string {

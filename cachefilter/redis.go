@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy/llm-proxy/redisclient"
 )
 
 // redisBackend stores each entry as one Redis string with a native TTL:
@@ -49,22 +51,10 @@ func NewRedis(c redis.UniversalClient, prefix string, timeout time.Duration, opt
 		timeout = DefaultTimeout
 	}
 	cache, o := newCache(&redisBackend{c: c, prefix: prefix, timeout: timeout}, time.Now, opts)
-	if enabled, known := contextTimeoutEnabled(c); known && !enabled {
+	if enabled, known := redisclient.ContextTimeoutEnabled(c); known && !enabled {
 		o.log.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall cache lookups for the client's read timeout instead of " + timeout.String())
 	}
 	return cache
-}
-
-func contextTimeoutEnabled(c redis.UniversalClient) (enabled, known bool) {
-	switch c := c.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled, true
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled, true
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled, true
-	}
-	return false, false
 }
 
 // projectPart escapes a project id for a key (see redisBackend).

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/ids"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -202,7 +202,7 @@ func (a *AuditLog) Write(ctx context.Context, ev store.AuditEvent) error {
 // complete gives ev an id and a time if it has none.
 func (a *AuditLog) complete(ev store.AuditEvent) store.AuditEvent {
 	if ev.ID == "" {
-		ev.ID = authz.NewID("aud")
+		ev.ID = ids.New("aud")
 	}
 	if ev.Time.IsZero() {
 		ev.Time = a.now()

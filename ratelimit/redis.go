@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/llm-proxy/llm-proxy/redisclient"
 )
 
 // The Lua scripts; lib.lua is prepended to each.
@@ -86,7 +88,7 @@ func NewRedis(c redis.UniversalClient, o Options) *Limiter {
 		kick:       make(chan struct{}, 1),
 	}
 	l.b = &fallback{l: l, primary: b, local: l.mem}
-	if enabled, known := contextTimeoutEnabled(c); known && !enabled {
+	if enabled, known := redisclient.ContextTimeoutEnabled(c); known && !enabled {
 		l.log.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall rate-limit calls for the client's read timeout instead of " + l.o.Timeout.String())
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,18 +104,6 @@ func (b *redisBackend) degraded() bool { return b.down.Load() }
 func (b *redisBackend) close() {
 	b.stop()
 	b.wg.Wait()
-}
-
-func contextTimeoutEnabled(c redis.UniversalClient) (enabled, known bool) {
-	switch c := c.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled, true
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled, true
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled, true
-	}
-	return false, false
 }
 
 // base is the start of lim's keys: prefix, hash tag, scope.

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/eventsink/dispatch"
+	"github.com/llm-proxy/llm-proxy/redisclient"
 )
 
 func printDispatchUsage(w io.Writer) {
@@ -43,12 +43,10 @@ func runDispatch(ctx context.Context, args []string, getenv func(string) string,
 	}
 	log := zerolog.New(stderr).Level(cfg.LogLevel).With().Timestamp().Str("component", "dispatch").Logger()
 
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	rdb, err := redisclient.New(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("LLM_PROXY_REDIS_URL: %w", err)
 	}
-	opts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opts)
 	defer rdb.Close()
 
 	backends, closeBackends, err := dispatchBackends(cfg)

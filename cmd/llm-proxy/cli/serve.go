@@ -31,6 +31,7 @@ import (
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/extproc"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
+	"github.com/llm-proxy/llm-proxy/redisclient"
 	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/upstream"
 	"github.com/llm-proxy/llm-proxy/usage"
@@ -120,14 +121,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 
 	var rdb redis.UniversalClient
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
+		// Per-call deadlines (LLM_PROXY_REDIS_TIMEOUT) bind only when the
+		// client honours the context's deadline; redisclient sees to it.
+		if rdb, err = redisclient.New(cfg.RedisURL); err != nil {
 			return fmt.Errorf("LLM_PROXY_REDIS_URL: %w", err)
 		}
-		// Per-call deadlines (LLM_PROXY_REDIS_TIMEOUT) only bind when the
-		// client honours the context's deadline.
-		opts.ContextTimeoutEnabled = true
-		rdb = redis.NewClient(opts)
 		defer rdb.Close()
 	}
 	limiterOpts := ratelimit.Options{
@@ -162,7 +160,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	case "memory":
 		cache = cachefilter.NewMemory(cfg.CacheMaxBytes, time.Now, cacheOpts...)
 	case "redis":
-		cache = cachefilter.NewRedis(rdb, cfg.RedisPrefix+"cache:", cfg.RedisTimeout, cacheOpts...)
+		// Identical misses on different replicas wait for one fill too, as
+		// long as a follower would wait on this one.
+		cache = cachefilter.NewRedis(rdb, cfg.RedisPrefix+"cache:", cfg.RedisTimeout,
+			append(cacheOpts, cachefilter.WithLockTTL(cfg.CacheWait))...)
 	}
 
 	var limiter *ratelimit.Limiter

@@ -77,19 +77,30 @@ func (b *bufferBudget) give(n int64) {
 // errOverloaded: the buffered-bytes budget is full.
 var errOverloaded = errors.New("the proxy holds too many request bodies in memory right now")
 
-// hold takes n bytes from the budget for this stream, which gives them back
-// in finish (or earlier, through drop).
-func (st *stream) hold(what string, n int64) bool {
-	if !st.srv.buffers.take(what, n) {
+// bufferHold is what one stream holds of the server's buffer budget. The
+// stream takes from it as it keeps bodies and gives everything back in
+// finish; a nil budget holds nothing and never refuses.
+type bufferHold struct {
+	budget *bufferBudget
+	held   int64
+}
+
+// take takes n bytes for what (see bufferBudget.take); false, with nothing
+// taken, when they do not fit.
+func (h *bufferHold) take(what string, n int64) bool {
+	if !h.budget.take(what, n) {
 		return false
 	}
-	st.held += n
+	h.held += n
 	return true
 }
 
-// drop gives back n of the bytes this stream holds.
-func (st *stream) drop(n int64) {
-	n = min(n, st.held)
-	st.srv.buffers.give(n)
-	st.held -= n
+// give gives back n of the bytes held, at most all of them.
+func (h *bufferHold) give(n int64) {
+	n = min(n, h.held)
+	h.budget.give(n)
+	h.held -= n
 }
+
+// release gives back everything held.
+func (h *bufferHold) release() { h.give(h.held) }

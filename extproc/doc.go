@@ -1,13 +1,14 @@
 // Package extproc is the Envoy external-processing (ext_proc) gRPC server: the
-// per-request state machine that wires Envoy's phases to authz and, later, to
-// rate limits, the response cache and usage events.
+// per-request state machine that wires Envoy's phases to authz, the rate
+// limits, the response cache and usage accounting and events.
 //
 // Envoy opens one Process stream per HTTP request and sends each phase as a
 // message; [Server.Process] builds one stream value for it, owned by that
 // goroutine alone, answers every message in order, and runs stream.finish
 // exactly once when the stream ends — normally or because the client went away.
 //
-// Phases and what each does (steps live in stream_*.go, one file per feature):
+// Phases and what each does (steps live in stream_*.go, one file per feature,
+// each feature's per-stream state in a small type of that file):
 //
 //	phase              steps                                                on failure
 //	request headers    allowlist (method + path) → proxy token (authz) →    ImmediateResponse in
@@ -15,17 +16,23 @@
 //	                   cache lookup (GET/HEAD) → swap authorization, strip
 //	                   proxy headers, add x-request-id; mode_override turns
 //	                   off every later phase no feature of this request needs
-//	request body       (JSON routes, BUFFERED by the route) parse model,    400 / 429 as above
-//	                   stream, max_tokens → cache lookup (opted-in POST) →
-//	                   reserve tokens + cost → add stream_options.include_usage
-//	response headers   x-request-id, x-ratelimit-*, Cache-Status; ask for   —
-//	                   the body (STREAMED for SSE, BUFFERED when small) when
-//	                   usage or a cache capture needs it
-//	response body      usage parser and cache capture see each chunk; the   —
-//	                   usage-only chunk llm-proxy caused is removed; at end
-//	                   of stream: settle, store the cache entry
+//	request body       (JSON routes, BUFFERED by the route) hold it in the  400 / 403 / 429 / 502 /
+//	                   buffer budget → parse model, stream, max_tokens →    503 as above
+//	                   background/batch policy → cache lookup (opted-in
+//	                   POST) → reserve tokens + cost (a batch: from its
+//	                   input file) → add stream_options.include_usage
+//	response headers   status; purge what a write changed; x-request-id,    —
+//	                   x-ratelimit-*, Cache-Status; ask for the body
+//	                   (STREAMED for SSE, BUFFERED when small) when usage or
+//	                   a cache capture needs it
+//	response body      renew the concurrency slot; the usage-only chunk     —
+//	                   llm-proxy caused is removed; cache capture and usage
+//	                   parser see each chunk; at end of stream: settle (or
+//	                   hand background work to package deferred), store the
+//	                   cache entry
 //	stream end         finish: settle what was not (aborts: tiktoken count), —
-//	                   free the concurrency slot, emit the usage event
+//	                   free the concurrency slot, release cache waiters and
+//	                   buffered bytes, emit the usage event, log the request
 //
 // Cache lookups fail open (an unreachable cache is a miss); the rate limiter
 // follows each limit's declared failure mode (package ratelimit).

@@ -34,6 +34,7 @@ func headerMap(hm *corev3.HeaderMap) map[string]string {
 
 // identify reads what every later step and log line needs.
 func (st *stream) identify(h map[string]string) {
+	st.reqHeaders = h
 	st.method = h[":method"]
 	st.path, _, _ = strings.Cut(h[":path"], "?")
 	st.requestID = h["x-request-id"]

@@ -85,12 +85,8 @@ func testOptions(t testing.TB, auth fakeAuth, logs io.Writer) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokenizerOnce.Do(func() { tokenizer, tokenizerErr = usage.NewTokenizer() })
-	if tokenizerErr != nil {
-		t.Fatal(tokenizerErr)
-	}
 	return Options{
-		Auth: auth, Counter: auth, Limiter: ratelimit.NewMemory(ratelimit.Options{}), Tokenizer: tokenizer,
+		Auth: auth, Counter: auth, Limiter: ratelimit.NewMemory(ratelimit.Options{}), Tokenizer: sharedTokenizer(t),
 		Prices: usage.DefaultPrices(), Usage: &recorder{}, Routes: routes, Logger: zerolog.New(logs),
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/llm-proxy/llm-proxy/authz"
-	"github.com/llm-proxy/llm-proxy/cachefilter"
-	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/usage"
 )
 
@@ -26,6 +24,31 @@ const (
 
 // stream is the state of one request. It lives exactly as long as the gRPC
 // stream and is touched only by the goroutine running Process.
+//
+// Its first fields are the request as the gate establishes it and what
+// became of it: every feature reads them. Each feature keeps the rest of its
+// state in a small type of its own, declared in its file and written only by
+// its own steps (others may read it). The phase machine (this file) creates
+// them with the stream, calls their steps in each phase, and finishes them
+// in finish:
+//
+//	file                     state              steps
+//	stream_auth.go           route, principal   checkRoute, authenticate
+//	stream_limits.go         limitState         admit, reserve, renewSlot, rateLimitHeaders, settleReservation
+//	stream_cache.go          cacheState         lookupCache, purgeWritten, watchCache, captureChunk; release
+//	stream_usage.go          usageState         readRequest, forgetBody, watchResponse, readUsage; settle
+//	stream_units.go          unitState          estimate (from reserve); measureUnits, price (from settle)
+//	stream_include_usage.go  includeUsageState  injectIncludeUsage, removeInjectedUsage
+//	stream_deferred.go       —                  checkDeferredPolicy, estimateBatch; deferSettlement, observeJob
+//	stream_audit.go          —                  auditDenial (from deny)
+//	stream_events.go         —                  emitEvent, logRequest (from finish)
+//	stream_mode.go           —                  processingMode, responseBodyMode
+//	budget.go                bufferHold         take, give; release
+//
+// A new feature is one new file — its state type and its steps — and one
+// field here, plus one step line in each phase it takes part in. The state
+// types are held by value, so they cost no allocation of their own, and no
+// step goes through an interface or a map per chunk.
 type stream struct {
 	srv   *Server
 	ctx   context.Context
@@ -33,56 +56,34 @@ type stream struct {
 	log   zerolog.Logger
 	start time.Time
 
+	// The request (headers.go, stream_auth.go, stream_usage.go's readRequest).
 	requestID     string
 	method        string
 	path          string
-	clientAddress string        // Envoy's view of the peer, from request attributes
-	ttfb          time.Duration // until the response headers arrived
+	clientAddress string // Envoy's view of the peer, from request attributes
+	reqHeaders    map[string]string
 	route         *compiledRoute
 	principal     authz.Principal
-	outcome       string
-	denial        *apiError
-	status        int // upstream response status, once seen
+	req           usage.Request // what a JSON body says (model, stream, max_tokens…)
 
-	reqHeaders map[string]string
+	// What became of it.
+	outcome string
+	denial  *apiError
+	status  int           // upstream response status (or a cache hit's), once seen
+	ttfb    time.Duration // until the response headers arrived
 
-	// Cache (stream_cache.go).
-	cacheStatus  string
-	cacheKey     string
-	cacheRelease func()
-	capture      *cachefilter.Capture
-	storeTTL     time.Duration
-	storeHeaders map[string]string
-
-	// Limits (stream_limits.go).
-	limits      []ratelimit.Limit
-	admission   *ratelimit.Admission
-	reservation *ratelimit.Reservation
-
-	// Usage (stream_usage.go).
-	req           usage.Request
-	reqBody       []byte // the JSON request, kept for a lazy prompt count
-	promptTokens  int64  // valid when promptCounted
-	promptCounted bool
-	readBody      bool // the response body is read for usage
-	sse           bool
-	encoding      string // the response's Content-Encoding, when not identity
-	images        int64  // images an Images API answer holds
-	held          int64  // bytes taken from the server's buffer budget
-	sseParser     usage.StreamParser
-	injected      bool // include_usage was added on the client's behalf
-	usageFilter   usageChunkFilter
-	body          []byte // a JSON response, up to maxJSONResponse
-	bodyTruncated bool
-	complete      bool // the response body reached end_of_stream
-	settled       bool
-	usage         usage.Usage
-	usageSource   usage.Source
-	cost          int64 // micro-USD
+	// Each feature's own state.
+	limits       limitState        // stream_limits.go
+	cache        cacheState        // stream_cache.go
+	usage        usageState        // stream_usage.go
+	units        unitState         // stream_units.go
+	includeUsage includeUsageState // stream_include_usage.go
+	buffers      bufferHold        // budget.go
 }
 
 func (s *Server) newStream(ctx context.Context) *stream {
-	return &stream{srv: s, ctx: ctx, log: s.log, start: s.now(), outcome: outcomeAborted}
+	return &stream{srv: s, ctx: ctx, log: s.log, start: s.now(), outcome: outcomeAborted,
+		buffers: bufferHold{budget: s.buffers}}
 }
 
 // handle answers one message from Envoy.
@@ -121,10 +122,10 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 }
 
 // onRequestHeaders is the gate every request passes: route allowlist, the
-// proxy token, the request limits, then the key swap.
+// proxy token, the request limits, a cache lookup for bodiless requests,
+// then the key swap.
 func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hdrs := headerMap(h.GetHeaders())
-	st.reqHeaders = hdrs
 	st.identify(hdrs)
 	if err := st.checkRoute(hdrs); err != nil {
 		return st.deny(err)
@@ -148,78 +149,71 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	}, ModeOverride: st.processingMode()}
 }
 
-// onRequestBody reads the JSON body (model, stream, max_tokens) and reserves
-// its tokens and cost. Envoy buffers it whole on JSON routes.
+// onRequestBody reads the JSON body (model, stream, max_tokens), answers it
+// from the cache or reserves its tokens and cost, and asks for usage on the
+// client's behalf. Envoy buffers it whole on JSON routes.
 func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	if st.outcome == outcomeForwarded && st.route != nil && st.route.Body == "json" {
-		if !st.hold("request_body", int64(len(b.GetBody()))) {
-			return st.deny(errOverloaded)
-		}
-		if len(b.GetBody()) > keepBodyMax {
-			// Parsing, hashing and counting megabytes may outlast Envoy's
-			// message_timeout on a busy sidecar: ask for more first.
-			st.extendTimeout(tokenizeTimeout)
-		}
-		defer st.forgetBody()
-		if err := st.readRequest(b.GetBody()); err != nil {
-			return st.deny(err)
-		}
-		if err := st.checkDeferredPolicy(); err != nil {
-			return st.deny(err)
-		}
-		if hit := st.lookupCache(b.GetBody()); hit != nil {
-			return hit // before the reservation: a hit uses no tokens
-		}
-		if err := st.reserve(); err != nil {
-			return st.deny(err)
-		}
-		if body := st.injectIncludeUsage(); body != nil {
-			st.injected = true
-			return replaceBody(body)
-		}
+	if st.outcome != outcomeForwarded || st.route == nil || st.route.Body != "json" {
+		return passRequestBody()
 	}
+	body := b.GetBody()
+	if !st.buffers.take("request_body", int64(len(body))) {
+		return st.deny(errOverloaded)
+	}
+	defer st.forgetBody()
+	if err := st.readRequest(body); err != nil {
+		return st.deny(err)
+	}
+	if err := st.checkDeferredPolicy(); err != nil {
+		return st.deny(err)
+	}
+	if hit := st.lookupCache(body); hit != nil {
+		return hit // before the reservation: a hit uses no tokens
+	}
+	if err := st.reserve(); err != nil {
+		return st.deny(err)
+	}
+	if changed := st.injectIncludeUsage(body); changed != nil {
+		return replaceBody(changed)
+	}
+	return passRequestBody()
+}
+
+// passRequestBody is the request-body answer that lets the body through.
+func passRequestBody() *extprocv3.ProcessingResponse {
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
 }
 
-// onResponseHeaders adds the rate-limit headers and asks for the body when
-// its usage must be read.
+// onResponseHeaders records the status, adds the request id, rate-limit and
+// cache headers, and asks for the body when a feature must read it.
 func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	st.ttfb = st.srv.now().Sub(st.start)
 	hdrs := headerMap(h.GetHeaders())
+	st.status = statusOf(hdrs)
 	st.watchResponse(hdrs)
 	st.purgeWritten()
-	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+	set := slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs))
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs))},
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set},
 		}},
-	}}
-	if st.readBody || st.capture != nil {
-		resp.ModeOverride = st.responseBodyMode(hdrs)
-	}
-	return resp
+	}, ModeOverride: st.responseBodyMode(hdrs)}
 }
 
 // onResponseBody reads each chunk for usage and passes it on unchanged —
 // unless llm-proxy asked for usage on the client's behalf, when the usage-only
 // chunk is taken out.
 func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
-	resp := &extprocv3.BodyResponse{}
 	chunk, end := b.GetBody(), b.GetEndOfStream()
 	st.renewSlot()
-	seen := chunk // what the client receives of this chunk
-	if st.readBody && st.injected && st.sse && st.encoding == "" {
-		seen = st.usageFilter.filter(chunk, end)
-		resp.Response = &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
-			Mutation: &extprocv3.BodyMutation_Body{Body: seen},
-		}}
-	}
+	seen, mutation := st.removeInjectedUsage(chunk, end) // what the client receives
 	// The cache keeps what this client got, so a hit replays no usage chunk
 	// the client did not ask for (its key is the client's body, not ours).
 	st.captureChunk(seen, end)
-	if st.readBody {
-		st.onResponseChunk(chunk, end)
-	}
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: resp}}
+	st.readUsage(chunk, end)
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
+		ResponseBody: &extprocv3.BodyResponse{Response: mutation},
+	}}
 }
 
 // deny ends the request with an OpenAI-shaped error.
@@ -235,48 +229,26 @@ func (st *stream) deny(err error) *extprocv3.ProcessingResponse {
 }
 
 // finish runs once per stream, however it ended: it settles what the
-// response body did not (aborted streams, errors), and records the outcome.
-// Its context is not the stream's, which is already cancelled when a client
-// went away, but a short one of its own.
+// response body did not (aborted streams, errors), lets go of what the
+// stream held, and records the outcome. Its context is not the stream's,
+// which is already cancelled when a client went away, but a short one of its
+// own.
 func (st *stream) finish() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.ctx), 2*time.Second)
 	defer cancel()
-	if st.outcome == outcomeForwarded && !st.complete && st.readBody {
+	if st.outcome == outcomeForwarded && st.usage.cutShort() {
 		st.outcome = outcomeAborted
 	}
 	st.settle(ctx)
-	st.releaseCache()
-	st.drop(st.held)
+	st.cache.release()
+	st.buffers.release()
 	elapsed := st.srv.now().Sub(st.start)
 	st.srv.metrics.observeDecision(st.outcome)
 	if st.method == "" {
 		return // never saw request headers (e.g. a health probe opening a stream)
 	}
-	if st.srv.events != nil {
-		st.srv.events.Emit(st.event(elapsed))
-	}
-	ev := st.log.Info()
-	if st.outcome == outcomeError {
-		ev = st.log.Error()
-		if st.denial != nil && st.denial.Err != nil {
-			ev = ev.AnErr("error", st.denial.Err)
-		}
-	}
-	// token_id and project_id are in st.log's context once authenticated.
-	ev = ev.Str("outcome", st.outcome).Str("method", st.method).Str("path", st.path).Dur("duration", elapsed)
-	if st.denial != nil {
-		ev = ev.Int("status", st.denial.Status).Str("code", st.denial.Code).Str("reason", st.denial.reason())
-	} else if st.status != 0 {
-		ev = ev.Int("status", st.status)
-	}
-	if st.req.Model != "" {
-		ev = ev.Str("model", st.req.Model).Bool("stream", st.req.Stream)
-	}
-	if st.settled && st.usage.TotalTokens > 0 {
-		ev = ev.Int64("prompt_tokens", st.usage.PromptTokens).Int64("completion_tokens", st.usage.CompletionTokens).
-			Str("usage_source", string(st.usageSource)).Int64("cost_micro_usd", st.cost)
-	}
-	ev.Msg("request")
+	st.emitEvent(elapsed)
+	st.logRequest(elapsed)
 }
 
 func headerValue(h *corev3.HeaderValue) string {

@@ -22,6 +22,18 @@ const (
 	cacheBypass = "bypass"
 )
 
+// cacheState is what the cache keeps of one stream: whether the request was
+// a hit, a miss or bypassed the cache, and for a miss its key, the release
+// of the requests waiting on its fill and the capture of its response.
+type cacheState struct {
+	status  string // cacheHit, cacheMiss, cacheBypass; "" when never looked up
+	key     string
+	unlock  func() // lets identical requests waiting on this one go on
+	capture *cachefilter.Capture
+	ttl     time.Duration     // of the entry to store
+	headers map[string]string // of the entry to store
+}
+
 // responseCache is the response cache (package cachefilter).
 type responseCache interface {
 	Get(ctx context.Context, projectID, key string) (*cachefilter.Entry, bool, error)
@@ -74,13 +86,13 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 	}
 	ok, maxAge := cachefilter.Lookupable(st.method, st.reqHeaders, st.principal.CachePOST)
 	if !ok {
-		st.cacheStatus = cacheBypass
+		st.cache.status = cacheBypass
 		return nil
 	}
 	_, query, _ := strings.Cut(st.reqHeaders[":path"], "?")
 	key, err := cachefilter.KeyFor(st.principal.ProjectID, st.method, st.path, query, body, cachefilter.Variant(st.reqHeaders))
 	if err != nil {
-		st.cacheStatus = cacheBypass
+		st.cache.status = cacheBypass
 		return nil
 	}
 	project := st.principal.ProjectID
@@ -94,7 +106,7 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 	if !leader && e != nil {
 		return st.serveHit(e)
 	}
-	st.cacheKey, st.cacheRelease, st.cacheStatus = key, release, cacheMiss
+	st.cache.key, st.cache.unlock, st.cache.status = key, release, cacheMiss
 	return nil
 }
 
@@ -105,7 +117,7 @@ func fresh(e *cachefilter.Entry, maxAge time.Duration, now time.Time) bool {
 // serveHit answers with the stored response. A hit has used a request-rate
 // slot (it was admitted) but no tokens, and counts as the token's cache hit.
 func (st *stream) serveHit(e *cachefilter.Entry) *extprocv3.ProcessingResponse {
-	st.cacheStatus = cacheHit
+	st.cache.status = cacheHit
 	st.status = e.Status
 	st.srv.counter.CountCacheHit(st.principal.TokenID)
 	hs := append([]*corev3.HeaderValueOption{setHeader("x-request-id", st.requestID)}, st.rateLimitHeaders()...)
@@ -130,23 +142,23 @@ func (st *stream) serveHit(e *cachefilter.Entry) *extprocv3.ProcessingResponse {
 // watchCache decides at the response headers whether the response will be
 // stored, and starts a bounded capture of its body if so.
 func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption {
-	if st.cacheStatus != cacheMiss {
+	if st.cache.status != cacheMiss {
 		return nil
 	}
 	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, optInView(st.method, resp), st.status, st.defaultTTL())
-	if ok && st.encoding == "" { // stored bodies are identity
-		st.storeTTL = ttl
-		st.storeHeaders = cachefilter.StoredHeaders(resp)
+	if ok && st.usage.encoding == "" { // stored bodies are identity
+		st.cache.ttl = ttl
+		st.cache.headers = cachefilter.StoredHeaders(resp)
 		if strings.HasPrefix(resp["content-type"], "text/event-stream") {
-			st.capture = cachefilter.NewStreamCapture(st.srv.cacheMaxEntry)
+			st.cache.capture = cachefilter.NewStreamCapture(st.srv.cacheMaxEntry)
 		} else {
-			st.capture = cachefilter.NewCapture(st.srv.cacheMaxEntry)
+			st.cache.capture = cachefilter.NewCapture(st.srv.cacheMaxEntry)
 		}
 	} else {
 		// Nothing will be stored (an error, no-store, an encoded body):
 		// identical requests
 		// waiting on this one go upstream now rather than after it ends.
-		st.releaseCache()
+		st.cache.release()
 	}
 	return []*corev3.HeaderValueOption{setHeader("cache-status", cachefilter.MissStatus(false))}
 }
@@ -154,37 +166,37 @@ func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption
 // captureChunk tees a body chunk into the capture and stores the entry once
 // the response is complete: a truncated or aborted stream never is.
 func (st *stream) captureChunk(chunk []byte, end bool) {
-	if st.capture == nil {
+	if st.cache.capture == nil {
 		return
 	}
-	if !st.hold("cache_capture", int64(len(chunk))) || !st.capture.Write(chunk) {
+	if !st.buffers.take("cache_capture", int64(len(chunk))) || !st.cache.capture.Write(chunk) {
 		// Larger than an entry may be, or than the buffer budget has room
 		// for: it will not be stored, so the requests waiting on it need
 		// not wait for its end.
-		st.capture = nil
-		st.releaseCache()
+		st.cache.capture = nil
+		st.cache.release()
 		return
 	}
 	if !end {
 		return
 	}
-	st.capture.End()
-	if st.capture.Complete() {
-		e := &cachefilter.Entry{Status: st.status, Header: st.storeHeaders, Body: st.capture.Bytes(),
-			Stream: st.capture.Stream(), TTL: st.storeTTL}
-		if err := st.srv.cache.Set(st.ctx, st.principal.ProjectID, st.cacheKey, e); err != nil {
+	st.cache.capture.End()
+	if st.cache.capture.Complete() {
+		e := &cachefilter.Entry{Status: st.status, Header: st.cache.headers, Body: st.cache.capture.Bytes(),
+			Stream: st.cache.capture.Stream(), TTL: st.cache.ttl}
+		if err := st.srv.cache.Set(st.ctx, st.principal.ProjectID, st.cache.key, e); err != nil {
 			st.log.Warn().Err(err).Msg("cache store failed")
 		}
 	}
-	st.capture = nil
-	st.releaseCache()
+	st.cache.capture = nil
+	st.cache.release()
 }
 
-// releaseCache lets requests waiting on this one's fill go on.
-func (st *stream) releaseCache() {
-	if st.cacheRelease != nil {
-		st.cacheRelease()
-		st.cacheRelease = nil
+// release lets requests waiting on this one's fill go on.
+func (c *cacheState) release() {
+	if c.unlock != nil {
+		c.unlock()
+		c.unlock = nil
 	}
 }
 

@@ -111,10 +111,10 @@ const maxBatchLine = 16 << 20
 // package deferred and reports whether it did; the request is then settled
 // later, not now.
 func (st *stream) deferSettlement(ctx context.Context) bool {
-	if !st.defersWork() || st.status != http.StatusOK || !st.complete || st.bodyTruncated {
+	if !st.defersWork() || st.status != http.StatusOK || !st.usage.complete || st.usage.truncated {
 		return false
 	}
-	job, ok := usage.ParseJob(st.body)
+	job, ok := usage.ParseJob(st.usage.body)
 	if !ok || job.ID == "" || job.Terminal() {
 		return false
 	}
@@ -123,7 +123,7 @@ func (st *stream) deferSettlement(ctx context.Context) bool {
 	if st.charge() == config.ChargeBatch {
 		d.Kind = store.DeferredBatch
 	}
-	if t, ok := st.reservation.Ticket(); ok {
+	if t, ok := st.limits.reservation.Ticket(); ok {
 		b, err := ratelimit.MarshalTicket(t)
 		if err != nil {
 			st.log.Error().Err(err).Msg("keep reservation")
@@ -140,10 +140,10 @@ func (st *stream) deferSettlement(ctx context.Context) bool {
 
 // observeJob shows package deferred an answer that may show work ending.
 func (st *stream) observeJob(ctx context.Context) {
-	if st.srv.deferred == nil || st.charge() != config.ChargeSettles || st.status != http.StatusOK || !st.complete {
+	if st.srv.deferred == nil || st.charge() != config.ChargeSettles || st.status != http.StatusOK || !st.usage.complete {
 		return
 	}
-	if job, ok := usage.ParseJob(st.body); ok {
+	if job, ok := usage.ParseJob(st.usage.body); ok {
 		st.srv.deferred.Observe(ctx, st.principal.ProjectID, job)
 	}
 }

@@ -8,6 +8,13 @@ import (
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 )
 
+// emitEvent hands the request's usage event to the emitter, if any.
+func (st *stream) emitEvent(elapsed time.Duration) {
+	if st.srv.events != nil {
+		st.srv.events.Emit(st.event(elapsed))
+	}
+}
+
 // event is the usage event of this request: one per request that reached the
 // sidecar, forwarded or not, emitted from finish (so aborted streams have one
 // too). The emitter never blocks.
@@ -23,7 +30,7 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 		Status:        int32(st.status),
 		Stream:        st.req.Stream,
 		Outcome:       st.outcome,
-		CacheStatus:   st.cacheStatus,
+		CacheStatus:   st.cache.status,
 		LatencyMs:     ms(latency),
 		TtfbMs:        ms(st.ttfb),
 		ClientAddress: st.clientAddress,
@@ -33,15 +40,15 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 		ev.Status = int32(st.denial.Status)
 		ev.ErrorCode = st.denial.Code
 	}
-	if st.settled {
+	if st.usage.settled {
 		ev.Usage = &llmproxyv1.Usage{
-			PromptTokens: st.usage.PromptTokens, CompletionTokens: st.usage.CompletionTokens,
-			CachedTokens: st.usage.CachedTokens, ReasoningTokens: st.usage.ReasoningTokens,
-			TotalTokens: st.usage.TotalTokens,
+			PromptTokens: st.usage.used.PromptTokens, CompletionTokens: st.usage.used.CompletionTokens,
+			CachedTokens: st.usage.used.CachedTokens, ReasoningTokens: st.usage.used.ReasoningTokens,
+			TotalTokens: st.usage.used.TotalTokens,
 		}
-		ev.UsageSource = string(st.usageSource)
-		ev.CostMicroUsd = st.cost
-		ev.CostUsd = float64(st.cost) / 1e6
+		ev.UsageSource = string(st.usage.source)
+		ev.CostMicroUsd = st.usage.cost
+		ev.CostUsd = float64(st.usage.cost) / 1e6
 		if st.req.Model != "" {
 			ev.PriceVersion = st.srv.prices.Version
 		}
@@ -50,3 +57,30 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// logRequest writes the request's log line: its outcome, status, model and
+// what it was settled at. token_id and project_id are in st.log's context
+// once authenticated.
+func (st *stream) logRequest(elapsed time.Duration) {
+	ev := st.log.Info()
+	if st.outcome == outcomeError {
+		ev = st.log.Error()
+		if st.denial != nil && st.denial.Err != nil {
+			ev = ev.AnErr("error", st.denial.Err)
+		}
+	}
+	ev = ev.Str("outcome", st.outcome).Str("method", st.method).Str("path", st.path).Dur("duration", elapsed)
+	if st.denial != nil {
+		ev = ev.Int("status", st.denial.Status).Str("code", st.denial.Code).Str("reason", st.denial.reason())
+	} else if st.status != 0 {
+		ev = ev.Int("status", st.status)
+	}
+	if st.req.Model != "" {
+		ev = ev.Str("model", st.req.Model).Bool("stream", st.req.Stream)
+	}
+	if st.usage.settled && st.usage.used.TotalTokens > 0 {
+		ev = ev.Int64("prompt_tokens", st.usage.used.PromptTokens).Int64("completion_tokens", st.usage.used.CompletionTokens).
+			Str("usage_source", string(st.usage.source)).Int64("cost_micro_usd", st.usage.cost)
+	}
+	ev.Msg("request")
+}

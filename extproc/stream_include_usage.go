@@ -19,14 +19,22 @@ import (
 // streamOptionsPaths are the endpoints that accept stream_options.
 var streamOptionsPaths = map[string]bool{"/v1/chat/completions": true, "/v1/completions": true}
 
-// injectIncludeUsage returns the request body with include_usage set, or nil
-// when the request needs no change.
-func (st *stream) injectIncludeUsage() []byte {
+// includeUsageState is what this feature keeps of one stream: whether it
+// asked for usage on the client's behalf, and the filter that takes the
+// usage-only chunk out of the response.
+type includeUsageState struct {
+	injected bool
+	filter   usageChunkFilter
+}
+
+// injectIncludeUsage returns the request body with include_usage set, and
+// remembers it did, or nil when the request needs no change.
+func (st *stream) injectIncludeUsage(body []byte) []byte {
 	if !st.req.Stream || st.req.IncludeUsage || !streamOptionsPaths[st.path] {
 		return nil
 	}
 	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(st.reqBody, &doc); err != nil {
+	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil // readRequest accepted it; nothing sensible to change
 	}
 	opts := map[string]json.RawMessage{}
@@ -45,7 +53,22 @@ func (st *stream) injectIncludeUsage() []byte {
 	if err != nil {
 		return nil
 	}
+	st.includeUsage.injected = true
 	return out
+}
+
+// removeInjectedUsage takes the usage-only chunk out of a streamed response
+// whose usage was asked for on the client's behalf. It returns what of chunk
+// the client receives and the mutation that says so (nil: chunk unchanged).
+// An encoded stream cannot be filtered and passes unchanged.
+func (st *stream) removeInjectedUsage(chunk []byte, end bool) ([]byte, *extprocv3.CommonResponse) {
+	if !st.includeUsage.injected || !st.usage.read || !st.usage.sse || st.usage.encoding != "" {
+		return chunk, nil
+	}
+	seen := st.includeUsage.filter.filter(chunk, end)
+	return seen, &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
+		Mutation: &extprocv3.BodyMutation_Body{Body: seen},
+	}}
 }
 
 // replaceBody is the request-body answer that swaps in body. Envoy takes a

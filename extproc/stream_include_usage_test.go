@@ -51,8 +51,11 @@ func TestInjectIncludeUsage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st := &stream{req: req, reqBody: []byte(tc.body), path: tc.path}
-			out := st.injectIncludeUsage()
+			st := &stream{req: req, path: tc.path}
+			out := st.injectIncludeUsage([]byte(tc.body))
+			if st.includeUsage.injected != (out != nil) {
+				t.Fatalf("injected = %v for a changed body %v", st.includeUsage.injected, out != nil)
+			}
 			if (out != nil) != tc.want {
 				t.Fatalf("changed = %v", out != nil)
 			}

@@ -1,6 +1,7 @@
 package extproc
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -12,6 +13,15 @@ import (
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
 )
+
+// limitState is what the limits keep of one stream: the limits that apply
+// to its principal, its admission (which holds a concurrency slot until
+// settled) and its reservation of tokens and cost.
+type limitState struct {
+	list        []ratelimit.Limit
+	admission   *ratelimit.Admission
+	reservation *ratelimit.Reservation
+}
 
 // limitsOf lists the limits that apply to a principal: its project's and its
 // token's. Both share the project as group, so on a Redis Cluster all keys of
@@ -42,12 +52,12 @@ func deref(p *int64) int64 {
 // admit charges the request against the request-rate, concurrency, budget
 // and lifetime limits, before anything goes upstream.
 func (st *stream) admit() error {
-	st.limits = st.limitsOf()
-	a, err := st.srv.limiter.Admit(st.ctx, st.limits)
+	st.limits.list = st.limitsOf()
+	a, err := st.srv.limiter.Admit(st.ctx, st.limits.list)
 	if err != nil {
 		return fmt.Errorf("admit: %w", err)
 	}
-	st.admission = a
+	st.limits.admission = a
 	st.srv.counter.CountRequest(st.principal.TokenID)
 	return nil
 }
@@ -57,7 +67,7 @@ func (st *stream) admit() error {
 // runs on every response message. A failure is logged, the slot kept until
 // its lease ends.
 func (st *stream) renewSlot() {
-	if err := st.admission.Renew(st.ctx); err != nil {
+	if err := st.limits.admission.Renew(st.ctx); err != nil {
 		st.log.Warn().Err(err).Msg("concurrency lease not renewed")
 	}
 }
@@ -67,7 +77,7 @@ func (st *stream) renewSlot() {
 // reservation is settled with the real usage when the response ends. Without
 // a token limit or budget there is nothing to reserve.
 func (st *stream) reserve() error {
-	if !slices.ContainsFunc(st.limits, func(l ratelimit.Limit) bool { return l.TokensPerMinute > 0 || l.MonthlyBudget > 0 }) {
+	if !slices.ContainsFunc(st.limits.list, func(l ratelimit.Limit) bool { return l.TokensPerMinute > 0 || l.MonthlyBudget > 0 }) {
 		return nil
 	}
 	var tokens, cost int64
@@ -82,12 +92,23 @@ func (st *stream) reserve() error {
 	} else {
 		tokens, cost = st.estimate()
 	}
-	r, err := st.srv.limiter.Reserve(st.ctx, st.limits, tokens, cost)
+	r, err := st.srv.limiter.Reserve(st.ctx, st.limits.list, tokens, cost)
 	if err != nil {
 		return fmt.Errorf("reserve %d tokens: %w", tokens, err)
 	}
-	st.reservation = r
+	st.limits.reservation = r
 	return nil
+}
+
+// settleReservation replaces the reservation with what the request used.
+// A failure is logged: the reservation then stands as reserved.
+func (st *stream) settleReservation(ctx context.Context, tokens, cost int64) {
+	if st.limits.reservation == nil {
+		return
+	}
+	if err := st.limits.reservation.Settle(ctx, tokens, cost); err != nil {
+		st.log.Warn().Err(err).Msg("settle reservation")
+	}
 }
 
 // maxOutput is the completion size the request may produce.
@@ -113,11 +134,11 @@ func (st *stream) rateLimitHeaders() []*corev3.HeaderValueOption {
 			setHeader("x-ratelimit-reset-"+kind, resetString(s.Reset)),
 		)
 	}
-	if st.admission != nil {
-		add("requests", st.admission.Requests())
+	if st.limits.admission != nil {
+		add("requests", st.limits.admission.Requests())
 	}
-	if st.reservation != nil {
-		add("tokens", st.reservation.Tokens())
+	if st.limits.reservation != nil {
+		add("tokens", st.limits.reservation.Tokens())
 	}
 	return hs
 }

@@ -38,10 +38,10 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 	if st.charge() != "" && st.charge() != config.ChargeFree {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // its answer says what it cost
 	}
-	if st.admission != nil && st.admission.Requests().Limit > 0 {
+	if st.limits.admission != nil && st.limits.admission.Requests().Limit > 0 {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND
 	}
-	if st.cacheStatus == cacheMiss {
+	if st.cache.status == cacheMiss {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // to decide whether to store
 	}
 	if st.srv.events != nil {
@@ -50,15 +50,19 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 	return m
 }
 
-// responseBodyMode is the override sent with the response headers when the
-// body must be read (usage, cache capture). Streams are STREAMED, so chunks
-// reach the client as they come and each costs only a parse of that chunk. A
-// small non-streamed body whose length is known is BUFFERED: one message
-// instead of a data message plus an empty end-of-stream one, and nothing is
-// delayed that the client could have used earlier.
+// responseBodyMode is the override sent with the response headers: nil when
+// no feature reads the body, else a body mode for the ones that do (usage,
+// cache capture). Streams are STREAMED, so chunks reach the client as they
+// come and each costs only a parse of that chunk. A small non-streamed body
+// whose length is known is BUFFERED: one message instead of a data message
+// plus an empty end-of-stream one, and nothing is delayed that the client
+// could have used earlier.
 func (st *stream) responseBodyMode(resp map[string]string) *procv3.ProcessingMode {
+	if !st.usage.read && st.cache.capture == nil {
+		return nil
+	}
 	mode := procv3.ProcessingMode_STREAMED
-	if n, err := strconv.Atoi(resp["content-length"]); err == nil && n <= maxBufferedResponse && !st.sse {
+	if n, err := strconv.Atoi(resp["content-length"]); err == nil && n <= maxBufferedResponse && !st.usage.sse {
 		mode = procv3.ProcessingMode_BUFFERED
 	}
 	return &procv3.ProcessingMode{

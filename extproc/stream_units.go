@@ -12,6 +12,12 @@ import (
 // translations per second of audio (or the transcription model's tokens).
 // The price comes from the same table (usage.Prices).
 
+// unitState is what unit pricing keeps of one stream: the number of images
+// it is charged for.
+type unitState struct {
+	images int64 // images an Images API answer holds (or, unread, asked for)
+}
+
 // maxImageOutputTokens bounds the output of one image of a GPT image model
 // (OpenAI's largest size at high quality), for a reservation.
 const maxImageOutputTokens = 6240
@@ -46,13 +52,33 @@ func (st *stream) estimate() (tokens, cost int64) {
 	return st.prompt() + st.maxOutput(), p.Estimate(req.Model, st.prompt(), st.maxOutput())
 }
 
+// measureUnits is the usage of an image or audio request, and where the
+// figures come from (see measure).
+func (st *stream) measureUnits() (usage.Usage, usage.Source) {
+	if st.usage.read && !st.usage.truncated {
+		return st.unitUsage(), usage.SourceProvider
+	}
+	if st.charge() == config.ChargeImages && st.usage.complete {
+		// An answer too large to read (base64 images): OpenAI returns n
+		// images on success; an image model priced in tokens is charged
+		// its worst case.
+		st.units.images = max(st.req.N, 1)
+		if _, perImage := st.srv.prices.ImageCost(st.req.Model, st.req.Size, st.req.Quality, 1); !perImage {
+			out := maxImageOutputTokens * st.units.images
+			return usage.Usage{PromptTokens: st.prompt(), CompletionTokens: out, TotalTokens: st.prompt() + out}, usage.SourceEstimated
+		}
+		return usage.Usage{}, usage.SourceEstimated
+	}
+	return usage.Usage{}, sourceFree // an upload whose answer was not read: nothing to price
+}
+
 // unitUsage is what an image or audio answer says it used: the usage object
 // (tokens, or seconds of audio) and the number of images. An upload's model,
 // which the sidecar could not read, is taken from the answer's shape.
 func (st *stream) unitUsage() usage.Usage {
-	u, hasUsage := usage.ParseUsage(st.body)
+	u, hasUsage := usage.ParseUsage(st.usage.body)
 	if st.charge() == config.ChargeImages {
-		st.images, _ = usage.ImageCount(st.body)
+		st.units.images, _ = usage.ImageCount(st.usage.body)
 	}
 	if st.req.Model == "" {
 		tokens := hasUsage && u.PromptTokens+u.CompletionTokens > 0
@@ -76,7 +102,7 @@ func (st *stream) price(u usage.Usage) int64 {
 	var c int64
 	switch tokens := u.PromptTokens+u.CompletionTokens > 0; {
 	case st.charge() == config.ChargeImages && !tokens:
-		c, _ = p.ImageCost(req.Model, req.Size, req.Quality, st.images)
+		c, _ = p.ImageCost(req.Model, req.Size, req.Quality, st.units.images)
 	case st.charge() == config.ChargeSpeech:
 		var ok bool
 		if c, ok = p.SpeechCost(req.Model, req.InputChars); !ok {

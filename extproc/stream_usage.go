@@ -17,17 +17,49 @@ import (
 	"github.com/llm-proxy/llm-proxy/usage"
 )
 
+// usageState is what the usage feature keeps of one stream: the request body
+// until its prompt is counted, how the response body is read, and what the
+// request was settled at.
+type usageState struct {
+	reqBody       []byte // the JSON request, kept for a lazy prompt count
+	promptTokens  int64  // valid when promptCounted
+	promptCounted bool
+
+	read      bool // the response body is read for usage
+	sse       bool
+	encoding  string // the response's Content-Encoding, when not identity
+	parser    usage.StreamParser
+	body      []byte // a JSON response, up to maxJSONResponse
+	truncated bool   // the body was not kept whole (too large, or undecodable)
+	complete  bool   // the response body reached end_of_stream
+
+	settled bool
+	used    usage.Usage
+	source  usage.Source
+	cost    int64 // micro-USD
+}
+
+// cutShort reports whether the response body was being read and did not
+// reach its end: the client (or the upstream) went away mid-response.
+func (u *usageState) cutShort() bool { return u.read && !u.complete }
+
 // maxJSONResponse bounds how much of a non-streamed response is kept to read
 // its usage; a larger one is settled with the estimate.
 const maxJSONResponse = 8 << 20
 
-// readRequest reads what limits and accounting need from a JSON body.
+// readRequest reads what limits and accounting need from a JSON body, and
+// keeps the body for a lazy prompt count.
 func (st *stream) readRequest(body []byte) error {
+	if len(body) > keepBodyMax {
+		// Parsing, hashing and counting megabytes may outlast Envoy's
+		// message_timeout on a busy sidecar: ask for more first.
+		st.extendTimeout(tokenizeTimeout)
+	}
 	req, err := usage.ParseRequest(body)
 	if err != nil {
 		return &badRequestError{err: err}
 	}
-	st.req, st.reqBody = req, body
+	st.req, st.usage.reqBody = req, body
 	return nil
 }
 
@@ -44,64 +76,66 @@ const tokenizeTimeout = 9 * time.Second
 // forgetBody lets a large request body go once its phase is done, counting
 // its prompt first if it was not yet: later phases need only the count.
 func (st *stream) forgetBody() {
-	if len(st.reqBody) <= keepBodyMax {
+	if len(st.usage.reqBody) <= keepBodyMax {
 		return
 	}
-	if !st.promptCounted && st.denial == nil && st.cacheStatus != cacheHit {
-		st.prompt() // the message's timeout was extended for it (onRequestBody)
+	if !st.usage.promptCounted && st.denial == nil && st.cache.status != cacheHit {
+		st.prompt() // the message's timeout was extended for it (readRequest)
 	}
-	st.drop(int64(len(st.reqBody)))
-	st.reqBody = nil
+	st.buffers.give(int64(len(st.usage.reqBody)))
+	st.usage.reqBody = nil
 }
 
 // prompt is the tiktoken estimate of the prompt, counted on first need:
 // tokenizing is the costliest step of a request, and most requests need it
 // only when a token limit or budget applies, or the response lacks usage.
 func (st *stream) prompt() int64 {
-	if !st.promptCounted {
-		st.promptTokens = st.srv.tokenizer.CountPrompt(st.req.Model, st.reqBody)
-		st.promptCounted = true
+	if !st.usage.promptCounted {
+		st.usage.promptTokens = st.srv.tokenizer.CountPrompt(st.req.Model, st.usage.reqBody)
+		st.usage.promptCounted = true
 	}
-	return st.promptTokens
+	return st.usage.promptTokens
 }
 
 // watchResponse decides, from the response headers, how the body is read for
 // usage: SSE incrementally, JSON whole (bounded). Only complete 200s carry
 // usage worth reading.
 func (st *stream) watchResponse(h map[string]string) {
-	st.status = statusOf(h)
 	if st.status != 200 {
 		return
 	}
 	switch {
 	case st.charge() == config.ChargeBatch || st.charge() == config.ChargeSettles:
-		st.readBody = st.srv.deferred != nil // the object says what to settle, and when
+		st.usage.read = st.srv.deferred != nil // the object says what to settle, and when
 	case st.charge() == config.ChargeImages || st.charge() == config.ChargeAudio:
-		st.readBody = true // usage, seconds, image count; uploads name their model nowhere else
+		st.usage.read = true // usage, seconds, image count; uploads name their model nowhere else
 	case st.req.Model != "" && st.charge() != config.ChargeSpeech:
-		st.readBody = true
-		st.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
+		st.usage.read = true
+		st.usage.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
 	}
 	// Envoy strips the client's Accept-Encoding, so OpenAI answers in
 	// identity; an upstream (or a proxy before it) that compresses anyway is
 	// read whole and decoded at the end.
 	if enc := strings.ToLower(strings.TrimSpace(h["content-encoding"])); enc != "" && enc != "identity" {
-		st.encoding = enc
+		st.usage.encoding = enc
 	}
 }
 
-// onResponseChunk feeds one body chunk to the usage reader; Envoy forwards
-// the chunk unchanged once we answer.
-func (st *stream) onResponseChunk(chunk []byte, end bool) {
-	if st.sse && st.encoding == "" {
-		st.sseParser.Write(chunk)
-	} else if len(st.body)+len(chunk) <= maxJSONResponse && st.hold("response_body", int64(len(chunk))) {
-		st.body = append(st.body, chunk...)
+// readUsage feeds one body chunk to the usage reader, when the body is read
+// for usage; Envoy forwards the chunk once we answer.
+func (st *stream) readUsage(chunk []byte, end bool) {
+	if !st.usage.read {
+		return
+	}
+	if st.usage.sse && st.usage.encoding == "" {
+		st.usage.parser.Write(chunk)
+	} else if len(st.usage.body)+len(chunk) <= maxJSONResponse && st.buffers.take("response_body", int64(len(chunk))) {
+		st.usage.body = append(st.usage.body, chunk...)
 	} else {
-		st.bodyTruncated = true
+		st.usage.truncated = true
 	}
 	if end {
-		st.complete = true
+		st.usage.complete = true
 		st.decodeBody()
 		st.settle(st.ctx)
 	}
@@ -111,21 +145,21 @@ func (st *stream) onResponseChunk(chunk []byte, end bool) {
 // a stream into the SSE parser. Undecodable bytes count as unreadable usage
 // (the prompt estimate is charged).
 func (st *stream) decodeBody() {
-	if st.encoding == "" || st.bodyTruncated {
+	if st.usage.encoding == "" || st.usage.truncated {
 		return
 	}
-	b, err := decode(st.encoding, st.body, maxJSONResponse)
+	b, err := decode(st.usage.encoding, st.usage.body, maxJSONResponse)
 	if err != nil {
-		st.log.Warn().Err(err).Str("content_encoding", st.encoding).Msg("compressed response not decoded: usage estimated")
-		st.bodyTruncated = true
+		st.log.Warn().Err(err).Str("content_encoding", st.usage.encoding).Msg("compressed response not decoded: usage estimated")
+		st.usage.truncated = true
 		return
 	}
-	if st.sse {
-		st.sseParser.Write(b)
-		st.body = nil
+	if st.usage.sse {
+		st.usage.parser.Write(b)
+		st.usage.body = nil
 		return
 	}
-	st.body = b
+	st.usage.body = b
 }
 
 // decode undoes a Content-Encoding (gzip, br, deflate), reading at most
@@ -161,16 +195,14 @@ func decode(encoding string, b []byte, limit int64) ([]byte, error) {
 // at the end of the response body, or from finish when the stream ended
 // without one (client abort, upstream error, denial after admission).
 func (st *stream) settle(ctx context.Context) {
-	if st.settled {
+	if st.usage.settled {
 		return
 	}
-	st.settled = true
-	if st.admission != nil {
-		defer st.admission.Done(ctx)
-	}
+	st.usage.settled = true
+	defer st.limits.admission.Done(ctx) // frees the concurrency slot; nil-safe
 	st.observeJob(ctx)
 	if st.deferSettlement(ctx) {
-		st.usageSource = usageDeferred
+		st.usage.source = usageDeferred
 		return
 	}
 	u, source := st.measure()
@@ -181,19 +213,22 @@ func (st *stream) settle(ctx context.Context) {
 	if source == sourceFree {
 		source = usage.SourceProvider
 	}
-	st.usage, st.usageSource, st.cost = u, source, cost
-	if st.reservation != nil {
-		if err := st.reservation.Settle(ctx, u.TotalTokens, cost); err != nil {
-			st.log.Warn().Err(err).Msg("settle reservation")
-		}
+	st.usage.used, st.usage.source, st.usage.cost = u, source, cost
+	st.settleReservation(ctx, u.TotalTokens, cost)
+	st.recordUsage()
+}
+
+// recordUsage adds a request that went upstream to the usage roll-up.
+func (st *stream) recordUsage() {
+	if !st.forwarded() {
+		return
 	}
-	if st.forwarded() {
-		st.srv.usage.Record(st.srv.now(), store.UsageRecord{
-			ProjectID: st.principal.ProjectID, Model: st.req.Model, PriceVersion: st.srv.prices.Version,
-			Requests: 1, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
-			CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens, CostMicroUSD: cost,
-		})
-	}
+	u := st.usage.used
+	st.srv.usage.Record(st.srv.now(), store.UsageRecord{
+		ProjectID: st.principal.ProjectID, Model: st.req.Model, PriceVersion: st.srv.prices.Version,
+		Requests: 1, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+		CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens, CostMicroUSD: st.usage.cost,
+	})
 }
 
 // forwarded reports whether the request went upstream.
@@ -206,41 +241,27 @@ func (st *stream) forwarded() bool { return st.principal.TokenID != "" && st.den
 // nothing.
 func (st *stream) measure() (usage.Usage, usage.Source) {
 	switch {
-	case !st.forwarded() || st.status >= 300 || st.cacheStatus == cacheHit:
+	case !st.forwarded() || st.status >= 300 || st.cache.status == cacheHit:
 		return usage.Usage{}, sourceFree
 	case st.charge() == config.ChargeSpeech:
 		return usage.Usage{}, usage.SourceProvider // priced by its input, known up front
 	case st.charge() == config.ChargeImages || st.charge() == config.ChargeAudio:
-		if st.readBody && !st.bodyTruncated {
-			return st.unitUsage(), usage.SourceProvider
-		}
-		if st.charge() == config.ChargeImages && st.complete {
-			// An answer too large to read (base64 images): OpenAI returns n
-			// images on success; an image model priced in tokens is charged
-			// its worst case.
-			st.images = max(st.req.N, 1)
-			if _, perImage := st.srv.prices.ImageCost(st.req.Model, st.req.Size, st.req.Quality, 1); !perImage {
-				out := maxImageOutputTokens * st.images
-				return usage.Usage{PromptTokens: st.prompt(), CompletionTokens: out, TotalTokens: st.prompt() + out}, usage.SourceEstimated
-			}
-			return usage.Usage{}, usage.SourceEstimated
-		}
-		return usage.Usage{}, sourceFree // an upload whose answer was not read: nothing to price
+		return st.measureUnits()
 	case st.charge() != config.ChargeTokens:
 		return usage.Usage{}, sourceFree // free, or charged later (batches)
-	case st.readBody && st.sse:
-		if u, ok := st.sseParser.Usage(); ok {
+	case st.usage.read && st.usage.sse:
+		if u, ok := st.usage.parser.Usage(); ok {
 			return u, usage.SourceProvider
 		}
-		text := st.sseParser.Text()
+		text := st.usage.parser.Text()
 		completion := st.srv.tokenizer.CountText(st.req.Model, text)
-		if st.sseParser.Truncated() && len(text) > 0 {
+		if st.usage.parser.Truncated() && len(text) > 0 {
 			// Only the first part of a very long stream is kept: scale.
-			completion = completion * st.sseParser.TextBytes() / int64(len(text))
+			completion = completion * st.usage.parser.TextBytes() / int64(len(text))
 		}
 		return usage.Usage{PromptTokens: st.prompt(), CompletionTokens: completion, TotalTokens: st.prompt() + completion}, usage.SourceTokenizer
-	case st.readBody && !st.bodyTruncated:
-		if u, ok := usage.ParseUsage(st.body); ok {
+	case st.usage.read && !st.usage.truncated:
+		if u, ok := usage.ParseUsage(st.usage.body); ok {
 			return u, usage.SourceProvider
 		}
 	}

@@ -113,6 +113,9 @@ func (st *stream) settleReservation(ctx context.Context, tokens, cost int64) {
 
 // maxOutput is the completion size the request may produce.
 func (st *stream) maxOutput() int64 {
+	if st.path == "/v1/embeddings" {
+		return 0 // embeddings produce no output tokens
+	}
 	n := st.req.MaxOutputTokens
 	if n <= 0 {
 		n = st.srv.defaultMaxTokens

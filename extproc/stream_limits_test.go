@@ -7,6 +7,7 @@ import (
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/usage"
 )
 
 // withPrincipal adds a principal of proj_1 under token.
@@ -92,4 +93,24 @@ func TestLimits(t *testing.T) {
 			body:    text(`{"error":{"message":"Rate limit reached for this project on requests per minute (RPM): limit 1. Please try again in 1m0s.","type":"requests","param":null,"code":"rate_limit_exceeded"}}`)})
 		c.end()
 	})
+}
+
+// Embeddings produce no output tokens: their reservation is the prompt
+// alone, not the default completion size.
+func TestEmbeddingsReserveNoOutput(t *testing.T) {
+	h := newHarness(t, withoutEvents, withoutCache)
+	c := h.open()
+	c.send(reqHeaders("POST", "/v1/embeddings", tokMain))
+	body := `{"model":"text-embedding-3-small","input":"four words of input"}`
+	c.send(reqBody(body))
+	c.end()
+	tok, err := usage.NewTokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := tok.CountPrompt("text-embedding-3-small", []byte(body))
+	calls := h.limiter.calls()
+	if len(calls) != 1 || calls[0].tokens != prompt || calls[0].cost != usage.DefaultPrices().Estimate("text-embedding-3-small", prompt, 0) {
+		t.Fatalf("reserved %+v, want the prompt's %d tokens and no output", calls, prompt)
+	}
 }

@@ -109,7 +109,7 @@ func (st *stream) watchResponse(h map[string]string) {
 		st.usage.read = st.srv.deferred != nil // the object says what to settle, and when
 	case st.charge() == config.ChargeImages || st.charge() == config.ChargeAudio:
 		st.usage.read = true // usage, seconds, image count; uploads name their model nowhere else
-	case st.req.Model != "" && st.charge() != config.ChargeSpeech:
+	case st.req.Model != "" && st.charge() == config.ChargeTokens: // free routes are not read
 		st.usage.read = true
 		st.usage.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
 	}

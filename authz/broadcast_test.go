@@ -3,6 +3,8 @@ package authz
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,49 +17,171 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func redisClient(t *testing.T) *redis.Client {
+// hangBound only catches a hang: every wait below is for an event that
+// normally comes within milliseconds, on a machine that may be very slow.
+const hangBound = 30 * time.Second
+
+// redisClient connects to the test Redis; name, when not "", is set on each
+// of its connections (CLIENT SETNAME), so that a test can find them.
+func redisClient(t *testing.T, name string) *redis.Client {
 	t.Helper()
 	opts, err := redis.ParseURL(testenv.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.ClientName = name
 	c := redis.NewClient(opts)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
-// replica is one llm-proxy's validation cache over the shared store.
-func replica(t *testing.T, f *fixture, c redis.UniversalClient, channel string) (*Authorizer, *Broadcast) {
-	a := NewAuthorizer(f.s, f.a.hasher, f.a.keys, Options{CacheTTL: time.Hour})
-	b := NewBroadcast(c, channel, a, zerolog.Nop())
+// observed is a replica's validation cache as its Broadcast drives it: each
+// invalidation is applied to the Authorizer first, then counted, so a test
+// waits for the event instead of sleeping. It never blocks Broadcast.Run.
+type observed struct {
+	*Authorizer
+	changed chan struct{} // capacity 1: "something was counted"
+
+	mu     sync.Mutex
+	tokens map[string]int // guarded by mu: InvalidateToken calls per id
+	all    int            // guarded by mu: InvalidateAll calls
+}
+
+var _ cacheInvalidator = (*observed)(nil)
+
+func (o *observed) InvalidateToken(id string) {
+	o.Authorizer.InvalidateToken(id)
+	o.count(func() { o.tokens[id]++ })
+}
+
+func (o *observed) InvalidateAll() {
+	o.Authorizer.InvalidateAll()
+	o.count(func() { o.all++ })
+}
+
+func (o *observed) count(f func()) {
+	o.mu.Lock()
+	f()
+	o.mu.Unlock()
+	select {
+	case o.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor returns once cond, evaluated under o.mu after each invalidation
+// o sees, holds; it fails t after hangBound.
+func (o *observed) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	timeout := time.NewTimer(hangBound)
+	defer timeout.Stop()
+	for {
+		o.mu.Lock()
+		ok := cond()
+		o.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-o.changed:
+		case <-timeout.C:
+			t.Fatalf("%s: not seen after %v", what, hangBound)
+		}
+	}
+}
+
+func (o *observed) waitToken(t *testing.T, id string) {
+	t.Helper()
+	o.waitFor(t, "invalidation of "+id, func() bool { return o.tokens[id] > 0 })
+}
+
+// replica is one llm-proxy's validation cache over the shared store, with
+// its Broadcast running until the test ends.
+func replica(t *testing.T, f *fixture, c redis.UniversalClient, channel string) (*observed, *Broadcast) {
+	t.Helper()
+	o := &observed{
+		Authorizer: NewAuthorizer(f.s, f.a.hasher, f.a.keys, Options{CacheTTL: time.Hour}),
+		changed:    make(chan struct{}, 1),
+		tokens:     map[string]int{},
+	}
+	b := NewBroadcast(c, channel, o, zerolog.Nop())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return a, b
+	return o, b
 }
 
-// eventually polls cond for up to limit.
-func eventually(t *testing.T, limit time.Duration, cond func() bool) bool {
+// subscribed returns once every replica's Broadcast.Run has its subscription
+// to channel confirmed: Redis counts them all as subscribers, and a probe
+// published after that has reached each of them (a message comes after its
+// connection's subscription confirmation, so Run has handled that too).
+func subscribed(t *testing.T, c redis.UniversalClient, channel string, replicas ...*observed) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
+	ctx := context.Background()
+	deadline := time.Now().Add(hangBound)
+	for {
+		n, err := c.PubSubNumSub(ctx, channel).Result()
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		if n[channel] == int64(len(replicas)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers to %s after %v, want %d", n[channel], channel, hangBound, len(replicas))
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return cond()
+	probe := "probe-" + t.Name()
+	if err := c.Publish(ctx, channel, "token:"+probe).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range replicas {
+		r.waitToken(t, probe)
+	}
 }
 
-func TestBroadcastRevokesOnEveryReplicaWithinASecond(t *testing.T) {
-	c := redisClient(t)
+// killSubscription closes, on the Redis side, the pub/sub connection of the
+// client named name, as a network failure would.
+func killSubscription(t *testing.T, c redis.UniversalClient, name string) {
+	t.Helper()
+	ctx := context.Background()
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		fields := map[string]string{}
+		for _, kv := range strings.Fields(line) {
+			k, v, _ := strings.Cut(kv, "=")
+			fields[k] = v
+		}
+		if fields["name"] == name && strings.Contains(fields["flags"], "P") { // P: a pub/sub connection
+
+			ids = append(ids, fields["id"])
+		}
+	}
+	if len(ids) != 1 {
+		t.Fatalf("found %d subscribed connections named %s, want 1:\n%s", len(ids), name, list)
+	}
+	if err := c.ClientKillByFilter(ctx, "ID", ids[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An invalidation on one replica reaches the other through Redis: once the
+// message is applied there, the revoked token is refused at once, without
+// waiting for the cache TTL (an hour here).
+func TestBroadcastRevokesOnEveryReplica(t *testing.T) {
+	c := redisClient(t, "")
 	f := newFixture(t, nil)
 	channel := "test:" + t.Name()
 	a1, b1 := replica(t, f, c, channel)
 	a2, _ := replica(t, f, c, channel)
 	ctx := context.Background()
-	for _, a := range []*Authorizer{a1, a2} {
+	for _, a := range []*observed{a1, a2} {
 		if _, err := a.Authenticate(ctx, f.secret); err != nil {
 			t.Fatal(err)
 		}
@@ -72,40 +196,43 @@ func TestBroadcastRevokesOnEveryReplicaWithinASecond(t *testing.T) {
 	if f.s.reads.Load() != reads {
 		t.Fatal("a cached token was re-read from the store")
 	}
-	time.Sleep(50 * time.Millisecond) // let both subscriptions settle
+	subscribed(t, c, channel, a1, a2)
 
-	// Replica 1's management API revokes; replica 2 must refuse within 1s.
+	// Replica 1's management API revokes; replica 2 refuses as soon as the
+	// message has reached it.
 	f.update(func(tk *store.Token, _ *store.Project) { tk.Active = false })
 	start := time.Now()
 	b1.InvalidateToken("tok_1")
-	if !eventually(t, time.Second, func() bool {
-		_, err := a2.Authenticate(ctx, f.secret)
-		return errors.Is(err, ErrTokenRevoked)
-	}) {
-		t.Fatal("replica 2 still accepts the revoked token after 1s")
+	a2.waitToken(t, "tok_1")
+	t.Logf("the invalidation reached the other replica in %v", time.Since(start))
+	if _, err := a2.Authenticate(ctx, f.secret); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("replica 2 after the invalidation: %v, want %v", err, ErrTokenRevoked)
 	}
-	t.Logf("revocation reached the other replica in %v", time.Since(start))
 }
 
+// A replica whose subscription is cut misses what is published meanwhile;
+// when Run re-subscribes it drops its whole cache, so nothing revoked in
+// between survives.
 func TestBroadcastDropsCacheAfterReconnect(t *testing.T) {
-	c := redisClient(t)
+	name := "authz-test-reconnect"
+	c := redisClient(t, name)
 	f := newFixture(t, nil)
-	a, _ := replica(t, f, c, "test:"+t.Name())
+	channel := "test:" + t.Name()
+	a, _ := replica(t, f, c, channel)
 	ctx := context.Background()
 	if _, err := a.Authenticate(ctx, f.secret); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
+	subscribed(t, c, channel, a)
 	// A change whose message this replica never receives ...
 	f.update(func(tk *store.Token, _ *store.Project) { tk.Active = false })
-	// ... while its subscription is cut: on reconnect it must drop its cache.
-	if err := c.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
-		t.Fatal(err)
+	if _, err := a.Authenticate(ctx, f.secret); err != nil {
+		t.Fatalf("before the reconnect the cached token must still validate: %v", err)
 	}
-	if !eventually(t, 5*time.Second, func() bool {
-		_, err := a.Authenticate(ctx, f.secret)
-		return errors.Is(err, ErrTokenRevoked)
-	}) {
-		t.Fatal("cache survived a lost subscription")
+	// ... while its subscription is cut: on reconnect it must drop its cache.
+	killSubscription(t, c, name)
+	a.waitFor(t, "the cache dropped on re-subscription", func() bool { return a.all > 0 })
+	if _, err := a.Authenticate(ctx, f.secret); !errors.Is(err, ErrTokenRevoked) {
+		t.Fatalf("after the reconnect: %v, want %v (the cache survived a lost subscription)", err, ErrTokenRevoked)
 	}
 }

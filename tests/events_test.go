@@ -3,8 +3,10 @@ package tests
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
+	"github.com/llm-proxy/llm-proxy/store"
 )
 
 // TestUsageEventsAndAudit: one usage event per request — forwarded, streamed,
@@ -57,49 +60,57 @@ func TestUsageEventsAndAudit(t *testing.T) {
 	}
 	resp.Body.Close()
 	unknownID := resp.Header.Get("X-Request-Id")
-	if r := send(t, "GET", s.envoyURL+"/v1/models", revoked.Token, ""); r.status != 401 {
-		t.Fatalf("revoked: %d", r.status)
+	rr := send(t, "GET", s.envoyURL+"/v1/models", revoked.Token, "")
+	if rr.status != 401 {
+		t.Fatalf("revoked: %d", rr.status)
 	}
-	if chatID == "" || abortedID == "" || unknownID == "" {
-		t.Fatalf("request ids %q %q %q", chatID, abortedID, unknownID)
+	revokedID := rr.header.Get("X-Request-Id")
+	if chatID == "" || abortedID == "" || unknownID == "" || revokedID == "" {
+		t.Fatalf("request ids %q %q %q %q", chatID, abortedID, unknownID, revokedID)
 	}
 
-	// Audit: through the API, once each, with the real peer address.
-	type auditList struct {
-		Data []struct {
-			Action        string `json:"action"`
-			TargetID      string `json:"target_id"`
-			RequestID     string `json:"request_id"`
-			ClientAddress string `json:"client_address"`
-		} `json:"data"`
+	// Audit: through the API, once each, with the real peer address (not the
+	// spoofed 6.6.6.6). Denials are flushed in batches, in the background:
+	// poll until each action's records are exactly the expected ones.
+	from := func(e auditRecord) string { return e.RequestID + " from " + e.ClientAddress }
+	target := func(e auditRecord) string { return e.TargetID }
+	want := []auditExpectation{
+		{"auth.unknown_token", from, []string{unknownID + " from 127.0.0.1"}},
+		{"auth.revoked_token", func(e auditRecord) string { return e.TargetID + " " + from(e) }, []string{revoked.ID + " " + revokedID + " from 127.0.0.1"}},
+		{"project.create", target, []string{p.ID}},
+		{"token.create", target, []string{tok.ID, revoked.ID}},
+		{"token.revoke", target, []string{revoked.ID}},
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	var denials auditList
-	for {
-		s.mustManage("GET", "/manage/audit?action=auth.unknown_token", nil, 200, &denials)
-		if len(denials.Data) > 0 || time.Now().After(deadline) {
-			break
+	waitAudit(t, want, func(action string) []auditRecord {
+		var l struct {
+			Data []auditRecord `json:"data"`
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if len(denials.Data) != 1 || denials.Data[0].RequestID != unknownID || denials.Data[0].ClientAddress != "127.0.0.1" {
-		t.Fatalf("unknown-token audit: %+v (want one, request %s, from 127.0.0.1 — not the spoofed 6.6.6.6)", denials.Data, unknownID)
-	}
-	var rev auditList
-	s.mustManage("GET", "/manage/audit?action=auth.revoked_token", nil, 200, &rev)
-	if len(rev.Data) != 1 || rev.Data[0].TargetID != revoked.ID {
-		t.Fatalf("revoked-token audit: %+v", rev.Data)
-	}
-	for action, want := range map[string]int{"project.create": 1, "token.create": 2, "token.revoke": 1} {
-		var l auditList
 		s.mustManage("GET", "/manage/audit?action="+action, nil, 200, &l)
-		if len(l.Data) != want {
-			t.Errorf("%s recorded %d times, want %d", action, len(l.Data), want)
-		}
-	}
+		return l.Data
+	})
 
-	// Events: drain by stopping llm-proxy, then read the JSONL file.
+	// Stopping llm-proxy drains both logs. The audit log's last flush is
+	// then behind us, so its records being still exactly the expected ones
+	// means none came twice.
 	s.stop()
+	st, err := store.Open(ctx, s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	checkAudit(t, want, func(action string) []auditRecord {
+		rows, next, err := st.ListAudit(ctx, store.AuditQuery{Action: action, Limit: store.MaxAuditLimit})
+		if err != nil || next != "" {
+			t.Fatalf("audit %s from the store: %v (next page %q)", action, err, next)
+		}
+		var out []auditRecord
+		for _, r := range rows {
+			out = append(out, auditRecord{TargetID: r.TargetID, RequestID: r.RequestID, ClientAddress: r.ClientAddress})
+		}
+		return out
+	})
+
+	// Events: read the JSONL file.
 	events := readEvents(t, s.dataDir+"/events.jsonl")
 	byID := map[string][]*llmproxyv1.UsageEvent{}
 	for _, ev := range events {
@@ -130,6 +141,64 @@ func TestUsageEventsAndAudit(t *testing.T) {
 		if strings.Contains(ev.String(), tok.Token) || strings.Contains(ev.String(), realKey) {
 			t.Fatal("a secret in an event")
 		}
+	}
+}
+
+// auditRecord is what these tests check of an audit event.
+type auditRecord struct {
+	TargetID      string `json:"target_id"`
+	RequestID     string `json:"request_id"`
+	ClientAddress string `json:"client_address"`
+}
+
+// auditExpectation is the exact set of records, in any order and each as
+// key renders it, that the audit log must hold for action.
+type auditExpectation struct {
+	action string
+	key    func(auditRecord) string
+	want   []string
+}
+
+// auditMismatches lists, one per action, where list's records differ from
+// the expectations.
+func auditMismatches(want []auditExpectation, list func(action string) []auditRecord) []string {
+	var out []string
+	for _, w := range want {
+		var got []string
+		for _, r := range list(w.action) {
+			got = append(got, w.key(r))
+		}
+		slices.Sort(got)
+		exp := slices.Sorted(slices.Values(w.want))
+		if !slices.Equal(got, exp) {
+			out = append(out, fmt.Sprintf("%s: got %q, want %q", w.action, got, exp))
+		}
+	}
+	return out
+}
+
+// waitAudit polls list until the audit log holds exactly the expected
+// records; the deadline only catches a flush that never comes.
+func waitAudit(t *testing.T, want []auditExpectation, list func(action string) []auditRecord) {
+	t.Helper()
+	deadline := time.Now().Add(hangBound)
+	for {
+		diff := auditMismatches(want, list)
+		if len(diff) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit log after %v:\n%s", hangBound, strings.Join(diff, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkAudit fails t unless the audit log holds exactly the expected records.
+func checkAudit(t *testing.T, want []auditExpectation, list func(action string) []auditRecord) {
+	t.Helper()
+	if diff := auditMismatches(want, list); len(diff) > 0 {
+		t.Fatalf("audit log:\n%s", strings.Join(diff, "\n"))
 	}
 }
 

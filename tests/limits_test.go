@@ -15,6 +15,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
 	"github.com/llm-proxy/llm-proxy/usage"
@@ -70,12 +71,16 @@ func headerInt(t *testing.T, h http.Header, name string) int64 {
 // TestRequestLimitExactAcrossReplicas: two llm-proxy instances (each behind
 // its own Envoy) share one Redis and one PostgreSQL; 200 concurrent requests
 // against 50 per minute → exactly 50 pass. Then a revoke on one replica is
-// enforced by the other within a second.
+// enforced by the other through the Redis broadcast: its validation cache
+// would otherwise trust the token for an hour.
 func TestRequestLimitExactAcrossReplicas(t *testing.T) {
 	dbURL := testenv.NewPostgresDB(t)
+	redisURL, prefix := testenv.Redis(t), "t:"+t.Name()+":"
 	env := map[string]string{
-		"LLM_PROXY_REDIS_URL":    testenv.Redis(t),
-		"LLM_PROXY_REDIS_PREFIX": "t:" + t.Name() + ":",
+		"LLM_PROXY_REDIS_URL":    redisURL,
+		"LLM_PROXY_REDIS_PREFIX": prefix,
+		// Only the broadcast can make a replica forget a token it validated.
+		"LLM_PROXY_AUTH_CACHE_TTL": "1h",
 		// 200 requests at once on two cores under the race detector can
 		// take Redis calls past the default timeout, and the requests limit
 		// would then fall back to per-replica counting (its failure mode):
@@ -113,20 +118,63 @@ func TestRequestLimitExactAcrossReplicas(t *testing.T) {
 		t.Fatalf("upstreams received %d requests, want 50", n)
 	}
 
-	// Revocation everywhere within a second.
+	// Revocation everywhere: replica b has the token cached, and learns of
+	// the revoke on replica a only from the broadcast, once both replicas'
+	// subscriptions are confirmed by Redis. The deadline only catches a
+	// broadcast that never arrives.
 	tok := a.createToken(map[string]any{"project_id": p.ID})
 	if r := send(t, "GET", b.envoyURL+"/v1/models", tok.Token, ""); r.status != 200 {
 		t.Fatalf("replica b before revoke: %d %s", r.status, r.body)
 	}
+	waitSubscribers(t, redisURL, prefix, 2)
 	a.mustManage("DELETE", "/manage/tokens/"+tok.ID, nil, 200, nil)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(hangBound)
 	for {
 		r := send(t, "GET", b.envoyURL+"/v1/models", tok.Token, "")
 		if r.status == 401 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replica b still answers %d a second after the revoke on replica a", r.status)
+			t.Fatalf("replica b still answers %d %v after the revoke on replica a", r.status, hangBound)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hangBound bounds a wait for something that normally takes milliseconds:
+// it only catches a hang, however slow and shared the machine.
+const hangBound = 30 * time.Second
+
+// waitSubscribers returns once Redis counts n subscribers to the one pub/sub
+// channel whose name starts with prefix.
+func waitSubscribers(t *testing.T, redisURL, prefix string, n int64) {
+	t.Helper()
+	opts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	ctx := context.Background()
+	deadline := time.Now().Add(hangBound)
+	for {
+		channels, err := rdb.PubSubChannels(ctx, prefix+"*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		if len(channels) == 1 {
+			counts, err := rdb.PubSubNumSub(ctx, channels[0]).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = counts[channels[0]]
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pub/sub channels %q under %s: %d subscribers after %v, want one channel with %d", channels, prefix, got, hangBound, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -193,7 +241,7 @@ func TestTokensPerMinuteReserveAndSettle(t *testing.T) {
 	}
 
 	// The usage API agrees with the upstream once the roll-up is flushed.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(hangBound)
 	for {
 		var u struct {
 			Data []struct {
@@ -213,7 +261,7 @@ func TestTokensPerMinuteReserveAndSettle(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("usage API: %+v, want %d requests and %d tokens", u.Total, successes, used)
+			t.Fatalf("usage API after %v: %+v, want %d requests and %d tokens", hangBound, u.Total, successes, used)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -247,7 +295,10 @@ func TestMonthlyBudget(t *testing.T) {
 }
 
 // TestRetriesFollowRetryAfter: the SDK with retries on waits as told and
-// succeeds once a slot frees; with retries off it reports the 429.
+// succeeds once a slot frees; with retries off it reports the 429. The slot
+// is released only after the retrying client's first attempt was refused, so
+// the test cannot pass without a retry, and each retry must have waited at
+// least the retry-after-ms of the refusal before it.
 func TestRetriesFollowRetryAfter(t *testing.T) {
 	s := startStack(t, stackOptions{})
 	p := s.createProject("retry", realKey)
@@ -262,19 +313,94 @@ func TestRetriesFollowRetryAfter(t *testing.T) {
 	if _, err := s.client(tok.Token).Chat.Completions.New(ctx, chatParams("no retries")); statusOf(err) != 429 {
 		t.Fatalf("with retries off and the slot taken: %v, want 429", err)
 	}
-	retrying := openai.NewClient(option.WithBaseURL(s.envoyURL+"/v1/"), option.WithAPIKey(tok.Token), option.WithMaxRetries(3))
+
+	// Every attempt of the retrying client, as its middleware sees it.
+	type attempt struct {
+		sent, answered time.Time
+		retryCount     string // X-Stainless-Retry-Count, the SDK's own numbering
+		status         int
+		retryAfter     time.Duration // retry-after-ms of the answer
+	}
+	var (
+		mu       sync.Mutex
+		attempts []attempt
+		refused  = make(chan struct{}) // closed at the first 429
+		once     sync.Once
+	)
+	record := func(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+		a := attempt{sent: time.Now(), retryCount: req.Header.Get("X-Stainless-Retry-Count")}
+		resp, err := next(req)
+		a.answered = time.Now()
+		if resp != nil {
+			a.status = resp.StatusCode
+			if ms, err := strconv.ParseInt(resp.Header.Get("Retry-After-Ms"), 10, 64); err == nil {
+				a.retryAfter = time.Duration(ms) * time.Millisecond
+			}
+		}
+		mu.Lock()
+		attempts = append(attempts, a)
+		mu.Unlock()
+		if a.status == 429 {
+			once.Do(func() { close(refused) })
+		}
+		return resp, err
+	}
+	// Enough retries that a slot freed late on a slow machine is still met.
+	retrying := openai.NewClient(option.WithBaseURL(s.envoyURL+"/v1/"), option.WithAPIKey(tok.Token),
+		option.WithMaxRetries(10), option.WithMiddleware(record))
+	rctx, cancel := context.WithTimeout(ctx, 2*hangBound)
+	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := retrying.Chat.Completions.New(ctx, chatParams("retry until the slot frees"))
+		_, err := retrying.Chat.Completions.New(rctx, chatParams("retry until the slot frees"))
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the first attempt meets the held slot
+	select {
+	case <-refused: // the first attempt met the held slot
+	case err := <-done:
+		t.Fatalf("the retrying client finished while the slot was held: %v", err)
+	case <-time.After(hangBound):
+		t.Fatalf("no attempt of the retrying client answered within %v", hangBound)
+	}
 	s.upstream.Release(hold)
 	for stream.Next() {
 	}
 	stream.Close()
 	if err := <-done; err != nil {
 		t.Fatalf("retrying client: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	last := len(attempts) - 1
+	if last < 1 || attempts[last].status != 200 {
+		t.Fatalf("attempts %+v: want 429s then a 200", attempts)
+	}
+	for i, a := range attempts {
+		if a.retryCount != strconv.Itoa(i) {
+			t.Errorf("attempt %d sent X-Stainless-Retry-Count %q", i, a.retryCount)
+		}
+		if i == last {
+			break
+		}
+		if a.status != 429 || a.retryAfter <= 0 {
+			t.Fatalf("attempt %d: status %d, retry-after-ms %v; want 429 with a wait", i, a.status, a.retryAfter)
+		}
+		waited := attempts[i+1].sent.Sub(a.answered)
+		if waited < a.retryAfter {
+			t.Errorf("attempt %d came %v after a 429 that said to wait %v", i+1, waited, a.retryAfter)
+		}
+		t.Logf("attempt %d: 429, retry after %v; the next came %v later", i, a.retryAfter, waited.Round(time.Millisecond))
+	}
+	// The refused attempts never reached the upstream; the last one did.
+	forwarded := 0
+	for _, r := range s.upstream.Requests() {
+		if strings.Contains(string(r.Body), "retry until the slot frees") {
+			forwarded++
+		}
+	}
+	if forwarded != 1 {
+		t.Fatalf("the upstream received the retried request %d times, want 1", forwarded)
 	}
 }
 
@@ -317,7 +443,7 @@ func TestRedisFailureModes(t *testing.T) {
 			}
 
 			rds.Start()
-			deadline := time.Now().Add(10 * time.Second)
+			deadline := time.Now().Add(hangBound)
 			for {
 				r := send(t, "GET", url, tok.Token, "")
 				// Redis came back empty (it was killed): the window starts over.
@@ -325,7 +451,7 @@ func TestRedisFailureModes(t *testing.T) {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("no recovery 10s after Redis returned: %d %v", r.status, r.header)
+					t.Fatalf("no recovery %v after Redis returned: %d %v", hangBound, r.status, r.header)
 				}
 				time.Sleep(200 * time.Millisecond)
 			}

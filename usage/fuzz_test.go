@@ -540,15 +540,133 @@ func FuzzJSONString(f *testing.F) {
 	})
 }
 
-// FuzzCountPrompt feeds arbitrary bodies to CountPrompt.
+// FuzzCountPrompt holds CountPrompt, on arbitrary bodies, to what holds
+// whatever the body says: the count is never negative; it is the same on a
+// second call, when every text comes from the Tokenizer's memory (within
+// the 64 KiB counted exactly, memory changes nothing); a body that does not
+// start as a JSON object counts one token per 4 bytes; and white space
+// between the tokens of a valid JSON object changes nothing.
 func FuzzCountPrompt(f *testing.F) {
 	f.Add([]byte(`{"messages":` + cookbookMessages + `}`))
 	f.Add([]byte(`{"input":[{"role":"user","content":[{"type":"input_text","text":"hi"},{"type":"input_image","detail":"low"}]},[1,2],"x"],"tools":[{"a":1}]}`))
 	f.Add([]byte(`{"prompt":["a",[1,2]],"instructions":"x","text":{"format":{"schema":{}}},"response_format":{"json_schema":{}}}`))
+	f.Add([]byte(` ["not", "an object"]`))
+	f.Add([]byte(`{"messages":[{"role":"user","content":"unterminated`))
 	tok := testTokenizer(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		if n := tok.CountPrompt("gpt-4o", body); n < 0 {
+		n := tok.CountPrompt("gpt-4o", body)
+		if n < 0 {
 			t.Fatalf("CountPrompt(%q) = %d", body, n)
+		}
+		if len(body) > exactTextLimit {
+			return // past the exact budget, memory may change the estimate
+		}
+		if again := tok.CountPrompt("gpt-4o", body); again != n {
+			t.Fatalf("CountPrompt(%q) = %d, then %d", body, n, again)
+		}
+		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+			if want := bytesEstimate(len(body)); n != want {
+				t.Fatalf("CountPrompt(%q), not an object, = %d, want %d (one per 4 bytes)", body, n, want)
+			}
+			return
+		}
+		if !json.Valid(body) {
+			return
+		}
+		var compact, indented bytes.Buffer
+		if err := json.Compact(&compact, body); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Indent(&indented, body, "\n", " \t"); err != nil {
+			t.Fatal(err)
+		}
+		for _, other := range [][]byte{compact.Bytes(), indented.Bytes()} {
+			if len(other) > exactTextLimit {
+				continue
+			}
+			if got := tok.CountPrompt("gpt-4o", other); got != n {
+				t.Fatalf("CountPrompt(%q) = %d, but %d with other white space: %q", body, n, got, other)
+			}
+		}
+	})
+}
+
+// FuzzCountPromptMessages holds CountPrompt to its formula on simple
+// prompts built from arbitrary texts, in both encodings, with CountText as
+// the reference: a chat counts 3 to prime the reply plus, per message, 3,
+// its role, its content, and 1 plus its name if it has one, so appending a
+// message adds exactly that message's share and never lowers the count; an
+// "input" array of strings is the sum of its strings; "instructions" count
+// as one message without priming.
+func FuzzCountPromptMessages(f *testing.F) {
+	f.Add("system", "You are a helpful assistant.", "example_user", "user", "Hello <|endoftext|> there!", true)
+	f.Add("user", "", "", "assistant", "héllo wörld 🙂", false)
+	f.Add("tool", "\u0000 \\ \"", "n", "developer", "\xff\xfe invalid utf-8", true)
+	tok := testTokenizer(f)
+	f.Fuzz(func(t *testing.T, role1, content1, name1, role2, content2 string, named bool) {
+		first := map[string]string{"role": role1, "content": content1}
+		if named {
+			first["name"] = name1
+		}
+		msgs := []map[string]string{
+			first,
+			{"role": role2, "content": content2},
+			{"role": "assistant", "content": content1 + content2},
+		}
+		for _, model := range []string{"gpt-4o", "gpt-4"} {
+			count := func(v any) int64 {
+				t.Helper()
+				body, err := json.Marshal(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(body) > exactTextLimit {
+					t.Skip("past the exact budget, the count is an estimate")
+				}
+				return tok.CountPrompt(model, body)
+			}
+			// text is CountText of s as it reads back from JSON (invalid
+			// UTF-8 is replaced when encoding).
+			text := func(s string) int64 {
+				t.Helper()
+				b, err := json.Marshal(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var back string
+				if err := json.Unmarshal(b, &back); err != nil {
+					t.Fatal(err)
+				}
+				return tok.CountText(model, back)
+			}
+
+			prev := count(map[string]any{"messages": msgs[:0]})
+			if prev != 0 {
+				t.Fatalf("%s: an empty chat counts %d", model, prev)
+			}
+			want := int64(tokensPriming)
+			for k, m := range msgs {
+				share := tokensPerMessage + text(m["role"]) + text(m["content"])
+				if name, ok := m["name"]; ok {
+					share += tokensPerName + text(name)
+				}
+				want += share
+				got := count(map[string]any{"messages": msgs[:k+1]})
+				if got != want {
+					t.Fatalf("%s: %d messages %q count %d, want %d", model, k+1, msgs[:k+1], got, want)
+				}
+				if got <= prev {
+					t.Fatalf("%s: appending message %d lowered the count from %d to %d", model, k+1, prev, got)
+				}
+				prev = got
+			}
+
+			if got, want := count(map[string]any{"input": []string{content1, content2}}), text(content1)+text(content2); got != want {
+				t.Fatalf("%s: input [%q, %q] counts %d, want %d", model, content1, content2, got, want)
+			}
+			if got, want := count(map[string]any{"instructions": content1, "input": content2}), tokensPerMessage+text(content1)+text(content2); got != want {
+				t.Fatalf("%s: instructions %q and input %q count %d, want %d", model, content1, content2, got, want)
+			}
 		}
 	})
 }

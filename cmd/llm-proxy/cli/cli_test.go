@@ -20,6 +20,10 @@ import (
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
+// hangBound bounds waits for what normally takes a second or two (start,
+// stop, one exchange): it only catches a hang, on however slow a machine.
+const hangBound = time.Minute
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,8 +55,13 @@ func startServeEnv(t *testing.T) (*grpc.ClientConn, map[string]string) {
 	go func() { done <- Run(ctx, []string{"serve"}, func(k string) string { return env[k] }, logs, logs) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(hangBound):
+			t.Errorf("serve did not stop within %v\n%s", hangBound, logs.String())
 		}
 	})
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -61,16 +70,16 @@ func startServeEnv(t *testing.T) (*grpc.ClientConn, map[string]string) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(hangBound)
 	for {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second) // one probe; the loop retries
 		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{})
 		ccancel()
 		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return conn, env
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not serving: %v\n%s", err, logs.String())
+			t.Fatalf("not serving after %v: %v\n%s", hangBound, err, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -81,7 +90,8 @@ func startServeEnv(t *testing.T) (*grpc.ClientConn, map[string]string) {
 // request-headers message gets a decision back.
 func TestGRPCDebuggability(t *testing.T) {
 	conn := startServe(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
 
 	rc, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
 	if err != nil {
@@ -137,7 +147,9 @@ func TestGRPCDebuggability(t *testing.T) {
 // request body arrives as one message, and Go's 4 MiB default would refuse it.
 func TestLargeMessagesAccepted(t *testing.T) {
 	conn := startServe(t)
-	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), hangBound)
+	defer cancel()
+	stream, err := extprocv3.NewExternalProcessorClient(conn).Process(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

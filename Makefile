@@ -5,7 +5,7 @@ BIN := bin
 # Go's race detector and the e2e suite are both slow on two cores; be generous.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build deps run test vet fmt-check envoy-validate bench lint clean proto proto-check
+.PHONY: all build deps run test vet fmt-check tidy-check envoy-validate bench lint clean proto proto-check
 
 all: build
 
@@ -23,10 +23,20 @@ deps:
 run: deps build
 	UPSTREAM="$(UPSTREAM)" bash scripts/run.sh
 
-test: deps vet fmt-check envoy-validate
+# What a reviewer would check, then every test with the race detector, then
+# the allocation tests (which the race detector would skew), then coverage
+# per package.
+test: deps vet fmt-check tidy-check envoy-validate lint proto-check
 	# -p 1: the end-to-end suites run Envoy, llm-proxy and servers on two cores;
 	# packages tested side by side would starve each other into timeouts.
-	CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./...
+	@mkdir -p $(BIN)
+	set -o pipefail; CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -cover -timeout $(TEST_TIMEOUT) ./... | tee $(BIN)/test.log
+	$(GO) test -count=1 -run 'Allocs$$' ./usage/
+	@echo "coverage per package:"; grep -o 'github.com/llm-proxy/llm-proxy/[^[:space:]]*[[:space:]].*coverage: [0-9.]*%' $(BIN)/test.log | awk '{print "  " $$NF, $$1}' | sed 's|github.com/llm-proxy/llm-proxy/||'
+
+# go.mod and go.sum as `go mod tidy` would write them.
+tidy-check:
+	$(GO) mod tidy -diff
 
 # The reference config as shipped (the Go tests also validate the rendered
 # config and the filter snippet).

@@ -23,7 +23,7 @@ type promptCounter interface {
 // error: OpenAI would refuse the file too.
 func EstimateBatch(r io.Reader, maxLine int, tok promptCounter, prices *usage.Prices, defaultMax int64) (cost int64, lines int, err error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine) // the larger of the two bounds a line
 	for sc.Scan() {
 		line := sc.Bytes()
 		if len(line) == 0 {

@@ -131,10 +131,12 @@ func (st *stream) deferSettlement(ctx context.Context) bool {
 		d.Ticket, d.ReservedMicroUSD = b, t.Cost
 	}
 	if err := st.srv.deferred.Track(ctx, d); err != nil {
-		// The reservation stays charged as reserved; nothing settles it.
-		st.log.Error().Err(err).Msg("deferred charge not tracked: charged at its reservation")
+		// Nothing will settle it later: settle it now, from what the answer
+		// says (the prompt estimate), like any request.
+		st.log.Error().Err(err).Msg("deferred charge not tracked: settled now at the estimate")
 		return false
 	}
+	st.limits.reservation.Keep() // the stored ticket settles it
 	return true
 }
 

@@ -99,7 +99,7 @@ func TestDeferred(t *testing.T) {
 		}
 	})
 
-	t.Run("a tracker that fails leaves the reservation charged", func(t *testing.T) {
+	t.Run("a tracker that fails settles the request now, budget and roll-up alike", func(t *testing.T) {
 		h := newHarness(t)
 		h.deferred.trackErr = errors.New("store down")
 		ev := h.do(
@@ -112,9 +112,10 @@ func TestDeferred(t *testing.T) {
 		checkEvent(t, ev, &llmproxyv1.UsageEvent{TokenId: "tok_background", Method: "POST", Path: "/v1/responses", Model: "gpt-4o", Status: 200,
 			Outcome: outcomeForwarded, CacheStatus: cacheBypass, Usage: &llmproxyv1.Usage{PromptTokens: 2, TotalTokens: 2},
 			UsageSource: "estimated", CostMicroUsd: 5, CostUsd: 0.000005, PriceVersion: priceVersion})
-		// …while the limiter keeps the whole reservation: the ticket ended it.
-		if got := h.charged(tokBackground); got != 102 {
-			t.Errorf("%d tokens charged, want 102", got)
+		// …and so does the limiter: the reservation was settled to it, not
+		// kept for a ticket nothing will settle.
+		if got := h.charged(tokBackground); got != 2 {
+			t.Errorf("%d tokens charged, want 2", got)
 		}
 	})
 

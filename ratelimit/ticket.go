@@ -21,17 +21,25 @@ type Ticket struct {
 	Limits []Limit `json:"limits"`
 }
 
-// Ticket returns the reservation as a Ticket and ends this Reservation: a
-// later Settle on it does nothing, so the reservation is settled once, from
-// the ticket. ok is false for a nil, empty or already settled reservation,
-// which leaves nothing to settle.
+// Ticket returns the reservation written down, without ending it: once the
+// ticket is stored, [Reservation.Keep] hands the settlement over to it; if it
+// cannot be stored, Settle the reservation as usual. ok is false for a nil,
+// empty, settled or kept reservation, which leaves nothing to settle.
 func (r *Reservation) Ticket() (t Ticket, ok bool) {
-	if r == nil || r.b == nil || r.settled.Swap(true) {
+	if r == nil || r.b == nil || r.settled.Load() {
 		return Ticket{}, false
 	}
 	_, local := r.b.(*memory)
 	return Ticket{ID: r.id, Tokens: r.tokens, Cost: r.cost, Month: r.month, Local: local,
 		Limits: append([]Limit(nil), r.limits...)}, true
+}
+
+// Keep ends the reservation as it stands: it stays charged, a later Settle
+// on it does nothing, and the ticket taken from it settles it
+// ([Limiter.SettleTicket]). It reports false, and does nothing, for a nil,
+// empty, settled or already kept reservation.
+func (r *Reservation) Keep() bool {
+	return r != nil && r.b != nil && !r.settled.Swap(true)
 }
 
 // MarshalTicket and UnmarshalTicket convert a Ticket to and from its stored

@@ -558,11 +558,14 @@ func testTicket(t *testing.T, s suite) {
 	if !ok || tk.Cost != 600 || tk.Tokens != 100 {
 		t.Fatalf("ticket %+v, %v; want 100 tokens and 600 micro-USD", tk, ok)
 	}
+	if !r.Keep() || r.Keep() {
+		t.Fatal("Keep: want true once, then false")
+	}
 	if err := r.Settle(t.Context(), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := r.Ticket(); ok {
-		t.Error("a second ticket from one reservation")
+		t.Error("a ticket from a kept reservation")
 	}
 	// Settle on the reservation did nothing: still 600 of 1000 spent.
 	_, err := l.Reserve(t.Context(), []ratelimit.Limit{lim}, 0, 401)

@@ -238,7 +238,7 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	}
 	opts.LoginFailureLimit, opts.LoginFailureWindow, opts.Registerer = o.loginLimit, o.loginWindow, o.registerer
 	if o.cache {
-		opts.Cache = cachefilter.NewMemory(1<<20, time.Now)
+		opts.Cache = cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20})
 	}
 	s, err := New(opts)
 	if err != nil {

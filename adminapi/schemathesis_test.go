@@ -139,7 +139,7 @@ func startManagementServer(t *testing.T, dbURL string) *httptest.Server {
 		ManagementToken: schemathesisToken,
 		Audit:           auditLog,
 		TrustedHops:     0,
-		Cache:           cachefilter.NewMemory(1<<20, time.Now),
+		Cache:           cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20}),
 		// Schemathesis's ignored_auth check sends wrong tokens on purpose,
 		// from one address, and expects 401s; throttling is tested on its
 		// own (TestLoginThrottle). Failed logins are still audited.

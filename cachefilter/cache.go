@@ -24,47 +24,55 @@ var (
 	ErrNoProject = errors.New("cache: empty project id")
 )
 
-// Defaults of the options.
+// Defaults of [Options].
 const (
-	// DefaultMaxEntryBytes is the default size limit of one entry.
+	// DefaultMaxEntryBytes is the default of [Options].MaxEntryBytes.
 	DefaultMaxEntryBytes = 4 << 20
-	// DefaultMaxBytes bounds a memory cache built with maxBytes <= 0.
+	// DefaultMaxBytes is the default of [Options].MaxBytes.
 	DefaultMaxBytes = 64 << 20
-	// DefaultTimeout bounds each Redis round trip when NewRedis is given 0.
+	// DefaultTimeout is the default of [Options].Timeout.
 	DefaultTimeout = 50 * time.Millisecond
-	// DefaultPrefix starts Redis keys when NewRedis is given "".
+	// DefaultPrefix is the default of [Options].Prefix.
 	DefaultPrefix = "llmproxy:cache:"
 )
 
-// Option configures a [Cache].
-type Option func(*options)
+// Options configures a [Cache]. The zero value is usable: each zero field
+// means its documented default. Fields marked "Redis only" are ignored by
+// [NewMemory], and MaxBytes by [NewRedis].
+type Options struct {
+	// MaxBytes bounds a memory cache: the sum of its entries' sizes (body,
+	// headers, a fixed overhead); [DefaultMaxBytes] when <= 0. A Redis
+	// cache's bound is Redis's own (maxmemory and its eviction policy).
+	MaxBytes int64
+	// MaxEntryBytes is the size limit of one entry (its body, headers and a
+	// fixed overhead); [DefaultMaxEntryBytes] when <= 0. A memory cache
+	// further caps it at a quarter of MaxBytes.
+	MaxEntryBytes int
+	// Now is the clock for TTLs and ages; time.Now when nil. A fake one
+	// makes expiry testable.
+	Now func() time.Time
+	// Registerer receives the cache's metrics:
+	// llm_proxy_cache_requests_total{result=hit|miss|error},
+	// llm_proxy_cache_backend_errors_total and llm_proxy_cache_coalesced_total.
+	// Caches may share a registry. Nil: nothing is recorded.
+	Registerer prometheus.Registerer
+	// Logger receives configuration warnings; the cache logs nothing per
+	// request (its callers log what they handle). The zero Logger logs
+	// nothing.
+	Logger zerolog.Logger
 
-type options struct {
-	maxEntryBytes int
-	reg           prometheus.Registerer
-	log           zerolog.Logger
-	lockTTL       time.Duration
+	// Prefix starts every Redis key; [DefaultPrefix] when "". Redis only.
+	Prefix string
+	// Timeout bounds each Redis round trip; [DefaultTimeout] when <= 0.
+	// Redis only.
+	Timeout time.Duration
+	// LockTTL, when > 0, turns on coalescing across replicas: the leader of
+	// [Cache.Acquire] also takes a Redis lock that lives at most LockTTL
+	// (set it to about the longest upstream call worth waiting for), and the
+	// leaders of other replicas wait for its fill. Zero: coalescing stays
+	// within each process. Redis only.
+	LockTTL time.Duration
 }
-
-// WithMaxEntryBytes sets the size limit of one entry (its body, headers and
-// a fixed overhead); default [DefaultMaxEntryBytes].
-func WithMaxEntryBytes(n int) Option { return func(o *options) { o.maxEntryBytes = n } }
-
-// WithRegisterer registers the cache's metrics with reg:
-// llm_proxy_cache_requests_total{result=hit|miss|error},
-// llm_proxy_cache_backend_errors_total and llm_proxy_cache_coalesced_total.
-// Caches may share a registry. Without it nothing is recorded.
-func WithRegisterer(reg prometheus.Registerer) Option { return func(o *options) { o.reg = reg } }
-
-// WithLogger sets the logger for configuration warnings; the cache logs
-// nothing per request (its callers log what they handle).
-func WithLogger(l zerolog.Logger) Option { return func(o *options) { o.log = l } }
-
-// WithLockTTL turns on coalescing across replicas for a Redis cache: the
-// leader of [Cache.Acquire] also takes a Redis lock that lives at most d
-// (set it to about the longest upstream call worth waiting for), and the
-// leaders of other replicas wait for its fill. Memory caches ignore it.
-func WithLockTTL(d time.Duration) Option { return func(o *options) { o.lockTTL = d } }
 
 // Cache is the response cache: entries stored per project and key, in
 // memory ([NewMemory]) or in Redis ([NewRedis]), with the same behaviour.
@@ -96,25 +104,22 @@ type locker interface {
 	lock(ctx context.Context, project, key string, ttl time.Duration) (ok bool, unlock func(), err error)
 }
 
-func newCache(b backend, now func() time.Time, opts []Option) (*Cache, options) {
-	o := options{maxEntryBytes: DefaultMaxEntryBytes, log: zerolog.Nop()}
-	for _, f := range opts {
-		f(&o)
+// newCache builds the Cache of backend b from o, with o's defaults applied.
+func newCache(b backend, o Options) *Cache {
+	if o.MaxEntryBytes <= 0 {
+		o.MaxEntryBytes = DefaultMaxEntryBytes
 	}
-	if o.maxEntryBytes <= 0 {
-		o.maxEntryBytes = DefaultMaxEntryBytes
-	}
-	if now == nil {
-		now = time.Now
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	return &Cache{
 		b:        b,
-		now:      now,
-		maxEntry: o.maxEntryBytes,
-		lockTTL:  o.lockTTL,
-		m:        newMetrics(o.reg),
+		now:      o.Now,
+		maxEntry: o.MaxEntryBytes,
+		lockTTL:  o.LockTTL,
+		m:        newMetrics(o.Registerer),
 		flights:  make(map[flightKey]*flight),
-	}, o
+	}
 }
 
 // Get returns the fresh entry stored under projectID and key, if any. A

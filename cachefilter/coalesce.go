@@ -32,7 +32,7 @@ func noop() {}
 // is never nil, may be called more than once, and must be called by every
 // caller that got leader true.
 //
-// Coalescing is within this process. With [WithLockTTL] a Redis cache
+// Coalescing is within this process. With [Options].LockTTL a Redis cache
 // coalesces across replicas too: a leader that finds another replica's lock
 // polls for that fill for up to wait before going upstream itself.
 func (c *Cache) Acquire(ctx context.Context, projectID, key string, wait time.Duration) (leader bool, entry *Entry, release func()) {

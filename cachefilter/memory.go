@@ -17,25 +17,22 @@ type memory struct {
 	c *otter.Cache[memKey, *Entry]
 }
 
-// NewMemory returns a Cache held in this process, bounded by maxBytes (the
-// sum of the entries' sizes: body, headers, a fixed overhead;
-// [DefaultMaxBytes] when maxBytes <= 0). Beyond it, otter evicts the entries
-// least likely to be used again (W-TinyLFU), and each entry expires at the
-// end of its TTL. One entry may take at most a quarter of maxBytes, whatever
-// [WithMaxEntryBytes] says. now is the clock for TTLs and ages (time.Now when
-// nil); a fake one makes expiry testable.
+// NewMemory returns a Cache held in this process, bounded by o.MaxBytes.
+// Beyond it, otter evicts the entries least likely to be used again
+// (W-TinyLFU), and each entry expires at the end of its TTL. One entry may
+// take at most a quarter of MaxBytes, whatever o.MaxEntryBytes says. o's
+// Redis-only fields are ignored.
 //
 // The cache starts no goroutine: maintenance (eviction, removal of expired
 // entries) runs on the calling goroutines.
-func NewMemory(maxBytes int64, now func() time.Time, opts ...Option) *Cache {
+func NewMemory(o Options) *Cache {
+	maxBytes := o.MaxBytes
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBytes
 	}
-	if now == nil {
-		now = time.Now
-	}
 	m := &memory{}
-	c, _ := newCache(m, now, opts)
+	c := newCache(m, o)
+	now := c.now
 	c.maxEntry = int(min(int64(c.maxEntry), maxBytes/4))
 	oc, err := otter.New(&otter.Options[memKey, *Entry]{
 		MaximumWeight: uint64(maxBytes),

@@ -33,7 +33,7 @@ func TestMemory(t *testing.T) {
 		const maxBytes = 1 << 20
 		clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 		return cachetest.Harness{
-			Cache:    cachefilter.NewMemory(maxBytes, clk.Now, cachefilter.WithMaxEntryBytes(maxEntryBytes)),
+			Cache:    cachefilter.NewMemory(cachefilter.Options{MaxBytes: maxBytes, MaxEntryBytes: maxEntryBytes, Now: clk.Now}),
 			Advance:  clk.Advance,
 			Now:      clk.Now,
 			MaxBytes: maxBytes,

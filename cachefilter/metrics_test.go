@@ -41,9 +41,9 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, result string) f
 func TestMetrics(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	c := cachefilter.NewMemory(1<<20, nil, cachefilter.WithRegisterer(reg))
+	c := cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20, Registerer: reg})
 	// A second cache on the same registry shares the series.
-	_ = cachefilter.NewMemory(1<<20, nil, cachefilter.WithRegisterer(reg))
+	_ = cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20, Registerer: reg})
 	ctx := context.Background()
 	c.Get(ctx, "p", "k")
 	if err := c.Set(ctx, "p", "k", &cachefilter.Entry{Status: 200, Body: []byte("x"), TTL: time.Minute}); err != nil {

@@ -18,7 +18,7 @@ import (
 // redisBackend stores each entry as one Redis string with a native TTL:
 //
 //	<prefix><project>:<key>        the entry (see codec.go)
-//	<prefix>!lock:<project>:<key>  the cross-replica fill lock (WithLockTTL)
+//	<prefix>!lock:<project>:<key>  the cross-replica fill lock (Options.LockTTL)
 //
 // <project> is the project id with every byte outside [A-Za-z0-9._-]
 // percent-encoded, so it holds neither ':' nor a glob character: the SCAN
@@ -36,23 +36,23 @@ var unlockScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] the
 const scanCount = 500
 
 // NewRedis returns a Cache kept in Redis, shared by every replica using the
-// same server and prefix ([DefaultPrefix] when ""). Entries expire by Redis's
-// own TTL (SET PX); the memory bound is Redis's (maxmemory and its eviction
-// policy). Each round trip is bounded by timeout ([DefaultTimeout] when 0),
-// so a Redis that is down or hung costs a lookup at most that much: build c
-// with ContextTimeoutEnabled, else the client's own read timeout applies. c
-// may be a single server, a failover client or a Cluster (purges scan every
-// master).
-func NewRedis(c redis.UniversalClient, prefix string, timeout time.Duration, opts ...Option) *Cache {
-	if prefix == "" {
-		prefix = DefaultPrefix
+// same server and o.Prefix. Entries expire by Redis's own TTL (SET PX); the
+// memory bound is Redis's (maxmemory and its eviction policy), and
+// o.MaxBytes is ignored. Each round trip is bounded by o.Timeout, so a Redis
+// that is down or hung costs a lookup at most that much: build c with
+// ContextTimeoutEnabled, else the client's own read timeout applies (NewRedis
+// logs a warning to o.Logger then). c may be a single server, a failover
+// client or a Cluster (purges scan every master).
+func NewRedis(c redis.UniversalClient, o Options) *Cache {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
 	}
-	if timeout <= 0 {
-		timeout = DefaultTimeout
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
 	}
-	cache, o := newCache(&redisBackend{c: c, prefix: prefix, timeout: timeout}, time.Now, opts)
+	cache := newCache(&redisBackend{c: c, prefix: o.Prefix, timeout: o.Timeout}, o)
 	if enabled, known := redisclient.ContextTimeoutEnabled(c); known && !enabled {
-		o.log.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall cache lookups for the client's read timeout instead of " + timeout.String())
+		o.Logger.Warn().Msg("redis client built without ContextTimeoutEnabled: a hung redis can stall cache lookups for the client's read timeout instead of " + o.Timeout.String())
 	}
 	return cache
 }

@@ -43,7 +43,7 @@ func TestRedis(t *testing.T) {
 	c := newClient(t, testenv.Redis(t))
 	cachetest.Run(t, func(t *testing.T, maxEntryBytes int) cachetest.Harness {
 		return cachetest.Harness{
-			Cache:   cachefilter.NewRedis(c, testPrefix(), suiteTimeout, cachefilter.WithMaxEntryBytes(maxEntryBytes)),
+			Cache:   cachefilter.NewRedis(c, cachefilter.Options{Prefix: testPrefix(), Timeout: suiteTimeout, MaxEntryBytes: maxEntryBytes}),
 			Advance: time.Sleep,
 			Now:     time.Now,
 		}
@@ -57,8 +57,9 @@ func TestRedisLocked(t *testing.T) {
 	c := newClient(t, testenv.Redis(t))
 	cachetest.Run(t, func(t *testing.T, maxEntryBytes int) cachetest.Harness {
 		return cachetest.Harness{
-			Cache: cachefilter.NewRedis(c, testPrefix(), suiteTimeout,
-				cachefilter.WithMaxEntryBytes(maxEntryBytes), cachefilter.WithLockTTL(10*time.Second)),
+			Cache: cachefilter.NewRedis(c, cachefilter.Options{
+				Prefix: testPrefix(), Timeout: suiteTimeout, MaxEntryBytes: maxEntryBytes, LockTTL: 10 * time.Second,
+			}),
 			Advance: time.Sleep,
 			Now:     time.Now,
 		}
@@ -73,8 +74,8 @@ func TestRedisCoalesceAcrossReplicas(t *testing.T) {
 	url := testenv.Redis(t)
 	prefix := testPrefix()
 	replicas := []*cachefilter.Cache{
-		cachefilter.NewRedis(newClient(t, url), prefix, suiteTimeout, cachefilter.WithLockTTL(10*time.Second)),
-		cachefilter.NewRedis(newClient(t, url), prefix, suiteTimeout, cachefilter.WithLockTTL(10*time.Second)),
+		cachefilter.NewRedis(newClient(t, url), cachefilter.Options{Prefix: prefix, Timeout: suiteTimeout, LockTTL: 10 * time.Second}),
+		cachefilter.NewRedis(newClient(t, url), cachefilter.Options{Prefix: prefix, Timeout: suiteTimeout, LockTTL: 10 * time.Second}),
 	}
 	ctx := context.Background()
 	var leaders, hits atomic.Int32
@@ -148,7 +149,7 @@ func TestRedisUnreachable(t *testing.T) {
 			t.Cleanup(func() { c.Close() })
 			reg := prometheus.NewRegistry()
 			const timeout = 100 * time.Millisecond
-			cache := cachefilter.NewRedis(c, "", timeout, cachefilter.WithRegisterer(reg), cachefilter.WithLockTTL(time.Second))
+			cache := cachefilter.NewRedis(c, cachefilter.Options{Timeout: timeout, Registerer: reg, LockTTL: time.Second})
 			ctx := context.Background()
 
 			type result struct {

@@ -303,7 +303,7 @@ func newHarness(t *testing.T, edits ...func(*harness, *Options)) *harness {
 		events:   make(eventLog, 16),
 		audit:    &auditLog{},
 		deferred: &deferredLog{},
-		cache:    cachefilter.NewMemory(1<<20, now),
+		cache:    cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20, Now: now}),
 		logs:     &syncBuffer{},
 	}
 	reg := prometheus.NewRegistry()

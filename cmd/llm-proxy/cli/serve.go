@@ -152,18 +152,20 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	}
 
 	var cache *cachefilter.Cache
-	cacheOpts := []cachefilter.Option{
-		cachefilter.WithMaxEntryBytes(cfg.CacheMaxEntryBytes), cachefilter.WithRegisterer(reg),
-		cachefilter.WithLogger(log.With().Str("component", "cache").Logger()),
+	cacheOpts := cachefilter.Options{
+		MaxEntryBytes: cfg.CacheMaxEntryBytes, Registerer: reg,
+		Logger: log.With().Str("component", "cache").Logger(),
 	}
 	switch cfg.Cache {
 	case "memory":
-		cache = cachefilter.NewMemory(cfg.CacheMaxBytes, time.Now, cacheOpts...)
+		cacheOpts.MaxBytes = cfg.CacheMaxBytes
+		cache = cachefilter.NewMemory(cacheOpts)
 	case "redis":
+		cacheOpts.Prefix, cacheOpts.Timeout = cfg.RedisPrefix+"cache:", cfg.RedisTimeout
 		// Identical misses on different replicas wait for one fill too, as
 		// long as a follower would wait on this one.
-		cache = cachefilter.NewRedis(rdb, cfg.RedisPrefix+"cache:", cfg.RedisTimeout,
-			append(cacheOpts, cachefilter.WithLockTTL(cfg.CacheWait))...)
+		cacheOpts.LockTTL = cfg.CacheWait
+		cache = cachefilter.NewRedis(rdb, cacheOpts)
 	}
 
 	var limiter *ratelimit.Limiter

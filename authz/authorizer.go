@@ -456,11 +456,7 @@ func (a *Authorizer) CountRequest(tokenID string) {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n, ok := a.counters[tokenID]
-	if !ok {
-		n = &counter{}
-		a.counters[tokenID] = n
-	}
+	n := a.counterLocked(tokenID)
 	n.used++
 	n.pending++
 	n.lastUsed = now
@@ -470,12 +466,18 @@ func (a *Authorizer) CountRequest(tokenID string) {
 func (a *Authorizer) CountCacheHit(tokenID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.counterLocked(tokenID).cacheHits++
+}
+
+// counterLocked returns the counter of a token, adding an empty one if it
+// has none. a.mu must be held.
+func (a *Authorizer) counterLocked(tokenID string) *counter {
 	n, ok := a.counters[tokenID]
 	if !ok {
 		n = &counter{}
 		a.counters[tokenID] = n
 	}
-	n.cacheHits++
+	return n
 }
 
 // RequestCount is the token's lifetime count as this instance knows it: the

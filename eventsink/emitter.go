@@ -3,6 +3,7 @@ package eventsink
 import (
 	"context"
 	"errors"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -322,20 +323,26 @@ func (e *Emitter) Run(ctx context.Context) error {
 	}
 }
 
+// takeQueued appends what is queued to batch, without waiting, until the
+// queue is empty or batch holds n events.
+func (e *Emitter) takeQueued(batch []*llmproxyv1.UsageEvent, n int) []*llmproxyv1.UsageEvent {
+	for len(batch) < n {
+		select {
+		case ev := <-e.queue:
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // drain writes batch and whatever is queued until the queue is empty or ctx
 // ends, spilling at once what a failing sink does not take (stopping has
 // ended); then it stops the emitter and spills what is left.
 func (e *Emitter) drain(ctx, stopping context.Context, batch []*llmproxyv1.UsageEvent) {
 	for ctx.Err() == nil {
-		for len(batch) < e.batchSize {
-			select {
-			case ev := <-e.queue:
-				batch = append(batch, ev)
-				continue
-			default:
-			}
-			break
-		}
+		batch = e.takeQueued(batch, e.batchSize)
 		if len(batch) == 0 {
 			break
 		}
@@ -346,15 +353,7 @@ func (e *Emitter) drain(ctx, stopping context.Context, batch []*llmproxyv1.Usage
 	e.stopped.Store(true)
 	// Left over: a batch and queue the drain deadline cut short, and events
 	// that raced with stopped. No sink gets to try them: they are spilled.
-	for {
-		select {
-		case ev := <-e.queue:
-			batch = append(batch, ev)
-			continue
-		default:
-		}
-		break
-	}
+	batch = e.takeQueued(batch, math.MaxInt)
 	if len(batch) > 0 && len(e.sinks) > 0 {
 		e.prepare(batch)
 		lost := make([]int, len(e.sinks))

@@ -42,19 +42,10 @@ func (r *Rollup) Record(at time.Time, rec store.UsageRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.pending[k]; ok {
-		add(p, rec)
+		p.Add(rec)
 		return
 	}
 	r.pending[k] = &rec
-}
-
-func add(dst *store.UsageRecord, src store.UsageRecord) {
-	dst.Requests += src.Requests
-	dst.PromptTokens += src.PromptTokens
-	dst.CompletionTokens += src.CompletionTokens
-	dst.CachedTokens += src.CachedTokens
-	dst.ReasoningTokens += src.ReasoningTokens
-	dst.CostMicroUSD += src.CostMicroUSD
 }
 
 // Pending returns the unflushed cost of a project since the given day
@@ -90,7 +81,7 @@ func (r *Rollup) Flush(ctx context.Context) error {
 		for _, rec := range batch {
 			k := rollupKey{rec.ProjectID, rec.Day, rec.Model, rec.PriceVersion}
 			if p, ok := r.pending[k]; ok {
-				add(p, rec)
+				p.Add(rec)
 			} else {
 				r.pending[k] = &rec
 			}

@@ -93,6 +93,17 @@ type seedKey struct {
 	kind  Kind
 }
 
+// states returns the counters of each limit, creating them, with what
+// left the window w (µs) before now expired; m.mu must be held.
+func (m *memory) states(limits []Limit, now, w int64) []*scopeState {
+	sts := make([]*scopeState, len(limits))
+	for i, lim := range limits {
+		sts[i] = m.state(lim)
+		sts[i].expire(now, w)
+	}
+	return sts
+}
+
 // seeded runs f under m.mu once every counter c needs is known, seeding the
 // missing ones (outside the lock) first.
 func (m *memory) seeded(ctx context.Context, c *call, budget, lifetime bool, f func(now int64, month string, skip skipSet) error) error {
@@ -149,11 +160,7 @@ func (m *memory) admit(ctx context.Context, c *call) (*Admission, error) {
 	var a *Admission
 	err := m.seeded(ctx, c, true, true, func(now int64, month string, skip skipSet) error {
 		w := m.l.window.Microseconds()
-		sts := make([]*scopeState, len(c.limits))
-		for i, lim := range c.limits {
-			sts[i] = m.state(lim)
-			sts[i].expire(now, w)
-		}
+		sts := m.states(c.limits, now, w)
 		for _, k := range kinds {
 			for i, lim := range c.limits {
 				n, st := limitOf(lim, k), sts[i]
@@ -234,11 +241,7 @@ func (m *memory) reserve(ctx context.Context, c *call, tokens, cost int64) (*Res
 	var r *Reservation
 	err := m.seeded(ctx, c, true, false, func(now int64, month string, skip skipSet) error {
 		w := m.l.window.Microseconds()
-		sts := make([]*scopeState, len(c.limits))
-		for i, lim := range c.limits {
-			sts[i] = m.state(lim)
-			sts[i].expire(now, w)
-		}
+		sts := m.states(c.limits, now, w)
 		for i, lim := range c.limits {
 			if n := lim.MonthlyBudget; n > 0 && !skip[seedKey{i, KindBudget}] && sts[i].spent+cost > n {
 				return &LimitError{Kind: KindBudget, Scope: lim.Scope, Limit: n}

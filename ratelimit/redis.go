@@ -245,6 +245,40 @@ func refusal(c *call, reply []any) error {
 // seedRounds bounds the round trips for seeds (a month may turn meanwhile).
 const seedRounds = 4
 
+// notAccepted handles a charging script's reply other than 0 (accepted): nil
+// after seeding the counters the script asked for, so the caller runs it
+// again, else the error to return. tokens is what charge was given, for
+// [redisBackend.compensate]; what names the script in errors.
+func (b *redisBackend) notAccepted(ctx context.Context, c *call, tokens, what string, reply []any, seeds [][3]string) error {
+	switch code(reply) {
+	case 1:
+		return refusal(c, reply)
+	case 2:
+		return b.applySeeds(ctx, c, reply, seeds)
+	case 3:
+		return &backendError{errUndone}
+	default:
+		return b.badReply(c, tokens, what, reply)
+	}
+}
+
+// badReply undoes a charge whose script reply it cannot read and returns
+// the error for it.
+func (b *redisBackend) badReply(c *call, tokens, what string, reply []any) error {
+	b.compensate(c, tokens)
+	return &backendError{fmt.Errorf("bad %s reply %v", what, reply)}
+}
+
+// replyStatus is the [Status] of a limit from its remaining and reset (µs)
+// fields in a script reply.
+func replyStatus(limit int64, remaining, reset any) Status {
+	return Status{
+		Limit:     limit,
+		Remaining: max(toInt(remaining), 0),
+		Reset:     time.Duration(toInt(reset)) * time.Microsecond,
+	}
+}
+
 func (b *redisBackend) admit(ctx context.Context, c *call) (*Admission, error) {
 	keys := make([]string, 0, 4*len(c.limits)+1)
 	for _, lim := range c.limits {
@@ -264,38 +298,25 @@ func (b *redisBackend) admit(ctx context.Context, c *call) (*Admission, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch code(reply) {
-		case 0:
-			if len(reply) != 2+2*len(c.limits) {
-				b.compensate(c, "")
-				return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
-			}
-			a := newAdmission(b.l, c.id, b)
-			for i, lim := range c.limits {
-				if lim.RequestsPerMinute > 0 {
-					a.requests = restrictive(a.requests, Status{
-						Limit:     lim.RequestsPerMinute,
-						Remaining: max(toInt(reply[2+2*i]), 0),
-						Reset:     time.Duration(toInt(reply[3+2*i])) * time.Microsecond,
-					})
-				}
-				if lim.MaxConcurrent > 0 {
-					a.conc = append(a.conc, lim)
-				}
-			}
-			return a, nil
-		case 1:
-			return nil, refusal(c, reply)
-		case 2:
-			if err := b.applySeeds(ctx, c, reply, seeds); err != nil {
+		if code(reply) != 0 {
+			if err := b.notAccepted(ctx, c, "", "admit", reply, seeds); err != nil {
 				return nil, err
 			}
-		case 3:
-			return nil, &backendError{errUndone}
-		default:
-			b.compensate(c, "")
-			return nil, &backendError{fmt.Errorf("bad admit reply %v", reply)}
+			continue
 		}
+		if len(reply) != 2+2*len(c.limits) {
+			return nil, b.badReply(c, "", "admit", reply)
+		}
+		a := newAdmission(b.l, c.id, b)
+		for i, lim := range c.limits {
+			if lim.RequestsPerMinute > 0 {
+				a.requests = restrictive(a.requests, replyStatus(lim.RequestsPerMinute, reply[2+2*i], reply[3+2*i]))
+			}
+			if lim.MaxConcurrent > 0 {
+				a.conc = append(a.conc, lim)
+			}
+		}
+		return a, nil
 	}
 	return nil, fmt.Errorf("ratelimit: counters of %s kept changing while being seeded", c.limits[0].Scope)
 }
@@ -351,39 +372,26 @@ func (b *redisBackend) reserve(ctx context.Context, c *call, tokens, cost int64)
 		if err != nil {
 			return nil, err
 		}
-		switch code(reply) {
-		case 0:
-			if len(reply) != 2+3*len(c.limits) {
-				b.compensate(c, amount)
-				return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
-			}
-			r := &Reservation{id: c.id, b: b, tokens: tokens, cost: cost, month: toString(reply[1])}
-			for i, lim := range c.limits {
-				if lim.TokensPerMinute > 0 {
-					r.status = restrictive(r.status, Status{
-						Limit:     lim.TokensPerMinute,
-						Remaining: max(toInt(reply[2+3*i]), 0),
-						Reset:     time.Duration(toInt(reply[3+3*i])) * time.Microsecond,
-					})
-				}
-				if toInt(reply[4+3*i]) == 0 {
-					lim.MonthlyBudget = 0 // not charged, so not to be settled
-				}
-				r.limits = append(r.limits, lim)
-			}
-			return r, nil
-		case 1:
-			return nil, refusal(c, reply)
-		case 2:
-			if err := b.applySeeds(ctx, c, reply, seeds); err != nil {
+		if code(reply) != 0 {
+			if err := b.notAccepted(ctx, c, amount, "reserve", reply, seeds); err != nil {
 				return nil, err
 			}
-		case 3:
-			return nil, &backendError{errUndone}
-		default:
-			b.compensate(c, amount)
-			return nil, &backendError{fmt.Errorf("bad reserve reply %v", reply)}
+			continue
 		}
+		if len(reply) != 2+3*len(c.limits) {
+			return nil, b.badReply(c, amount, "reserve", reply)
+		}
+		r := &Reservation{id: c.id, b: b, tokens: tokens, cost: cost, month: toString(reply[1])}
+		for i, lim := range c.limits {
+			if lim.TokensPerMinute > 0 {
+				r.status = restrictive(r.status, replyStatus(lim.TokensPerMinute, reply[2+3*i], reply[3+3*i]))
+			}
+			if toInt(reply[4+3*i]) == 0 {
+				lim.MonthlyBudget = 0 // not charged, so not to be settled
+			}
+			r.limits = append(r.limits, lim)
+		}
+		return r, nil
 	}
 	return nil, fmt.Errorf("ratelimit: counters of %s kept changing while being seeded", c.limits[0].Scope)
 }

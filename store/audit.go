@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // auditColumns is the column list every audit query selects, in the order
@@ -153,28 +154,12 @@ func (s *Store) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, stri
 	// One row more than the page tells whether there is a next page.
 	query += ` ORDER BY time DESC, id DESC LIMIT ` + arg(limit+1)
 
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	events, err := queryAll(ctx, s.db, scanAudit, query, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list audit: %w", err)
 	}
-	defer rows.Close()
-	events := []AuditEvent{}
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list audit: %w", err)
-		}
-		events = append(events, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list audit: %w", err)
-	}
-	if len(events) <= limit {
-		return events, "", nil
-	}
-	events = events[:limit]
-	last := events[limit-1]
-	return events, encodeCursor(toMicros(last.Time), last.ID), nil
+	events, next := cutPage(events, limit, func(e AuditEvent) (time.Time, string) { return e.Time, e.ID })
+	return events, next, nil
 }
 
 // encodeCursor returns the cursor naming a keyset position: the time

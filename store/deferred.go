@@ -120,24 +120,12 @@ func (s *Store) DueDeferred(ctx context.Context, now time.Time, limit int) ([]De
 	if limit < 1 {
 		return nil, fmt.Errorf("due deferred charges: limit %d is not positive", limit)
 	}
-	rows, err := s.db.QueryContext(ctx,
+	due, err := queryAll(ctx, s.db, scanDeferred,
 		`SELECT `+deferredColumns+` FROM deferred_charges
 		 WHERE settled_at IS NULL AND next_check_at <= $1
 		 ORDER BY next_check_at, id LIMIT $2`,
 		toMicros(now), limit)
 	if err != nil {
-		return nil, fmt.Errorf("due deferred charges: %w", err)
-	}
-	defer rows.Close()
-	due := []Deferred{}
-	for rows.Next() {
-		d, err := scanDeferred(rows)
-		if err != nil {
-			return nil, fmt.Errorf("due deferred charges: %w", err)
-		}
-		due = append(due, d)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("due deferred charges: %w", err)
 	}
 	return due, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // projectColumns is the column list every project query selects, in the
@@ -70,21 +71,9 @@ func (s *Store) GetProject(ctx context.Context, id string) (Project, error) {
 // ListProjects returns every project, oldest first (ties broken by id).
 // The result is never nil.
 func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
-	rows, err := s.db.QueryContext(ctx,
+	projects, err := queryAll(ctx, s.db, scanProject,
 		`SELECT `+projectColumns+` FROM projects ORDER BY created_at, id`)
 	if err != nil {
-		return nil, fmt.Errorf("list projects: %w", err)
-	}
-	defer rows.Close()
-	projects := []Project{}
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list projects: %w", err)
-		}
-		projects = append(projects, p)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list projects: %w", err)
 	}
 	return projects, nil
@@ -101,29 +90,13 @@ func (s *Store) ListProjectsPage(ctx context.Context, q PageQuery) ([]Project, s
 	if err != nil {
 		return nil, "", fmt.Errorf("list projects: %w", err)
 	}
-	rows, err := s.db.QueryContext(ctx,
+	projects, err := queryAll(ctx, s.db, scanProject,
 		`SELECT `+projectColumns+` FROM projects`+where+` ORDER BY created_at, id LIMIT `+strconv.Itoa(limit+1), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list projects: %w", err)
 	}
-	defer rows.Close()
-	projects := []Project{}
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list projects: %w", err)
-		}
-		projects = append(projects, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list projects: %w", err)
-	}
-	if len(projects) <= limit {
-		return projects, "", nil
-	}
-	projects = projects[:limit]
-	last := projects[limit-1]
-	return projects, encodeCursor(toMicros(last.CreatedAt), last.ID), nil
+	projects, next := cutPage(projects, limit, func(p Project) (time.Time, string) { return p.CreatedAt, p.ID })
+	return projects, next, nil
 }
 
 // pageWhere reads q for a list kept in (created_at, id) order: the WHERE

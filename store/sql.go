@@ -23,6 +23,40 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
+// queryAll runs a query and scans each row it returns with scan. The result
+// is never nil. Errors come back as they are, for the caller to wrap.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	all := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
+// cutPage cuts a keyset page queried with one row more than limit: the first
+// limit rows, and the cursor of the next page ("" when there is none) from
+// the position (time and id) key gives of the page's last row.
+func cutPage[T any](rows []T, limit int, key func(T) (time.Time, string)) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	at, id := key(rows[limit-1])
+	return rows, encodeCursor(toMicros(at), id)
+}
+
 // toMicros is how every non-null time is stored: unix microseconds.
 func toMicros(t time.Time) int64 { return t.UnixMicro() }
 

@@ -99,20 +99,8 @@ func (s *Store) ListTokens(ctx context.Context, projectID string) ([]Token, erro
 		q = `SELECT ` + tokenColumns + ` FROM tokens WHERE project_id = $1 ORDER BY created_at, id`
 		args = append(args, projectID)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	tokens, err := queryAll(ctx, s.db, scanToken, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list tokens of project %q: %w", projectID, err)
-	}
-	defer rows.Close()
-	tokens := []Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens of project %q: %w", projectID, err)
-		}
-		tokens = append(tokens, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tokens of project %q: %w", projectID, err)
 	}
 	return tokens, nil
@@ -136,29 +124,13 @@ func (s *Store) ListTokensPage(ctx context.Context, projectID string, q PageQuer
 		return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
 	}
 	args = append(args, pageArgs...)
-	rows, err := s.db.QueryContext(ctx,
+	tokens, err := queryAll(ctx, s.db, scanToken,
 		`SELECT `+tokenColumns+` FROM tokens`+where+` ORDER BY created_at, id LIMIT `+strconv.Itoa(limit+1), args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
 	}
-	defer rows.Close()
-	tokens := []Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
-		}
-		tokens = append(tokens, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("list tokens of project %q: %w", projectID, err)
-	}
-	if len(tokens) <= limit {
-		return tokens, "", nil
-	}
-	tokens = tokens[:limit]
-	last := tokens[limit-1]
-	return tokens, encodeCursor(toMicros(last.CreatedAt), last.ID), nil
+	tokens, next := cutPage(tokens, limit, func(t Token) (time.Time, string) { return t.CreatedAt, t.ID })
+	return tokens, next, nil
 }
 
 // UpdateToken applies u (see [TokenUpdate]), sets UpdatedAt to now and

@@ -138,6 +138,17 @@ type UsageRecord struct {
 	CostMicroUSD     int64 // millionths of a US dollar
 }
 
+// Add adds the counts and cost of v to u, leaving u's key as it is: how two
+// records of one key are summed.
+func (u *UsageRecord) Add(v UsageRecord) {
+	u.Requests += v.Requests
+	u.PromptTokens += v.PromptTokens
+	u.CompletionTokens += v.CompletionTokens
+	u.CachedTokens += v.CachedTokens
+	u.ReasoningTokens += v.ReasoningTokens
+	u.CostMicroUSD += v.CostMicroUSD
+}
+
 // Deferred charge kinds: the [Deferred.Kind] values.
 const (
 	DeferredResponse = "response" // a background Response (resp_…)

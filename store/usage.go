@@ -117,13 +117,7 @@ func mergeUsage(records []UsageRecord) []UsageRecord {
 	merged := sorted[:0]
 	for _, r := range sorted {
 		if n := len(merged); n > 0 && compareUsageKey(merged[n-1], r) == 0 {
-			m := &merged[n-1]
-			m.Requests += r.Requests
-			m.PromptTokens += r.PromptTokens
-			m.CompletionTokens += r.CompletionTokens
-			m.CachedTokens += r.CachedTokens
-			m.ReasoningTokens += r.ReasoningTokens
-			m.CostMicroUSD += r.CostMicroUSD
+			merged[n-1].Add(r)
 			continue
 		}
 		merged = append(merged, r)
@@ -160,23 +154,11 @@ func (s *Store) ProjectUsage(ctx context.Context, projectID, fromDay, toDay stri
 	if err := checkDayRange(fromDay, toDay); err != nil {
 		return nil, fmt.Errorf("usage of project %s: %w", projectID, err)
 	}
-	rows, err := s.db.QueryContext(ctx,
+	usage, err := queryAll(ctx, s.db, scanUsage,
 		`SELECT `+usageColumns+` FROM usage_daily
 		 WHERE project_id = $1 AND day >= $2 AND day <= $3`,
 		projectID, fromDay, toDay)
 	if err != nil {
-		return nil, fmt.Errorf("usage of project %s: %w", projectID, err)
-	}
-	defer rows.Close()
-	usage := []UsageRecord{}
-	for rows.Next() {
-		u, err := scanUsage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("usage of project %s: %w", projectID, err)
-		}
-		usage = append(usage, u)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("usage of project %s: %w", projectID, err)
 	}
 	// Sorted here, not by ORDER BY: PostgreSQL would order model names by the

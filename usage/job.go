@@ -55,28 +55,34 @@ func ParseJob(body []byte) (Job, bool) {
 	}
 	var j Job
 	var usage usageResult
-	var bad [6]bool // each string member as its last occurrence left it
-	for key, more := r.nextKey(); more; key, more = r.nextKey() {
-		switch string(key) {
-		case "id":
-			j.ID, bad[0] = jobString(&r)
-		case "object":
-			j.Object, bad[1] = jobString(&r)
-		case "status":
-			j.Status, bad[2] = jobString(&r)
-		case "model":
-			j.Model, bad[3] = jobString(&r)
-		case "output_file_id":
-			j.OutputFileID, bad[4] = jobString(&r)
-		case "error_file_id":
-			j.ErrorFileID, bad[5] = jobString(&r)
-		case "usage":
-			usage = readUsageValue(&r)
-		default:
-			r.skip()
-		}
+	strs := [...]struct {
+		key string
+		dst *string
+	}{
+		{"id", &j.ID},
+		{"object", &j.Object},
+		{"status", &j.Status},
+		{"model", &j.Model},
+		{"output_file_id", &j.OutputFileID},
+		{"error_file_id", &j.ErrorFileID},
 	}
-	if r.err || bad != [6]bool{} || j.ID == "" || j.Object != "response" && j.Object != "batch" {
+	var bad [len(strs)]bool // each string member as its last occurrence left it
+	for key, more := r.nextKey(); more; key, more = r.nextKey() {
+		if string(key) == "usage" {
+			usage = readUsageValue(&r)
+			continue
+		}
+		k := 0
+		for k < len(strs) && strs[k].key != string(key) {
+			k++
+		}
+		if k == len(strs) {
+			r.skip()
+			continue
+		}
+		*strs[k].dst, bad[k] = jobString(&r)
+	}
+	if r.err || bad != [len(strs)]bool{} || j.ID == "" || j.Object != "response" && j.Object != "batch" {
 		return Job{}, false
 	}
 	j.Usage, j.HasUsage = usage.u, usage.ok

@@ -3,6 +3,7 @@ package usage
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -229,6 +230,13 @@ func (r *reader) span() []byte {
 	return r.b[start:r.i]
 }
 
+// escapeLetters are the letters of JSON's one-letter escapes, each decoding
+// to the byte at its index in escapedBytes.
+const (
+	escapeLetters = `"\/bfnrt`
+	escapedBytes  = "\"\\/\b\f\n\r\t"
+)
+
 // str decodes a string value and appends it to dst, keeping len(dst) <= limit;
 // n is the decoded length including what did not fit. A value that is not a
 // string, or a malformed string, sets err.
@@ -260,26 +268,12 @@ func (r *reader) str(dst []byte, limit int) (out []byte, n int) {
 		}
 		var one [utf8.UTFMax]byte
 		var dec []byte
-		switch e := r.b[i+1]; e {
-		case '"', '\\', '/':
-			one[0], dec = e, one[:1]
+		e := r.b[i+1]
+		switch k := strings.IndexByte(escapeLetters, e); {
+		case k >= 0:
+			one[0], dec = escapedBytes[k], one[:1]
 			i += 2
-		case 'b':
-			one[0], dec = '\b', one[:1]
-			i += 2
-		case 'f':
-			one[0], dec = '\f', one[:1]
-			i += 2
-		case 'n':
-			one[0], dec = '\n', one[:1]
-			i += 2
-		case 'r':
-			one[0], dec = '\r', one[:1]
-			i += 2
-		case 't':
-			one[0], dec = '\t', one[:1]
-			i += 2
-		case 'u':
+		case e == 'u':
 			c, ok := hex4(r.b[i+2:])
 			if !ok {
 				r.fail()
@@ -341,19 +335,29 @@ func appendLimited(dst, p []byte, limit int) []byte {
 	return append(dst, p...)
 }
 
-// integer reads a JSON number that is an integer in int64 range. ok is false
-// for any other number (a fraction, an exponent, out of range) — the number is
-// still consumed — and for a value that is not a number (nothing consumed).
-func (r *reader) integer() (v int64, ok bool) {
+// numberToken consumes the token of a value that starts like a number, up to
+// the next delimiter, without checking it further. ok is false for a value
+// that does not start like a number (nothing consumed).
+func (r *reader) numberToken() (tok []byte, ok bool) {
 	c := r.peek()
 	if c != '-' && (c < '0' || c > '9') {
-		return 0, false
+		return nil, false
 	}
 	start := r.i
 	for r.i < len(r.b) && !isDelim(r.b[r.i]) {
 		r.i++
 	}
-	tok := r.b[start:r.i]
+	return r.b[start:r.i], true
+}
+
+// integer reads a JSON number that is an integer in int64 range. ok is false
+// for any other number (a fraction, an exponent, out of range) — the number is
+// still consumed — and for a value that is not a number (nothing consumed).
+func (r *reader) integer() (v int64, ok bool) {
+	tok, ok := r.numberToken()
+	if !ok {
+		return 0, false
+	}
 	neg := tok[0] == '-'
 	if neg {
 		tok = tok[1:]
@@ -388,15 +392,10 @@ func (r *reader) integer() (v int64, ok bool) {
 // float64 range — the number is still consumed — and for a value that is not
 // a number (nothing consumed).
 func (r *reader) float() (v float64, ok bool) {
-	c := r.peek()
-	if c != '-' && (c < '0' || c > '9') {
+	tok, ok := r.numberToken()
+	if !ok {
 		return 0, false
 	}
-	start := r.i
-	for r.i < len(r.b) && !isDelim(r.b[r.i]) {
-		r.i++
-	}
-	tok := r.b[start:r.i]
 	if validNumber(tok, 0) != len(tok) {
 		return 0, false
 	}

@@ -166,7 +166,9 @@ func (r *Reconciler) Observe(ctx context.Context, projectID string, job usage.Jo
 // Run polls due charges until ctx ends. It never returns an error: a failed
 // poll is retried one Interval later.
 func (r *Reconciler) Run(ctx context.Context) error {
-	pace := time.Second / time.Duration(r.o.Rate)
+	// At most Rate polls a second: each waits for the pacer's next tick.
+	pacer := time.NewTicker(time.Second / time.Duration(r.o.Rate))
+	defer pacer.Stop()
 	tick := time.NewTicker(r.o.Interval)
 	defer tick.Stop()
 	for {
@@ -175,10 +177,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 			r.o.Logger.Warn().Err(err).Msg("list due deferred charges")
 		}
 		for _, d := range due {
-			r.check(ctx, d)
-			if !sleep(ctx, pace) {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-pacer.C:
 			}
+			r.check(ctx, d)
 		}
 		if len(due) == 100 {
 			continue // more are due
@@ -350,16 +354,4 @@ func objectPath(d store.Deferred) string {
 		return "/v1/batches/" + d.ID
 	}
 	return "/v1/responses/" + d.ID
-}
-
-// sleep waits d or until ctx ends; false if ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

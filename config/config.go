@@ -36,8 +36,10 @@ type Config struct {
 	// TokenHashKey keys the HMAC under which proxy tokens are stored. Nil: generate.
 	TokenHashKey []byte
 
-	GRPCAddr        string
-	HTTPAddr        string
+	GRPCAddr string
+	HTTPAddr string
+	// PprofAddr serves net/http/pprof when set; loopback only.
+	PprofAddr       string
 	GRPCMaxRecvSize int
 	// GRPCKeepaliveMinTime is the shortest interval between HTTP/2 pings
 	// the gRPC server accepts from Envoy (connection_keepalive); pings more
@@ -129,6 +131,7 @@ var Vars = []Var{
 	{"LLM_PROXY_TOKEN_HASH_KEY", "generated into the data dir (SQLite only)", "base64 of ≥32 bytes; HMAC key under which proxy tokens are stored; required with PostgreSQL"},
 	{"LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002", "ext_proc gRPC listen address (health and reflection served too)"},
 	{"LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081", "management API, /metrics and /healthz listen address"},
+	{"LLM_PROXY_PPROF_ADDR", "", "loopback host:port serving Go's net/http/pprof profiles (off when unset; never on a public address)"},
 	{"LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", "10s", "shortest interval between Envoy's HTTP/2 pings the gRPC server accepts (with or without open streams); keep it below the sidecar cluster's connection_keepalive interval (30s in envoy/envoy.yaml) minus its jitter"},
 	{"LLM_PROXY_GRPC_MAX_RECV_BYTES", "67108864", "largest gRPC message accepted (buffered bodies arrive in one message)"},
 	{"LLM_PROXY_REDIS_URL", "", "redis:// or rediss:// URL: limits exact across replicas, revocations reach every replica within a second; unset: in-memory limits for one instance"},
@@ -176,6 +179,7 @@ func Load(getenv func(string) string) (Config, error) {
 		TokenHashKey:         p.key("LLM_PROXY_TOKEN_HASH_KEY", 32, 1024),
 		GRPCAddr:             p.addr("LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002"),
 		HTTPAddr:             p.addr("LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081"),
+		PprofAddr:            p.loopback("LLM_PROXY_PPROF_ADDR"),
 		GRPCMaxRecvSize:      p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
 		GRPCKeepaliveMinTime: p.duration("LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", 10*time.Second),
 		RedisURL:             p.redisURL("LLM_PROXY_REDIS_URL"),
@@ -306,6 +310,21 @@ func (p *parser) addr(name, def string) string {
 	v := p.str(name, def)
 	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
 		p.fail(name, "must be host:port, got %q", v)
+	}
+	return v
+}
+
+// loopback reads an optional host:port that must be on a loopback address:
+// what it serves (profiles) is for the operator on the machine only.
+func (p *parser) loopback(name string) string {
+	v := p.str(name, "")
+	if v == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(v)
+	ip := net.ParseIP(host)
+	if err != nil || port == "" || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		p.fail(name, "must be a loopback host:port such as 127.0.0.1:6060, got %q", v)
 	}
 	return v
 }

@@ -220,3 +220,16 @@ func TestFailureModes(t *testing.T) {
 		t.Fatal("unknown kind must be refused")
 	}
 }
+
+func TestPprofAddrLoopbackOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:6060": true, "[::1]:6060": true, "localhost:6060": true,
+		"0.0.0.0:6060": false, "10.0.0.1:6060": false, "example.com:6060": false, "6060": false} {
+		c, err := Load(env(map[string]string{"LLM_PROXY_PPROF_ADDR": addr}))
+		if (err == nil) != ok || (ok && c.PprofAddr != addr) {
+			t.Errorf("%s: %v (PprofAddr %q), want accepted=%v", addr, err, c.PprofAddr, ok)
+		}
+	}
+	if c, err := Load(env(nil)); err != nil || c.PprofAddr != "" {
+		t.Errorf("default: %q, %v; want off", c.PprofAddr, err)
+	}
+}

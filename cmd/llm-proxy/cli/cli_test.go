@@ -3,7 +3,10 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -41,13 +44,16 @@ func startServe(t *testing.T) *grpc.ClientConn {
 	return conn
 }
 
-func startServeEnv(t *testing.T) (*grpc.ClientConn, map[string]string) {
+func startServeEnv(t *testing.T, extra ...map[string]string) (*grpc.ClientConn, map[string]string) {
 	t.Helper()
 	grpcAddr := freeAddr(t)
 	env := map[string]string{
 		"LLM_PROXY_DATA_DIR":  t.TempDir(),
 		"LLM_PROXY_GRPC_ADDR": grpcAddr,
 		"LLM_PROXY_HTTP_ADDR": freeAddr(t),
+	}
+	for _, e := range extra {
+		maps.Copy(env, e)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -207,5 +213,31 @@ func TestHealthcheckCommand(t *testing.T) {
 	down := map[string]string{"LLM_PROXY_HTTP_ADDR": freeAddr(t)}
 	if err := Run(context.Background(), []string{"healthcheck"}, func(k string) string { return down[k] }, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Fatal("healthcheck with nothing listening must fail")
+	}
+}
+
+// Profiles are served only where LLM_PROXY_PPROF_ADDR says, on loopback, and
+// never on the management address.
+func TestPprofOnDemand(t *testing.T) {
+	pprofAddr := freeAddr(t)
+	_, env := startServeEnv(t, map[string]string{"LLM_PROXY_PPROF_ADDR": pprofAddr})
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := get("http://" + pprofAddr + "/debug/pprof/"); status != 200 || !strings.Contains(body, "goroutine") {
+		t.Errorf("pprof index: %d %.200s", status, body)
+	}
+	if status, _ := get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1"); status != 200 {
+		t.Errorf("goroutine profile: %d", status)
+	}
+	if status, _ := get("http://" + env["LLM_PROXY_HTTP_ADDR"] + "/debug/pprof/"); status == 200 {
+		t.Error("the management address serves profiles")
 	}
 }

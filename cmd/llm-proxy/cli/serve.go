@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"time"
 
@@ -264,6 +265,16 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		fmt.Fprintln(w, "ok")
 	})
 	httpSrv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var pprofSrv *http.Server
+	if cfg.PprofAddr != "" {
+		pmux := http.NewServeMux()
+		pmux.HandleFunc("/debug/pprof/", pprof.Index)
+		pmux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pmux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pprofSrv = &http.Server{Addr: cfg.PprofAddr, Handler: pmux, ReadHeaderTimeout: 10 * time.Second}
+	}
 
 	var lc net.ListenConfig
 	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
@@ -276,7 +287,28 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		return fmt.Errorf("LLM_PROXY_HTTP_ADDR: %w", err)
 	}
 
+	var pprofLis net.Listener
+	if pprofSrv != nil {
+		if pprofLis, err = lc.Listen(ctx, "tcp", cfg.PprofAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return fmt.Errorf("LLM_PROXY_PPROF_ADDR: %w", err)
+		}
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
+	if pprofSrv != nil {
+		g.Go(func() error {
+			if err := pprofSrv.Serve(pprofLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("pprof server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return pprofSrv.Close() // profiles in progress are cut: nothing to drain
+		})
+	}
 	g.Go(func() error {
 		if err := grpcSrv.Serve(grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)

@@ -168,6 +168,11 @@ func toAPIError(err error) *apiError {
 			ae.Param = &param
 		}
 		return ae
+	case errors.Is(err, errBatchTooLarge):
+		param := "input_file_id"
+		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "batch_input_too_large",
+			Message: "The batch's input file is larger than this proxy reads to reserve its cost (LLM_PROXY_MAX_BATCH_INPUT_BYTES); split it into smaller batches.",
+			Param:   &param, Err: err}
 	case errors.Is(err, errBatchUnavailable) && upstream.NotFound(err):
 		param := "input_file_id"
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "input_file_not_found",

@@ -47,6 +47,7 @@ var (
 	errBackgroundRefused = errors.New("background responses are disabled for this project")
 	errBatchRefused      = errors.New("batches are disabled for this project")
 	errBatchUnavailable  = errors.New("the batch input file could not be read to reserve its cost")
+	errBatchTooLarge     = errors.New("the batch input file is larger than this proxy reads to reserve its cost")
 )
 
 // charge is the charging rule of the request's route ("" before a route
@@ -91,7 +92,13 @@ func (st *stream) estimateBatch() (int64, error) {
 		return 0, fmt.Errorf("%w: %w", errBatchUnavailable, err)
 	}
 	defer body.Close()
-	cost, lines, err := deferred.EstimateBatch(io.LimitReader(body, st.srv.maxBatchInput), maxBatchLine, st.srv.tokenizer, st.srv.prices, st.srv.defaultMaxTokens)
+	// Reading one byte past the limit tells a file that is too large from
+	// one that fits exactly: a cut file would reserve too little.
+	lr := &io.LimitedReader{R: body, N: st.srv.maxBatchInput + 1}
+	cost, lines, err := deferred.EstimateBatch(lr, maxBatchLine, st.srv.tokenizer, st.srv.prices, st.srv.defaultMaxTokens)
+	if lr.N <= 0 {
+		return 0, errBatchTooLarge
+	}
 	if err != nil {
 		return 0, &badRequestError{err: err}
 	}

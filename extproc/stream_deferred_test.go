@@ -185,9 +185,10 @@ func TestDeferred(t *testing.T) {
 		{"batch input file unreadable", tokBackground, batchBody, fileServer{err: &upstream.StatusError{Status: 503}}, 502, "batch_input_unavailable"},
 		{"batch input file not JSONL", tokBackground, batchBody, fileServer{files: map[string]string{"/v1/files/file-1/content": "{}\n"}}, 400, "invalid_request_body"},
 		{"batch without input file", tokBackground, `{"endpoint":"/v1/chat/completions"}`, fileServer{}, 400, "invalid_request_body"},
+		{"batch input file over the read limit", tokBackground, batchBody, fileServer{files: map[string]string{"/v1/files/file-1/content": batchInput + batchInput}}, 400, "batch_input_too_large"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, withFiles(tc.files))
+			h := newHarness(t, withFiles(tc.files), func(_ *harness, o *Options) { o.MaxBatchInput = int64(len(batchInput)) })
 			c := h.open()
 			c.send(reqHeaders("POST", "/v1/batches", tc.token))
 			if status, code, body := immediate(c.send(reqBody(tc.body))); status != tc.status || code != tc.code {

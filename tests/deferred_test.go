@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"mime/multipart"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -20,33 +20,25 @@ import (
 // client reads it in a terminal state, or by the sidecar's reconciler when
 // nobody does.
 
-// call sends one request through Envoy with a proxy token and decodes a JSON
-// answer into out (when not nil).
+// call sends one request through Envoy with a proxy token (the package's
+// call, with a content type of choice) and decodes a 2xx JSON answer into
+// out (when not nil).
 func (s *stack) call(t *testing.T, tok, method, path, contentType string, body []byte, hdr map[string]string, out any) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, s.envoyURL+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	h := maps.Clone(hdr)
+	if h == nil {
+		h = map[string]string{}
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		h["Content-Type"] = contentType
 	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+	r := call(t, s, method, path, tok, string(body), h)
+	if out != nil && r.status/100 == 2 {
+		if err := json.Unmarshal(r.body, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, r.body)
 		}
 	}
-	return resp.StatusCode, b
+	return r.status, r.body
 }
 
 type jobObject struct {

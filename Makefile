@@ -50,9 +50,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Benchmarks: Envoy alone vs Envoy + llm-proxy on the same fake upstream.
+# Benchmarks: Envoy alone vs Envoy + llm-proxy on the same fake upstream, each
+# component a process of its own, load from wrk; medians of BENCH_ROUNDS rounds
+# of BENCH_DURATION per row, written to bin/bench.json (see docs/performance.md).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./tests/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/bench/
 
 lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...

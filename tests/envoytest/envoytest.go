@@ -233,6 +233,9 @@ func (e *Envoy) waitReady(adminPath string) error {
 	return fmt.Errorf("admin /ready not LIVE after %s (admin %q, last answer %q)", ReadyTimeout, e.adminAddr, last)
 }
 
+// Pid is the Envoy process's id (to read its CPU time and memory from /proc).
+func (e *Envoy) Pid() int { return e.cmd.Process.Pid }
+
 // AdminAddr is the host:port of Envoy's admin endpoint.
 func (e *Envoy) AdminAddr() string { return e.adminAddr }
 

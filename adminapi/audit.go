@@ -22,9 +22,11 @@ type auditWriter interface {
 	Write(ctx context.Context, ev store.AuditEvent) error
 }
 
-// auditReader is what GET /manage/audit needs of the store.
+// auditReader is what GET /manage/audit and /manage/audit/{id} need of the
+// store.
 type auditReader interface {
 	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, string, error)
+	GetAudit(ctx context.Context, id string) (store.AuditEvent, error)
 }
 
 var _ auditReader = (*store.Store)(nil)
@@ -47,7 +49,32 @@ const (
 // record of an operation needs.
 type requestInfo struct {
 	id            string // the x-request-id sent back
-	clientAddress string // see clientAddress
+	clientAddress string // see clientAddress, or the in-process [Caller]'s
+	actor         string // the in-process [Caller]'s actor; "" for the server's own
+}
+
+// Caller names who is behind a request that a program in the same process
+// (the admin web UI) hands to [Server.ServeHTTP] on behalf of someone else:
+// the audit log records Actor instead of "management:<fingerprint>", and
+// ClientAddress instead of the address read from the request, which is the
+// caller's own. A Caller travels only in the request's context, which no
+// network client can set; the request must still carry the management
+// token, and failed logins are throttled by ClientAddress.
+type Caller struct {
+	Actor         string // e.g. "admin-ui"; "" keeps the server's own actor
+	ClientAddress string // the client's address as the caller learnt it; "" keeps the request's
+}
+
+type callerKey struct{}
+
+// WithCaller returns a copy of ctx under which [Server.ServeHTTP] audits as c.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+func callerFrom(ctx context.Context) Caller {
+	c, _ := ctx.Value(callerKey{}).(Caller)
+	return c
 }
 
 type requestInfoKey struct{}
@@ -120,6 +147,9 @@ func (s *Server) audit(r *http.Request, ev store.AuditEvent) {
 	info := requestInfoFrom(r.Context())
 	ev.Time = s.now().UTC()
 	ev.Actor = s.actor
+	if info.actor != "" {
+		ev.Actor = info.actor
+	}
 	ev.RequestID = info.id
 	ev.ClientAddress = info.clientAddress
 	ev.Outcome = store.AuditOutcomeSuccess
@@ -191,6 +221,20 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		page.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// getAudit answers GET /manage/audit/{id}: one event.
+func (s *Server) getAudit(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "audit event")
+	if !ok {
+		return
+	}
+	e, err := s.auditEvents.GetAudit(r.Context(), id)
+	if err != nil {
+		writeError(w, r, storeError("audit event", id, "get audit event", err))
+		return
+	}
+	writeJSON(w, http.StatusOK, eventsink.AuditView(e))
 }
 
 // auditQuery reads the audit listing's query parameters. Empty project_id,

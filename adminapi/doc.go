@@ -109,7 +109,9 @@
 //     ([store.AuditProjectCreate] …), the target and its project, the
 //     request id, the actor ("management:" and the first 8 hex digits of
 //     the SHA-256 of the management token — the token is shared, so this
-//     tells tokens apart, not people) and the client address. If storing
+//     tells tokens apart, not people) and the client address — or, for a
+//     request handed over in process under [WithCaller] (the admin web
+//     UI), the [Caller]'s actor and client address. If storing
 //     the event fails, the operation still answers success — it has
 //     happened — and the failure is logged at error with the request id;
 //     the audit log counts it and retries the event.

@@ -222,6 +222,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("DELETE /manage/tokens/{id}", s.revokeToken)
 
 	s.mux.HandleFunc("GET /manage/audit", s.listAudit)
+	s.mux.HandleFunc("GET /manage/audit/{id}", s.getAudit)
 	s.mux.HandleFunc("POST /manage/cache/purge", s.purgeCache)
 }
 
@@ -232,8 +233,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
 	reqID := requestID(r.Header.Get(requestIDHeader))
 	client := clientAddress(r, s.trustedHops)
+	caller := callerFrom(r.Context())
+	if caller.ClientAddress != "" {
+		client = caller.ClientAddress
+	}
 	log := s.log.With().Str(logRequestID, reqID).Logger()
-	ctx := withRequestInfo(log.WithContext(r.Context()), requestInfo{id: reqID, clientAddress: client})
+	ctx := withRequestInfo(log.WithContext(r.Context()), requestInfo{id: reqID, clientAddress: client, actor: caller.Actor})
 	r = r.WithContext(ctx)
 
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/llm-proxy/llm-proxy/redisclient"
 )
 
 // Prefix starts every environment variable llm-proxy reads.
@@ -134,8 +135,8 @@ var Vars = []Var{
 	{"LLM_PROXY_PPROF_ADDR", "", "loopback host:port serving Go's net/http/pprof profiles (off when unset; never on a public address)"},
 	{"LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", "10s", "shortest interval between Envoy's HTTP/2 pings the gRPC server accepts (with or without open streams); keep it below the sidecar cluster's connection_keepalive interval (30s in envoy/envoy.yaml) minus its jitter"},
 	{"LLM_PROXY_GRPC_MAX_RECV_BYTES", "67108864", "largest gRPC message accepted (buffered bodies arrive in one message)"},
-	{"LLM_PROXY_REDIS_URL", "", "redis:// or rediss:// URL: limits exact across replicas, revocations reach every replica within a second; unset: in-memory limits for one instance"},
-	{"LLM_PROXY_REDIS_PREFIX", "llmproxy:", "prefix of every Redis key and channel llm-proxy uses"},
+	{"LLM_PROXY_REDIS_URL", "", "redis:// or rediss:// URL of one server, a Redis Cluster (`redis://host1:port?addr=host2:port&addr=host3:port`, or `?cluster=true` with one seed node) or Sentinel (`redis://sentinel1:port/0?master_name=NAME&addr=sentinel2:port`; the master's credentials as `username=`/`password=`): limits exact across replicas, revocations reach every replica within a second; unset: in-memory limits for one instance"},
+	{"LLM_PROXY_REDIS_PREFIX", "llmproxy:", "prefix of every Redis key and channel llm-proxy uses (no `{` or `}`: keys carry their own Redis Cluster hash tags)"},
 	{"LLM_PROXY_REDIS_TIMEOUT", "100ms", "longest a limiter call waits for Redis before its failure mode applies"},
 	{"LLM_PROXY_CONCURRENCY_LEASE", "16m0s", "how long a concurrency slot lives unless renewed: longer than the /v1/ route's 900s timeout, and a streamed response renews it while chunks flow; a replica that dies frees its slots after it"},
 	{"LLM_PROXY_LIMIT_FAILURE_MODES", "see ratelimit docs", "what each limit does when Redis fails, e.g. requests=local,tokens=local,concurrency=open,budget=closed,lifetime=closed; modes: closed (deny), open (allow), local (in-process limiter)"},
@@ -183,7 +184,7 @@ func Load(getenv func(string) string) (Config, error) {
 		GRPCMaxRecvSize:      p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
 		GRPCKeepaliveMinTime: p.duration("LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", 10*time.Second),
 		RedisURL:             p.redisURL("LLM_PROXY_REDIS_URL"),
-		RedisPrefix:          p.str("LLM_PROXY_REDIS_PREFIX", "llmproxy:"),
+		RedisPrefix:          p.redisPrefix("LLM_PROXY_REDIS_PREFIX", "llmproxy:"),
 		RedisTimeout:         p.duration("LLM_PROXY_REDIS_TIMEOUT", 100*time.Millisecond),
 		ConcurrencyLease:     p.duration("LLM_PROXY_CONCURRENCY_LEASE", 16*time.Minute),
 		LimitFailureModes:    p.failureModes("LLM_PROXY_LIMIT_FAILURE_MODES"),
@@ -380,9 +381,19 @@ func (p *parser) redisURL(name string) string {
 	if v == "" {
 		return ""
 	}
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		p.fail(name, "must be a redis:// or rediss:// URL")
+	if err := redisclient.Validate(v); err != nil {
+		p.fail(name, "must be a redis:// or rediss:// URL of a server, a Redis Cluster (?addr=host:port per more seed node, or ?cluster=true) or Sentinel (?master_name=): %v", err)
+	}
+	return v
+}
+
+// redisPrefix refuses braces: llm-proxy's keys carry one hash tag per
+// project group ("{…}") so that a Lua script's keys share a Redis Cluster
+// slot, and a brace in the prefix would become the tag instead.
+func (p *parser) redisPrefix(name, def string) string {
+	v := p.str(name, def)
+	if strings.ContainsAny(v, "{}") {
+		p.fail(name, "must not contain { or }: they would become the Redis Cluster hash tag of every key")
 	}
 	return v
 }

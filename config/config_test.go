@@ -233,3 +233,34 @@ func TestPprofAddrLoopbackOnly(t *testing.T) {
 		t.Errorf("default: %q, %v; want off", c.PprofAddr, err)
 	}
 }
+
+func TestRedisURLForms(t *testing.T) {
+	for u, ok := range map[string]bool{
+		"redis://h:6379/0":                               true,
+		"rediss://h:6380":                                true,
+		"redis://h1:7000?addr=h2:7001&addr=h3:7002":      true,
+		"redis://h1:7000?cluster=true":                   true,
+		"redis://s1:26379/0?master_name=m&addr=s2:26379": true,
+		"redis://h1:7000?addr=h2":                        false,
+		"redis://h:6379?nonsense=1":                      false,
+		"http://h:6379":                                  false,
+		"redis://:secretpw@h:notaport":                   false,
+	} {
+		c, err := Load(env(map[string]string{"LLM_PROXY_REDIS_URL": u}))
+		if (err == nil) != ok || (ok && c.RedisURL != u) {
+			t.Errorf("%s: %v, want accepted=%v", u, err, ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "secretpw") {
+			t.Errorf("%s: the password appears in the error: %v", u, err)
+		}
+	}
+}
+
+func TestRedisPrefixWithoutBraces(t *testing.T) {
+	for prefix, ok := range map[string]bool{"llmproxy:": true, "team-a:": true, "{x}:": false, "a{": false, "b}": false} {
+		c, err := Load(env(map[string]string{"LLM_PROXY_REDIS_PREFIX": prefix}))
+		if (err == nil) != ok || (ok && c.RedisPrefix != prefix) {
+			t.Errorf("%q: %v, want accepted=%v", prefix, err, ok)
+		}
+	}
+}

@@ -40,7 +40,7 @@ const minWebhookSecret = 16
 // DispatchVars documents the settings of `llm-proxy dispatch`.
 // LLM_PROXY_LOG_LEVEL is shared with serve.
 var DispatchVars = []Var{
-	{"LLM_PROXY_REDIS_URL", "(required)", "redis:// or rediss:// URL of the Redis holding the event stream"},
+	{"LLM_PROXY_REDIS_URL", "(required)", "URL of the Redis holding the event stream: one server, a Redis Cluster or Sentinel, written as for serve"},
 	{"LLM_PROXY_EVENTS_STREAM", "llmproxy:events", "the Redis Stream the event sink writes and dispatch reads"},
 	{"LLM_PROXY_DISPATCH_GROUP", "dispatch", "consumer group shared by every dispatch process"},
 	{"LLM_PROXY_DISPATCH_DEAD_STREAM", "<stream>:dead", "stream receiving entries that could not be delivered"},

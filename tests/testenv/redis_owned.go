@@ -22,6 +22,8 @@ type OwnedRedis struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // a config file given before the flags ("" for none)
+	args []string // flags after the common ones
 
 	mu sync.Mutex
 	p  *process
@@ -31,6 +33,15 @@ type OwnedRedis struct {
 // NewOwnedRedis starts a dedicated redis-server and stops it when the test ends.
 func NewOwnedRedis(tb testing.TB) *OwnedRedis {
 	tb.Helper()
+	r := newOwnedRedis(tb, "")
+	r.Start()
+	return r
+}
+
+// newOwnedRedis prepares (does not start) a redis-server of tb's own, run
+// with conf as its config file when not "", and args after the common flags.
+func newOwnedRedis(tb testing.TB, conf string, args ...string) *OwnedRedis {
+	tb.Helper()
 	bin := lookPath("redis-server")
 	if bin == "" {
 		unavailable(tb, "no redis-server on PATH for a test-owned Redis: install redis-server (Debian: apt-get install redis-server)")
@@ -39,16 +50,16 @@ func NewOwnedRedis(tb testing.TB) *OwnedRedis {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &OwnedRedis{tb: tb, bin: bin, dir: tb.TempDir(), port: port}
-	r.Start()
+	r := &OwnedRedis{tb: tb, bin: bin, dir: tb.TempDir(), port: port, conf: conf, args: args}
 	tb.Cleanup(r.Stop)
 	return r
 }
 
 // URL is the server's redis:// URL; it stays the same across restarts.
-func (r *OwnedRedis) URL() string { return "redis://" + r.addr() + "/0" }
+func (r *OwnedRedis) URL() string { return "redis://" + r.Addr() + "/0" }
 
-func (r *OwnedRedis) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+// Addr is the server's host:port; it stays the same across restarts.
+func (r *OwnedRedis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
 
 // Start starts the server (again) and waits until it answers.
 func (r *OwnedRedis) Start() {
@@ -59,14 +70,19 @@ func (r *OwnedRedis) Start() {
 		return
 	}
 	r.n++
-	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--daemonize", "no", "--dir", r.dir}, redisFlags...)
+	var args []string
+	if r.conf != "" {
+		args = append(args, r.conf)
+	}
+	args = append(args, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--daemonize", "no", "--dir", r.dir)
+	args = append(append(args, redisFlags...), r.args...)
 	p, err := start(command(nil, r.bin, args...), filepath.Join(r.dir, fmt.Sprintf("redis-%d.log", r.n)))
 	if err != nil {
 		r.tb.Fatal(err)
 	}
-	if err := waitReady(p.done, func(ctx context.Context) error { return pingRedis(ctx, r.addr()) }); err != nil {
+	if err := waitReady(p.done, func(ctx context.Context) error { return pingRedis(ctx, r.Addr()) }); err != nil {
 		p.stop(os.Kill)
-		r.tb.Fatalf("redis-server on %s: %v\n%s", r.addr(), err, p.logTail())
+		r.tb.Fatalf("redis-server on %s: %v\n%s", r.Addr(), err, p.logTail())
 	}
 	r.p = p
 }
@@ -79,4 +95,14 @@ func (r *OwnedRedis) Stop() {
 		r.p.stop(syscall.SIGKILL)
 		r.p = nil
 	}
+}
+
+// logTail returns the end of the running server's log ("" when stopped).
+func (r *OwnedRedis) logTail() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.p == nil {
+		return ""
+	}
+	return r.p.logTail()
 }

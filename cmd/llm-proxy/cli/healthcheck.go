@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/config"
@@ -26,9 +28,12 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("healthcheck: %w", err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	// The report names what is not ready (store, Redis); a container's
+	// health check log shows it.
+	report, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("healthcheck: /readyz answered %s", resp.Status)
+		return fmt.Errorf("healthcheck: /readyz answered %s:\n%s", resp.Status, strings.TrimSpace(string(report)))
 	}
 	return nil
 }

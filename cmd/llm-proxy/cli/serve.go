@@ -121,6 +121,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	}()
 
 	var rdb redis.UniversalClient
+	var redisMode redisclient.Mode
 	if cfg.RedisURL != "" {
 		// Per-call deadlines (LLM_PROXY_REDIS_TIMEOUT) bind only when the
 		// client honours the context's deadline; redisclient sees to it.
@@ -128,6 +129,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			return fmt.Errorf("LLM_PROXY_REDIS_URL: %w", err)
 		}
 		defer rdb.Close()
+		redisMode, _ = redisclient.ModeOf(cfg.RedisURL) // New accepted it
 	}
 	limiterOpts := ratelimit.Options{
 		Prefix:       cfg.RedisPrefix + "rl:",
@@ -254,16 +256,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	mux.Handle("/manage/", admin)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := st.Ping(ctx); err != nil {
-			log.Warn().Err(err).Msg("readiness: store unreachable")
-			http.Error(w, "store unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /readyz", readiness(st, rdb, redisMode, log))
 	httpSrv := &http.Server{Addr: cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	var pprofSrv *http.Server
 	if cfg.PprofAddr != "" {
@@ -358,7 +351,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	})
 	healthSrv.SetServingStatus(extprocService, healthpb.HealthCheckResponse_SERVING)
 	log.Info().Str("grpc_addr", cfg.GRPCAddr).Str("http_addr", cfg.HTTPAddr).
-		Str("store", st.Dialect()).Int("routes", len(routes)).Msg("llm-proxy serving")
+		Str("store", st.Dialect()).Str("redis", string(redisMode)).Int("routes", len(routes)).Msg("llm-proxy serving")
 	err = g.Wait()
 	log.Info().Msg("llm-proxy stopped")
 	return err

@@ -59,13 +59,17 @@ func (st *stream) injectIncludeUsage(body []byte) []byte {
 
 // removeInjectedUsage takes the usage-only chunk out of a streamed response
 // whose usage was asked for on the client's behalf. It returns what of chunk
-// the client receives and the mutation that says so (nil: chunk unchanged).
-// An encoded stream cannot be filtered and passes unchanged.
+// the client receives and the mutation that says so (nil: chunk unchanged,
+// which is every chunk but the usage one: nothing is sent back to Envoy that
+// it already has). An encoded stream cannot be filtered and passes unchanged.
 func (st *stream) removeInjectedUsage(chunk []byte, end bool) ([]byte, *extprocv3.CommonResponse) {
 	if !st.includeUsage.injected || !st.usage.read || !st.usage.sse || st.usage.encoding != "" {
 		return chunk, nil
 	}
-	seen := st.includeUsage.filter.filter(chunk, end)
+	seen, changed := st.includeUsage.filter.filter(chunk, end)
+	if !changed {
+		return chunk, nil
+	}
 	return seen, &extprocv3.CommonResponse{BodyMutation: &extprocv3.BodyMutation{
 		Mutation: &extprocv3.BodyMutation_Body{Body: seen},
 	}}
@@ -88,13 +92,29 @@ func replaceBody(body []byte) *extprocv3.ProcessingResponse {
 // complete events on and holds back only an event still being received, so
 // the client sees each event as soon as it is whole.
 type usageChunkFilter struct {
-	pending []byte
+	pending []byte // the start of an event not yet whole
 }
 
-// filter returns what of the bytes received so far the client may have.
-func (f *usageChunkFilter) filter(chunk []byte, end bool) []byte {
+// filter returns what of the bytes received so far the client may have, and
+// whether that differs from chunk. In the common case — no partial event
+// held from before, chunk ends at an event's end and holds no usage-only
+// event — it copies nothing and reports no change.
+func (f *usageChunkFilter) filter(chunk []byte, end bool) (out []byte, changed bool) {
+	if len(f.pending) == 0 {
+		n := 0
+		for n < len(chunk) {
+			l := eventLen(chunk[n:])
+			if l < 0 || isUsageOnly(chunk[n:n+l]) {
+				break
+			}
+			n += l
+		}
+		if n == len(chunk) {
+			return chunk, false
+		}
+	}
 	f.pending = append(f.pending, chunk...)
-	out := make([]byte, 0, len(f.pending))
+	out = make([]byte, 0, len(f.pending))
 	for {
 		n := eventLen(f.pending)
 		if n < 0 {
@@ -112,7 +132,7 @@ func (f *usageChunkFilter) filter(chunk []byte, end bool) []byte {
 	if len(f.pending) == 0 {
 		f.pending = nil // let a long stream's buffer go
 	}
-	return out
+	return out, true
 }
 
 // eventLen is the length of the first complete SSE event in b (through its
@@ -133,9 +153,11 @@ func eventLen(b []byte) int {
 }
 
 // isUsageOnly reports whether an SSE event is a chunk with no choices and a
-// usage object: the chunk include_usage adds.
+// usage object: the chunk include_usage adds. Every other chunk of such a
+// stream says "usage":null, so only an event whose usage is an object is
+// decoded.
 func isUsageOnly(ev []byte) bool {
-	if !bytes.Contains(ev, []byte(`"usage"`)) {
+	if !hasObjectKey(ev, `"usage"`) {
 		return false
 	}
 	var data []byte
@@ -152,4 +174,22 @@ func isUsageOnly(ev []byte) bool {
 		return false
 	}
 	return chunk.Choices != nil && len(chunk.Choices) == 0 && len(chunk.Usage) > 0 && !bytes.Equal(chunk.Usage, []byte("null"))
+}
+
+// hasObjectKey reports whether key (quoted) appears in b followed by a colon
+// and an object. A quote inside a JSON string is escaped, so the quoted key
+// is found only where it is a key.
+func hasObjectKey(b []byte, key string) bool {
+	for {
+		i := bytes.Index(b, []byte(key))
+		if i < 0 {
+			return false
+		}
+		b = bytes.TrimLeft(b[i+len(key):], " \t\r\n")
+		if len(b) > 0 && b[0] == ':' {
+			if v := bytes.TrimLeft(b[1:], " \t\r\n"); len(v) > 0 && v[0] == '{' {
+				return true
+			}
+		}
+	}
 }

@@ -3,6 +3,7 @@ package extproc
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/llm-proxy/llm-proxy/usage"
@@ -25,12 +26,57 @@ func TestUsageChunkFilterAtEveryChunkBoundary(t *testing.T) {
 		for cut2 := cut; cut2 <= len(in); cut2 += 7 {
 			var f usageChunkFilter
 			var out []byte
-			out = append(out, f.filter(in[:cut], false)...)
-			out = append(out, f.filter(in[cut:cut2], false)...)
-			out = append(out, f.filter(in[cut2:], true)...)
+			out = append(out, filtered(&f, in[:cut], false)...)
+			out = append(out, filtered(&f, in[cut:cut2], false)...)
+			out = append(out, filtered(&f, in[cut2:], true)...)
 			if string(out) != sseWithoutUsage {
 				t.Fatalf("cuts %d/%d: got %q", cut, cut2, out)
 			}
+		}
+	}
+}
+
+// filtered is what the client receives of chunk; an unchanged chunk must be
+// reported as such only when it is exactly what was received.
+func filtered(f *usageChunkFilter, chunk []byte, end bool) []byte {
+	out, changed := f.filter(chunk, end)
+	if !changed && !bytes.Equal(out, chunk) {
+		panic("filter reported no change but changed the chunk")
+	}
+	return out
+}
+
+// Every chunk but the one with the usage-only event passes as it came: no
+// body is sent back to Envoy for it.
+func TestUsageChunkFilterChangesOnlyTheUsageChunk(t *testing.T) {
+	var f usageChunkFilter
+	for ev := range strings.SplitAfterSeq(sseWithUsage, "\n\n") {
+		if ev == "" {
+			continue
+		}
+		out, changed := f.filter([]byte(ev), strings.HasPrefix(ev, "data: [DONE]"))
+		usageOnly := strings.Contains(ev, `"choices":[]`)
+		if changed != usageOnly || strings.Contains(string(out), `"choices":[]`) {
+			t.Errorf("event %q: changed %v, out %q", ev, changed, out)
+		}
+	}
+	// A chunk ending inside an event is held back, and then changed.
+	if out, changed := f.filter([]byte("data: {\"choi"), false); !changed || len(out) != 0 {
+		t.Errorf("partial event: changed %v, out %q", changed, out)
+	}
+}
+
+func TestIsUsageOnly(t *testing.T) {
+	for ev, want := range map[string]bool{
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3}}\n\n":              true,
+		"data: {\"choices\": [], \"usage\" : {\"prompt_tokens\":3}}\n\n":          true,
+		"data: {\"choices\":[],\"usage\":null}\n\n":                               false,
+		"data: {\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\":{\"}}]}\n\n": false,
+		"data: {\"choices\":[{\"index\":0}],\"usage\":{\"prompt_tokens\":3}}\n\n": false,
+		"data: [DONE]\n\n": false,
+	} {
+		if got := isUsageOnly([]byte(ev)); got != want {
+			t.Errorf("isUsageOnly(%q) = %v", ev, got)
 		}
 	}
 }
@@ -84,8 +130,8 @@ func FuzzUsageChunkFilter(f *testing.F) {
 			return
 		}
 		var whole, split usageChunkFilter
-		a := whole.filter(in, true)
-		b := append(split.filter(in[:cut], false), split.filter(in[cut:], true)...)
+		a := filtered(&whole, in, true)
+		b := append(filtered(&split, in[:cut], false), filtered(&split, in[cut:], true)...)
 		if !bytes.Equal(a, b) {
 			t.Fatalf("chunking changed the output: %q vs %q", a, b)
 		}

@@ -88,6 +88,11 @@ func requestInfoFrom(ctx context.Context) requestInfo {
 	return info
 }
 
+// ClientAddress returns the IP address of the client that sent r as the
+// trustedHops proxies in front of the server saw it, read exactly as the
+// API reads it for its audit log and login throttle (see [Options.TrustedHops]).
+func ClientAddress(r *http.Request, trustedHops int) string { return clientAddress(r, trustedHops) }
+
 // clientAddress returns the IP address of the client that sent r, as the
 // trusted proxies in front of the server saw it.
 //

@@ -193,6 +193,8 @@ const (
 	AuditTokenUpdate         = "token.update"          // a token's name, active flag, expiry, cap or limits changed
 	AuditTokenRevoke         = "token.revoke"          // a token was revoked
 	AuditCachePurge          = "cache.purge"           // cached responses were purged
+	AuditAdminSignIn         = "admin.sign_in"         // a browser signed in to the admin console with the management token
+	AuditAdminSignOut        = "admin.sign_out"        // a browser signed out of the admin console
 
 	AuditAuthMissingToken    = "auth.missing_token"    // a proxied request carried no token
 	AuditAuthUnknownToken    = "auth.unknown_token"    // its token matches no token
@@ -209,6 +211,7 @@ func AuditActions() []string {
 	return []string{
 		AuditProjectCreate, AuditProjectUpdate, AuditProjectDelete, AuditProjectTokensRevoke,
 		AuditTokenCreate, AuditTokenUpdate, AuditTokenRevoke, AuditCachePurge,
+		AuditAdminSignIn, AuditAdminSignOut,
 		AuditAuthMissingToken, AuditAuthUnknownToken, AuditAuthRevokedToken,
 		AuditAuthExpiredToken, AuditAuthProjectInactive, AuditAuthQuotaExhausted,
 		AuditAuthManagementToken,

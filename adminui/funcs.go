@@ -1,0 +1,80 @@
+package adminui
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// funcs are the templates' helpers; each turns an API value into text.
+var funcs = template.FuncMap{
+	"opt": func(p *int64) string {
+		if p == nil {
+			return "—"
+		}
+		return grouped(*p)
+	},
+	"optStr": func(p *string) string {
+		if p == nil || *p == "" {
+			return "—"
+		}
+		return *p
+	},
+	"when":       when,
+	"whenPtr":    func(p *string) string { return whenPtr(p) },
+	"num":        grouped,
+	"dollars":    dollars,
+	"usd":        func(n json.Number) string { return dollars(micro(n)) },
+	"limitsData": func(prefix string, f url.Values) limitsData { return limitsData{Prefix: prefix, Form: f} },
+	"budget": func(p *float64) string {
+		if p == nil {
+			return "none"
+		}
+		return "$" + strconv.FormatFloat(*p, 'f', -1, 64)
+	},
+}
+
+// when shows an RFC 3339 time from the API as "2025-03-31 12:00 UTC".
+func when(s string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func whenPtr(p *string) string {
+	if p == nil {
+		return "—"
+	}
+	return when(*p)
+}
+
+// grouped writes n with thousands separators.
+func grouped(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := n < 0
+	if neg {
+		s = s[1:]
+	}
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, ',')
+		}
+		out = append(out, s[i])
+	}
+	if neg {
+		return "-" + string(out)
+	}
+	return string(out)
+}
+
+// limitsData is what the "limits" fieldset template gets: its inputs' id
+// prefix (unique in the page) and the form values.
+type limitsData struct {
+	Prefix string
+	Form   url.Values
+}

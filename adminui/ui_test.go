@@ -1,0 +1,467 @@
+package adminui
+
+import (
+	"context"
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/llm-proxy/llm-proxy/store"
+)
+
+func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	for _, path := range []string{"/admin/login", "/admin/", "/admin/static/app.css", "/admin/no-such-page"} {
+		p := b.get(path)
+		for k, want := range map[string]string{
+			"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+			"X-Frame-Options":         "DENY",
+			"X-Content-Type-Options":  "nosniff",
+			"Referrer-Policy":         "same-origin",
+			"Cache-Control":           "no-store",
+		} {
+			if got := p.header.Get(k); got != want {
+				t.Errorf("%s: %s = %q, want %q", path, k, got, want)
+			}
+		}
+	}
+	// No inline script anywhere: the only script is the static file.
+	b.mustSignIn()
+	for _, path := range []string{"/admin/", "/admin/projects", "/admin/tokens", "/admin/usage", "/admin/audit", "/admin/cache"} {
+		p := b.get(path)
+		if p.status != http.StatusOK {
+			t.Fatalf("%s: status %d\n%s", path, p.status, p.body)
+		}
+		scripts := regexp.MustCompile(`<script[^>]*>`).FindAllString(p.body, -1)
+		if len(scripts) != 1 || scripts[0] != `<script src="/admin/static/app.js" defer>` {
+			t.Errorf("%s: scripts %q", path, scripts)
+		}
+		if strings.Contains(p.body, "style=") || strings.Contains(p.body, "<style") || strings.Contains(p.body, " on") && regexp.MustCompile(` on[a-z]+=`).MatchString(p.body) {
+			t.Errorf("%s has inline style or an event handler attribute", path)
+		}
+	}
+}
+
+func TestCookieAttributes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	for _, tc := range []struct {
+		name   string
+		proto  string
+		secure bool
+	}{
+		{"plain HTTP", "", false},
+		{"TLS at Envoy", "https", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := h.browser()
+			if tc.proto != "" {
+				b.header.Set("X-Forwarded-Proto", tc.proto)
+			}
+			login := b.get("/admin/login")
+			wantCookie(t, login.header, loginCookie, tc.secure)
+			p := b.signIn(testToken)
+			if p.status != http.StatusSeeOther {
+				t.Fatalf("sign-in: %d", p.status)
+			}
+			c := wantCookie(t, p.header, sessionCookie, tc.secure)
+			if strings.Contains(c.Value, testToken) || len(c.Value) != 43 { // 256 bits, base64url
+				t.Errorf("session cookie value %q: want a 43-character random id, never the token", c.Value)
+			}
+			if c.MaxAge != 0 || !c.Expires.IsZero() {
+				t.Errorf("session cookie outlives the browser: max-age %d, expires %v", c.MaxAge, c.Expires)
+			}
+		})
+	}
+}
+
+// wantCookie finds the cookie name in header's Set-Cookie and checks the
+// attributes every console cookie has.
+func wantCookie(t *testing.T, header http.Header, name string, secure bool) *http.Cookie {
+	t.Helper()
+	for _, line := range header.Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(line)
+		if err != nil || c.Name != name {
+			continue
+		}
+		if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/admin" || c.Secure != secure {
+			t.Errorf("cookie %s: %q; want HttpOnly, SameSite=Strict, Path=/admin, Secure=%v", name, line, secure)
+		}
+		return c
+	}
+	t.Fatalf("no %s cookie set: %q", name, header.Values("Set-Cookie"))
+	return nil
+}
+
+func TestWrongCSRFTokenRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.mustSignIn()
+	create := url.Values{"name": {"team-a"}, "openai_api_key": {"sk-test-0123456789"}}
+	for _, csrf := range []string{"", "wrong", csrfOf(t, b.get("/admin/projects")) + "x"} {
+		form := url.Values{csrfField: {csrf}}
+		for k, v := range create {
+			form[k] = v
+		}
+		if p := b.do("POST", "/admin/projects", form); p.status != http.StatusForbidden ||
+			!strings.Contains(p.body, "This form has expired or did not come from this console.") {
+			t.Errorf("csrf %q: status %d\n%s", csrf, p.status, p.body)
+		}
+	}
+	// Another browser's session token is not this one's.
+	other := h.browser()
+	other.mustSignIn()
+	form := url.Values{csrfField: {csrfOf(t, other.get("/admin/projects"))}}
+	for k, v := range create {
+		form[k] = v
+	}
+	if p := b.do("POST", "/admin/projects", form); p.status != http.StatusForbidden {
+		t.Errorf("another session's token: status %d", p.status)
+	}
+	// The sign-in form's token is bound to its cookie too.
+	fresh := h.browser()
+	fresh.get("/admin/login")
+	if p := fresh.do("POST", "/admin/login", url.Values{"token": {testToken}, csrfField: {"forged"}}); p.status != http.StatusForbidden {
+		t.Errorf("sign-in with a forged token: status %d", p.status)
+	}
+	if n := h.projectCount(); n != 0 {
+		t.Errorf("%d projects created by refused forms", n)
+	}
+	// The right token works.
+	if p := b.post("/admin/projects", "/admin/projects", create); p.status != http.StatusSeeOther {
+		t.Fatalf("with the right token: status %d\n%s", p.status, p.body)
+	}
+	if n := h.projectCount(); n != 1 {
+		t.Errorf("%d projects, want 1", n)
+	}
+}
+
+func TestLoggedOutSessionReplayRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.mustSignIn()
+	u, _ := url.Parse(h.srv.URL + "/admin/")
+	cookies := b.client.Jar.Cookies(u)
+	csrf := csrfOf(t, b.get("/admin/projects"))
+	if p := b.do("POST", "/admin/logout", url.Values{csrfField: {csrf}}); p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin/login" {
+		t.Fatalf("sign-out: %d %s", p.status, p.header.Get("Location"))
+	}
+	// An attacker who kept the cookie and the form's token replays them.
+	replay := h.browser()
+	replay.client.Jar.SetCookies(u, cookies)
+	if p := replay.get("/admin/projects"); p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/admin/login") {
+		t.Errorf("GET with the ended session: %d %s", p.status, p.header.Get("Location"))
+	}
+	p := replay.do("POST", "/admin/projects", url.Values{csrfField: {csrf}, "name": {"x"}, "openai_api_key": {"sk-test-0123456789"}})
+	if p.status != http.StatusForbidden || !strings.Contains(p.body, "Your session has ended. Sign in again.") {
+		t.Errorf("POST with the ended session: %d\n%s", p.status, p.body)
+	}
+	if n := h.projectCount(); n != 0 {
+		t.Errorf("%d projects created with an ended session", n)
+	}
+	if ev := h.auditEvents(store.AuditAdminSignOut); len(ev) != 1 || ev[0].Actor != "admin-ui" {
+		t.Errorf("sign-out events: %+v", ev)
+	}
+}
+
+func TestCrossOriginPostRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.mustSignIn()
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+	}{
+		{"Sec-Fetch-Site cross-site", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}},
+		{"Sec-Fetch-Site same-site", map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://other.127.0.0.1.nip.io"}},
+		{"Origin only", map[string]string{"Origin": "https://evil.example"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			form := url.Values{"name": {"x"}, "openai_api_key": {"sk-test-0123456789"}, csrfField: {csrfOf(t, b.get("/admin/projects"))}}
+			for k, v := range tc.header {
+				b.header.Set(k, v)
+			}
+			defer func() {
+				for k := range tc.header {
+					b.header.Del(k)
+				}
+			}()
+			p := b.do("POST", "/admin/projects", form)
+			if p.status != http.StatusForbidden || !strings.Contains(p.body, "This request came from another site and was refused.") {
+				t.Errorf("status %d\n%s", p.status, p.body)
+			}
+			// Sign-in too.
+			if p := b.do("POST", "/admin/login", url.Values{"token": {testToken}}); p.status != http.StatusForbidden {
+				t.Errorf("cross-origin sign-in: status %d", p.status)
+			}
+		})
+	}
+	if n := h.projectCount(); n != 0 {
+		t.Errorf("%d projects created cross-origin", n)
+	}
+	// A same-origin POST, as a browser sends it, goes through.
+	b.header.Set("Sec-Fetch-Site", "same-origin")
+	b.header.Set("Origin", h.srv.URL)
+	if p := b.post("/admin/projects", "/admin/projects", url.Values{"name": {"x"}, "openai_api_key": {"sk-test-0123456789"}}); p.status != http.StatusSeeOther {
+		t.Errorf("same-origin POST: status %d\n%s", p.status, p.body)
+	}
+}
+
+// TestLoginThrottle: sign-in is the API's login, so its throttle and audit
+// apply per client address, and the form shows the API's 429 message.
+func TestLoginThrottle(t *testing.T) {
+	t.Parallel()
+	const limit = 3
+	h := newHarness(t, harnessOptions{loginLimit: limit})
+	b := h.browser()
+	b.header.Set("X-Forwarded-For", "203.0.113.5") // as Envoy appends it
+	for i := range limit {
+		p := b.signIn("not-the-token")
+		if p.status != http.StatusUnauthorized || !strings.Contains(p.body, "That is not the management token.") {
+			t.Fatalf("attempt %d: status %d\n%s", i+1, p.status, p.body)
+		}
+	}
+	p := b.signIn(testToken) // right, but the address is throttled
+	if p.status != http.StatusTooManyRequests || !regexp.MustCompile(`Too many failed management logins from your address; try again in \d+ seconds\.`).MatchString(p.body) {
+		t.Fatalf("throttled sign-in: status %d\n%s", p.status, p.body)
+	}
+	if strings.Contains(strings.Join(p.header.Values("Set-Cookie"), ";"), sessionCookie+"=") {
+		t.Error("a throttled sign-in got a session")
+	}
+	events := h.auditEvents(store.AuditAuthManagementToken)
+	if len(events) != limit+1 { // three failures one by one, then the throttling
+		t.Fatalf("%d failed-login events, want %d: %+v", len(events), limit+1, events)
+	}
+	for _, e := range events {
+		if e.ClientAddress != "203.0.113.5" {
+			t.Errorf("failed login audited from %q, want 203.0.113.5", e.ClientAddress)
+		}
+	}
+	// Another address signs in.
+	other := h.browser()
+	other.header.Set("X-Forwarded-For", "203.0.113.6")
+	other.mustSignIn()
+	if ev := h.auditEvents(store.AuditAdminSignIn); len(ev) != 1 || ev[0].ClientAddress != "203.0.113.6" || ev[0].Actor != "admin-ui" {
+		t.Errorf("sign-in events: %+v", ev)
+	}
+}
+
+// TestAPIRefusalShownVerbatim: the console shows what the API says, for
+// the same input, and creates nothing.
+func TestAPIRefusalShownVerbatim(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.mustSignIn()
+	for _, tc := range []struct {
+		name string
+		form url.Values
+		json string
+	}{
+		{"limit not a number", url.Values{"name": {"a"}, "openai_api_key": {"sk-test-0123456789"}, "requests_per_minute": {"lots"}},
+			`{"name":"a","openai_api_key":"sk-test-0123456789","limits":{"requests_per_minute":"lots"}}`},
+		{"limit zero", url.Values{"name": {"a"}, "openai_api_key": {"sk-test-0123456789"}, "requests_per_minute": {"0"}},
+			`{"name":"a","openai_api_key":"sk-test-0123456789","limits":{"requests_per_minute":0}}`},
+		{"masked key", url.Values{"name": {"a"}, "openai_api_key": {"sk-p…wxyz"}},
+			`{"name":"a","openai_api_key":"sk-p…wxyz"}`},
+		{"budget with seven decimals", url.Values{"name": {"a"}, "openai_api_key": {"sk-test-0123456789"}, "monthly_budget_usd": {"1.0000001"}},
+			`{"name":"a","openai_api_key":"sk-test-0123456789","monthly_budget_usd":1.0000001}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := apiMessage(t, h, "POST", "/manage/projects", tc.json)
+			p := b.post("/admin/projects", "/admin/projects", tc.form)
+			if p.status != http.StatusBadRequest {
+				t.Fatalf("status %d\n%s", p.status, p.body)
+			}
+			if !strings.Contains(p.body, `<p class="error" role="alert" id="error">`+html.EscapeString(want)+`</p>`) {
+				t.Errorf("the page does not show the API's message %q:\n%s", want, p.body)
+			}
+			if strings.Contains(p.body, "sk-test-0123456789") {
+				t.Error("the refused form sends the OpenAI key back to the browser")
+			}
+		})
+	}
+	if n := h.projectCount(); n != 0 {
+		t.Errorf("%d projects created", n)
+	}
+}
+
+// apiMessage calls the REST API directly and returns its error message.
+func apiMessage(t *testing.T, h *harness, method, path, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var e struct {
+		Error struct{ Message string } `json:"error"`
+	}
+	raw, _ := io.ReadAll(res.Body)
+	if err := json.Unmarshal(raw, &e); err != nil || e.Error.Message == "" {
+		t.Fatalf("API answered %d %s", res.StatusCode, raw)
+	}
+	return e.Error.Message
+}
+
+// TestFlowAuditedAsAdminUI walks projects and tokens: each change is
+// audited by the API with the actor admin-ui and the browser's address;
+// the token's secret is shown once.
+func TestFlowAuditedAsAdminUI(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.header.Set("X-Forwarded-For", "6.6.6.6, 198.51.100.20") // a spoofed entry, then Envoy's
+	b.mustSignIn()
+	if p := b.get("/admin/projects"); !strings.Contains(p.body, "No projects yet — create one below.") {
+		t.Errorf("empty state missing:\n%s", p.body)
+	}
+	if p := b.get("/admin/tokens"); !strings.Contains(p.body, "No projects yet — <a href=\"/admin/projects\">create one</a> first") {
+		t.Errorf("tokens empty state missing:\n%s", p.body)
+	}
+	p := b.post("/admin/projects", "/admin/projects", url.Values{"name": {"team-a"}, "openai_api_key": {"sk-test-0123456789abcdef"},
+		"requests_per_minute": {"60"}, "monthly_budget_usd": {"12.5"}, "allow_batches": {"on"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("create project: %d\n%s", p.status, p.body)
+	}
+	projectPath := p.header.Get("Location")
+	pid := strings.TrimPrefix(projectPath, "/admin/projects/")
+	pp := b.get(projectPath)
+	for _, want := range []string{"Project team-a created.", "sk-t…cdef", "$12.5", `name="requests_per_minute" inputmode="numeric" value="60"`} {
+		if !strings.Contains(pp.body, want) {
+			t.Errorf("project page lacks %q", want)
+		}
+	}
+	stored, err := h.store.GetProject(context.Background(), pid)
+	if err != nil || stored.AllowBackground || !stored.AllowBatches || *stored.Limits.RequestsPerMinute != 60 {
+		t.Errorf("stored project %+v, %v", stored, err)
+	}
+
+	created := b.post("/admin/tokens?project_id="+pid, "/admin/tokens", url.Values{"project_id": {pid}, "expires_in": {"30d"}, "max_requests": {"100"}})
+	if created.status != http.StatusCreated {
+		t.Fatalf("create token: %d\n%s", created.status, created.body)
+	}
+	secret := regexp.MustCompile(`id="secret" readonly value="(llmp_[^"]+)"`).FindStringSubmatch(created.body)
+	if secret == nil || !strings.Contains(created.body, "This is the only time the token is shown.") {
+		t.Fatalf("the new token's secret is not shown:\n%s", created.body)
+	}
+	list := b.get("/admin/tokens?project_id=" + pid)
+	if strings.Contains(list.body, secret[1]) || strings.Contains(list.body, `id="secret"`) {
+		t.Error("the secret is shown again")
+	}
+	tokenID := regexp.MustCompile(`data-token="([^"]+)"`).FindStringSubmatch(list.body)[1]
+	if p := b.post("/admin/tokens", "/admin/tokens/"+tokenID+"/revoke", url.Values{}); p.status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d\n%s", p.status, p.body)
+	}
+	if p := b.get("/admin/tokens?project_id=" + pid); !strings.Contains(p.body, "revoked.") || !strings.Contains(p.body, `<span class="bad">revoked</span>`) {
+		t.Errorf("revocation not shown:\n%s", p.body)
+	}
+	if p := b.post(projectPath, projectPath+"/active", url.Values{"active": {"false"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("deactivate: %d", p.status)
+	}
+	if p := b.post("/admin/cache", "/admin/cache", url.Values{"scope": {"all"}}); p.status != http.StatusBadRequest ||
+		!strings.Contains(p.body, "The response cache is off (LLM_PROXY_CACHE=off).") {
+		t.Errorf("purge without a cache: %d", p.status)
+	}
+	for _, action := range []string{store.AuditProjectCreate, store.AuditTokenCreate, store.AuditTokenRevoke, store.AuditProjectUpdate} {
+		events := h.auditEvents(action)
+		if len(events) != 1 || events[0].Actor != "admin-ui" || events[0].ClientAddress != "198.51.100.20" {
+			t.Errorf("%s: %+v, want one by admin-ui from 198.51.100.20", action, events)
+		}
+	}
+	audit := b.get("/admin/audit?action=token.revoke")
+	if !strings.Contains(audit.body, `<tr data-action="token.revoke">`) || !strings.Contains(audit.body, `<dd class="client-address">198.51.100.20</dd>`) {
+		t.Errorf("audit page:\n%s", audit.body)
+	}
+	if p := b.get("/admin/audit?from=yesterday"); p.status != http.StatusBadRequest ||
+		!strings.Contains(p.body, "from must be an RFC 3339 timestamp such as 2025-03-31T12:00:00Z.") {
+		t.Errorf("bad audit filter: %d", p.status)
+	}
+}
+
+func TestUsageCSV(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.mustSignIn()
+	p := b.post("/admin/projects", "/admin/projects", url.Values{"name": {"team-a"}, "openai_api_key": {"sk-test-0123456789"}})
+	pid := strings.TrimPrefix(p.header.Get("Location"), "/admin/projects/")
+	err := h.store.AddUsage(context.Background(), []store.UsageRecord{
+		{ProjectID: pid, Day: "2026-03-04", Model: "gpt-4o-mini", PriceVersion: "v1", Requests: 3, PromptTokens: 30, CompletionTokens: 12, CostMicroUSD: 1234},
+		{ProjectID: pid, Day: "2026-03-05", Model: "=cmd", PriceVersion: "v1", Requests: 1, PromptTokens: 5, CompletionTokens: 1, CostMicroUSD: 2_500_000},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv := b.get("/admin/usage.csv?project_id=" + pid + "&from=2026-03-01&to=2026-03-31")
+	want := "date,model,price_version,requests,prompt_tokens,completion_tokens,cached_tokens,reasoning_tokens,total_tokens,cost_usd\n" +
+		"2026-03-04,gpt-4o-mini,v1,3,30,12,0,0,42,0.001234\n" +
+		"2026-03-05,'=cmd,v1,1,5,1,0,0,6,2.5\n"
+	if csv.status != http.StatusOK || csv.body != want || csv.header.Get("Content-Type") != "text/csv; charset=utf-8" {
+		t.Errorf("CSV: %d %s\n%q\nwant\n%q", csv.status, csv.header.Get("Content-Type"), csv.body, want)
+	}
+	page := b.get("/admin/usage?project_id=" + pid + "&from=2026-03-01&to=2026-03-31")
+	for _, want := range []string{"4 requests, 48 tokens, $2.50 from 2026-03-01 to 2026-03-31.", "<title>2026-03-04: 3</title>", "<title>2026-03-05: $2.50</title>"} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("usage page lacks %q", want)
+		}
+	}
+}
+
+func TestSessionExpires(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h := newHarness(t, harnessOptions{now: clock})
+	b := h.browser()
+	b.mustSignIn()
+	// Used every 20 minutes, the session lives until its maximum age.
+	for range int(DefaultMaxAge/(20*time.Minute)) - 1 {
+		advance(20 * time.Minute)
+		if p := b.get("/admin/cache"); p.status != http.StatusOK {
+			t.Fatalf("at %v: status %d", clock(), p.status)
+		}
+	}
+	advance(20 * time.Minute) // 12h after sign-in
+	if p := b.get("/admin/cache"); p.status != http.StatusSeeOther {
+		t.Errorf("after the maximum age: status %d", p.status)
+	}
+	b.mustSignIn()
+	advance(DefaultIdleTimeout)
+	if p := b.get("/admin/cache"); p.status != http.StatusSeeOther || p.header.Get("Location") != "/admin/login?next=%2Fadmin%2Fcache" {
+		t.Errorf("after the idle timeout: status %d %s", p.status, p.header.Get("Location"))
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                        "/admin/",
+		"/admin/tokens?x=1":       "/admin/tokens?x=1",
+		"https://evil.example/":   "/admin/",
+		"//evil.example/admin/":   "/admin/",
+		"/admin/\\evil":           "/admin/",
+		"/manage/projects":        "/admin/",
+		"/admin/x\r\nSet-Cookie:": "/admin/",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

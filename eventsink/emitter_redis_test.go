@@ -226,7 +226,7 @@ func TestEmitterShutdownUnderLoad(t *testing.T) {
 }
 
 // streamIDs returns the request ids of the events in stream.
-func streamIDs(t *testing.T, c *redis.Client, stream string) []string {
+func streamIDs(t *testing.T, c redis.UniversalClient, stream string) []string {
 	t.Helper()
 	msgs, err := c.XRange(context.Background(), stream, "-", "+").Result()
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 )
 
@@ -100,7 +102,7 @@ func TestEmitterAbandonsHungRetry(t *testing.T) {
 	}
 }
 
-// An event that cannot be encoded (invalid UTF-8) is lost and counted once;
+// An event that cannot be encoded (a time beyond the year 9999) is lost and counted once;
 // the rest of its batch is written, or spilled, and the sink is not taken
 // for down.
 func TestEmitterUnencodableEvent(t *testing.T) {
@@ -133,7 +135,7 @@ func TestEmitterUnencodableEvent(t *testing.T) {
 			for i := range 3 {
 				ev := newTestEvent(i)
 				if i == 1 {
-					ev.Model = "gpt-\xff"
+					ev.Time = &timestamppb.Timestamp{Seconds: maxTimestampSeconds + 1}
 				}
 				e.Emit(ev)
 			}

@@ -12,12 +12,6 @@ import (
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 )
 
-// eventJSON is the one JSON encoding of an event: proto field names, and
-// every scalar field written even when it holds its zero value, so readers of
-// the JSONL file see the same keys on every line. Unset message fields (an
-// event without usage or time) are left out rather than written as null.
-var eventJSON = protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true}
-
 // eventJSONDecode accepts what a newer llm-proxy writes: unknown fields are
 // skipped, so a dispatcher can run behind the proxies it reads from.
 var eventJSONDecode = protojson.UnmarshalOptions{DiscardUnknown: true}
@@ -25,27 +19,14 @@ var eventJSONDecode = protojson.UnmarshalOptions{DiscardUnknown: true}
 // MarshalEvent returns the JSON encoding of ev that every sink writes and the
 // dispatcher reads: one JSON object on one line (no newline), in the proto3
 // JSON mapping with the proto field names of event.proto ("request_id",
-// "usage": {"prompt_tokens": …}, …). Every scalar field is present, zero
-// values included; "usage" and "time" are left out when unset. As the mapping
-// prescribes, int64 fields (the token counts, "cost_micro_usd") are JSON
-// strings ("12"), doubles are numbers, and "time" is an RFC 3339 string in
-// UTC. The exact bytes (spacing, key order) are not stable across builds:
-// compare decoded events, never encoded ones.
+// "usage": {"prompt_tokens": …}, …), in field-number order. Every scalar field
+// is present, zero values included; "usage" and "time" are left out when
+// unset. As the mapping prescribes, int64 fields (the token counts,
+// "cost_micro_usd") are JSON strings ("12"), doubles are numbers, and "time"
+// is an RFC 3339 string in UTC. It fails only for a time outside the range of
+// google.protobuf.Timestamp.
 func MarshalEvent(ev *llmproxyv1.UsageEvent) ([]byte, error) {
-	b, err := eventJSON.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode usage event: %w", err)
-	}
-	return b, nil
-}
-
-// appendEvent appends the [MarshalEvent] encoding of ev to b.
-func appendEvent(b []byte, ev *llmproxyv1.UsageEvent) ([]byte, error) {
-	out, err := eventJSON.MarshalAppend(b, ev)
-	if err != nil {
-		return b, fmt.Errorf("encode usage event: %w", err)
-	}
-	return out, nil
+	return appendEvent(nil, ev)
 }
 
 // UnmarshalEvent decodes what [MarshalEvent] wrote. It also accepts int64

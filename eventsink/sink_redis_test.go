@@ -16,19 +16,11 @@ import (
 
 // newRedisTestClient connects to the tests' Redis and returns a stream key
 // of the test's own.
-func newRedisTestClient(t *testing.T) (*redis.Client, string) {
+func newRedisTestClient(t *testing.T) (redis.UniversalClient, string) {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.ContextTimeoutEnabled = true
-	c := redis.NewClient(opts)
+	c := testenv.RedisClient(t)
 	stream := fmt.Sprintf("llmproxy:test:events:%x", rand.Uint64())
-	t.Cleanup(func() {
-		c.Del(context.Background(), stream)
-		c.Close()
-	})
+	t.Cleanup(func() { c.Del(context.Background(), stream) })
 	return c, stream
 }
 

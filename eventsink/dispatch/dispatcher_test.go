@@ -27,16 +27,12 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // test uses; both streams it may create are deleted at the end.
 func testRedis(t *testing.T) (redis.UniversalClient, string) {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.ContextTimeoutEnabled = true
-	rdb := redis.NewClient(opts)
+	rdb := testenv.RedisClient(t)
 	stream := fmt.Sprintf("test:dispatch:%s:%d", t.Name(), time.Now().UnixNano())
 	t.Cleanup(func() {
-		rdb.Del(context.Background(), stream, stream+DeadLetterSuffix)
-		rdb.Close()
+		// One key per call: on a Redis Cluster the two may live on different nodes.
+		rdb.Del(context.Background(), stream)
+		rdb.Del(context.Background(), stream+DeadLetterSuffix)
 	})
 	return rdb, stream
 }

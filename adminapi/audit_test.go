@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -524,4 +525,23 @@ func TestNewRejectsNegativeTrustedHops(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "TrustedHops") {
 		t.Errorf("New with TrustedHops -1: %v", err)
 	}
+}
+
+// GET /manage/audit/{id} answers one event as the listing shows it.
+func TestAuditGet(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	projectID := h.createProject("Team", rawKey1)
+	listed := h.auditAll("project_id="+projectID, nil)
+	if len(listed) != 1 {
+		t.Fatalf("events of the new project: %v", listed)
+	}
+	id, _ := listed[0]["id"].(string)
+	out := h.do(req{method: "GET", path: "/manage/audit/" + id})
+	wantStatus(t, out, 200)
+	if !reflect.DeepEqual(out.body, listed[0]) {
+		t.Errorf("get %s = %v, listed as %v", id, out.body, listed[0])
+	}
+	wantError(t, h.do(req{method: "GET", path: "/manage/audit/aud_nothing"}), 404, "invalid_request_error", "not_found", "")
+	wantError(t, h.do(req{method: "GET", path: "/manage/audit/no%20such"}), 404, "invalid_request_error", "not_found", "")
 }

@@ -100,6 +100,15 @@ func (s *Store) AddAudit(ctx context.Context, events []AuditEvent) error {
 	return nil
 }
 
+// GetAudit returns the audit event with the given id, or [ErrNotFound].
+func (s *Store) GetAudit(ctx context.Context, id string) (AuditEvent, error) {
+	e, err := scanAudit(s.db.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE id = $1`, id))
+	if err != nil {
+		return AuditEvent{}, fmt.Errorf("get audit event %s: %w", id, notFound(err))
+	}
+	return e, nil
+}
+
 // ListAudit returns one page of the audit events q selects, newest first
 // (ties in time broken by id, descending), and the cursor of the next page,
 // "" when this page is the last. The page is never nil.

@@ -188,6 +188,14 @@ func testAudit(t *testing.T, s suite) {
 	all = append([]store.AuditEvent{fresh}, all...)
 	checkAudit(t, st, store.AuditQuery{}, all, false)
 
+	// One event by id, exactly as listed; an unknown id is ErrNotFound.
+	if got, err := st.GetAudit(ctx, "a2"); err != nil || got != stored(denial) {
+		t.Errorf("GetAudit(a2) = %+v, %v; want %+v", got, err, stored(denial))
+	}
+	if _, err := st.GetAudit(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetAudit(nope): %v, want ErrNotFound", err)
+	}
+
 	// A zero time means now.
 	before := time.Now()
 	mustAddAudit(t, st, auditEvent("a5", time.Time{}, store.AuditProjectUpdate, "p1"))

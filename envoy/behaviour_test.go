@@ -9,7 +9,7 @@ package envoy_test
 //     whatever their status, although they are Envoy local replies;
 //   - Envoy's own errors (sidecar down or too slow, body too large, unknown
 //     URL, upstream unreachable) come back in the OpenAI error shape;
-//   - /manage/ and unknown paths never reach the sidecar;
+//   - /manage/, /admin/ and unknown paths never reach the sidecar;
 //   - TLS, SNI and Host to the upstream, mode_override to BUFFERED request and
 //     STREAMED response bodies, the 8 MiB buffer limit.
 
@@ -584,6 +584,17 @@ func TestReferenceConfigBehaviour(t *testing.T) {
 		n := len(sidecar.seen())
 		r := do(t, "GET", base+"/manage/projects", nil, map[string]string{"authorization": "Bearer mgmt"})
 		if r.status != 200 || r.body != `{"manage":"/manage/projects","auth":"Bearer mgmt"}` {
+			t.Errorf("got %d %q", r.status, r.body)
+		}
+		if got := sidecar.seen(); len(got) != n {
+			t.Errorf("sidecar saw %q", got[n:])
+		}
+	})
+
+	t.Run("admin console bypasses ext_proc", func(t *testing.T) {
+		n := len(sidecar.seen())
+		r := do(t, "GET", base+"/admin/projects?q=a", nil, nil)
+		if r.status != 200 || r.body != `{"manage":"/admin/projects","auth":""}` {
 			t.Errorf("got %d %q", r.status, r.body)
 		}
 		if got := sidecar.seen(); len(got) != n {

@@ -59,7 +59,10 @@ cat <<MSG
 llm-proxy is running:  Envoy on http://127.0.0.1:10000 -> $upstream_desc
                         ext_proc gRPC 127.0.0.1:9002, management + /metrics on 127.0.0.1:8081
 
-Try it (the management token is in $LLM_PROXY_DATA_DIR/management-token):
+Admin UI: http://127.0.0.1:10000/admin/  (sign in with the management token;
+          also served directly on http://127.0.0.1:8081/admin/)
+
+Or try it with curl (the management token is in $LLM_PROXY_DATA_DIR/management-token):
 
   export MGMT=$mgmt
 

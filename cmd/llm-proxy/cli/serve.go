@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
+	"github.com/llm-proxy/llm-proxy/adminui"
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/config"
@@ -252,8 +253,22 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	// The admin console calls the API above in process: one set of rules.
+	console, err := adminui.New(adminui.Options{
+		API:             admin,
+		ManagementToken: cfg.ManagementToken,
+		TrustedHops:     cfg.TrustedHops,
+		Audit:           auditLog,
+		Metrics:         reg,
+		Logger:          log.With().Str("component", "adminui").Logger(),
+	})
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/manage/", admin)
+	mux.Handle("/admin/", console)
+	mux.Handle("/admin", console)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", readiness(st, rdb, redisMode, log))

@@ -1,9 +1,10 @@
 // Command llm-proxy is the OpenAI gateway sidecar: `llm-proxy serve` runs the
-// Envoy ext_proc server and the management API; see `llm-proxy help`.
+// Envoy ext_proc server and the management API; see `llm-proxy --help`.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,7 +18,10 @@ func main() {
 	defer stop()
 	if err := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "llm-proxy:", err)
+		if u := (*cli.UsageError)(nil); errors.As(err, &u) && u.Hint != "" {
+			fmt.Fprintln(os.Stderr, u.Hint)
+		}
 		stop()
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err))
 	}
 }

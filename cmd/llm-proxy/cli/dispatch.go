@@ -4,39 +4,41 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
 
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/eventsink/dispatch"
 	"github.com/llm-proxy/llm-proxy/redisclient"
 )
 
-func printDispatchUsage(w io.Writer) {
-	fmt.Fprint(w, dispatchUsage)
+// newDispatchCmd is `llm-proxy dispatch`; its help lists the settings.
+func newDispatchCmd(e *env) *cobra.Command {
+	var settings strings.Builder
 	for _, v := range config.DispatchVars {
-		fmt.Fprintf(w, "  %-32s default %s\n      %s\n", v.Name, v.Default, v.Help)
+		fmt.Fprintf(&settings, "  %-32s default %s\n      %s\n", v.Name, v.Default, v.Help)
 	}
-}
-
-const dispatchUsage = `usage: llm-proxy dispatch
-
-Reads usage events from the Redis Stream through a consumer group and
+	return &cobra.Command{
+		Use:   "dispatch",
+		Short: "Deliver usage events from the Redis Stream to file, webhook, Lunary, Helicone",
+		Long: `Reads usage events from the Redis Stream through a consumer group and
 delivers each to every target, at least once, until SIGINT or SIGTERM.
 Settings (environment variables):
 
-`
+` + settings.String(),
+		Example: `  LLM_PROXY_REDIS_URL=redis://127.0.0.1:6379 LLM_PROXY_DISPATCH_TARGETS=webhook \
+  LLM_PROXY_WEBHOOK_URL=https://example.com/hook LLM_PROXY_WEBHOOK_SECRET=… llm-proxy dispatch`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDispatch(cmd.Context(), e.getenv, e.stderr)
+		},
+	}
+}
 
 // runDispatch runs `llm-proxy dispatch` until ctx ends.
-func runDispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-			printDispatchUsage(stdout)
-			return nil
-		}
-		printDispatchUsage(stderr)
-		return fmt.Errorf("dispatch takes no arguments, got %q", args[0])
-	}
+func runDispatch(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := config.LoadDispatch(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)

@@ -76,7 +76,6 @@ func (r *recorder) Record(_ time.Time, rec store.UsageRecord) {
 var (
 	tokenizerOnce sync.Once
 	tokenizer     *usage.Tokenizer
-	tokenizerErr  error
 )
 
 func testOptions(t testing.TB, auth fakeAuth, logs io.Writer) Options {

@@ -113,7 +113,7 @@ func BenchmarkCountPrompt(b *testing.B) {
 			b.SetBytes(int64(len(bc.body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				cold := &Tokenizer{o200k: tok.o200k, cl100k: tok.cl100k, counts: newCountCache(countCacheEntries)}
+				cold := &Tokenizer{encodings: tok.encodings, loaded: tok.loaded, counts: newCountCache(countCacheEntries)}
 				cold.CountPrompt("gpt-4o", bc.body)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	tiktoken "github.com/pkoukk/tiktoken-go"
@@ -46,45 +47,69 @@ const exactTextLimit = 64 << 10
 
 // Tokenizer counts tokens offline with tiktoken's BPE encodings, embedded in
 // the binary: it never touches the network or the file system. It is safe for
-// concurrent use. Building one loads every encoding (about 0.5 s and 35 MB),
-// so a process builds one and shares it.
+// concurrent use.
+//
+// An encoding is loaded when a count first needs it (about 0.25 s and 15 MB
+// each), not when the Tokenizer is made: a sidecar that has served nothing
+// holds neither, and one whose clients use only recent models never loads
+// cl100k_base. A process makes one Tokenizer and shares it.
 //
 // tiktoken-go tokenizes at only 2–3 MB/s, so a Tokenizer remembers the counts
 // of texts of 256 bytes or more (up to 32768 of them, about 2 MB): clients
 // resend a conversation's earlier turns, its system prompt and its tools with
 // every request, and those are then counted at memory speed.
 type Tokenizer struct {
-	o200k  *tiktoken.Tiktoken
-	cl100k *tiktoken.Tiktoken
-	counts *countCache
-	// roles holds the counts of the message roles, per encoding (as encID).
-	roles [2]map[string]int64
+	// encodings[encID] returns the encoding, loading it on the first call;
+	// loaded[encID] says whether it has been.
+	encodings [2]func() loadedEncoding
+	loaded    *[2]atomic.Bool
+	counts    *countCache
+}
+
+// loadedEncoding is one encoding and the counts of the message roles in it.
+type loadedEncoding struct {
+	enc   *tiktoken.Tiktoken
+	roles map[string]int64
 }
 
 // roleNames are the roles a message may have; every prompt repeats them.
 var roleNames = [...]string{"system", "developer", "user", "assistant", "tool", "function"}
 
-// NewTokenizer loads the o200k_base and cl100k_base encodings from the ranks
-// embedded by tiktoken-go-loader. Its first call installs that offline loader
-// in tiktoken-go, process-wide.
-func NewTokenizer() (*Tokenizer, error) {
+// NewTokenizer returns a Tokenizer of the o200k_base and cl100k_base
+// encodings embedded by tiktoken-go-loader. Its first count installs that
+// offline loader in tiktoken-go, process-wide.
+func NewTokenizer() *Tokenizer {
+	t := &Tokenizer{loaded: new([2]atomic.Bool), counts: newCountCache(countCacheEntries)}
+	for id, name := range [2]string{encodingO200k, encodingCL100k} {
+		t.encodings[id] = sync.OnceValue(func() loadedEncoding {
+			defer t.loaded[id].Store(true)
+			return loadEncoding(name)
+		})
+	}
+	return t
+}
+
+// Load loads every encoding now rather than at its first count.
+func (t *Tokenizer) Load() {
+	for _, get := range t.encodings {
+		get()
+	}
+}
+
+// loadEncoding loads an encoding from the ranks compiled into the binary. It
+// cannot fail but for a broken build, which it reports by panicking (a test
+// loads both encodings).
+func loadEncoding(name string) loadedEncoding {
 	installOfflineLoader()
-	o200k, err := tiktoken.GetEncoding(encodingO200k)
+	enc, err := tiktoken.GetEncoding(name)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", encodingO200k, err)
+		panic(fmt.Sprintf("usage: load the embedded %s encoding: %v", name, err))
 	}
-	cl100k, err := tiktoken.GetEncoding(encodingCL100k)
-	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", encodingCL100k, err)
+	e := loadedEncoding{enc: enc, roles: make(map[string]int64, len(roleNames))}
+	for _, role := range roleNames {
+		e.roles[role] = int64(len(enc.EncodeOrdinary(role)))
 	}
-	t := &Tokenizer{o200k: o200k, cl100k: cl100k, counts: newCountCache(countCacheEntries)}
-	for id, enc := range [2]*tiktoken.Tiktoken{o200k, cl100k} {
-		t.roles[id] = make(map[string]int64, len(roleNames))
-		for _, role := range roleNames {
-			t.roles[id][role] = int64(len(enc.EncodeOrdinary(role)))
-		}
-	}
-	return t, nil
+	return e
 }
 
 // encodingFor returns the encoding OpenAI uses for model. A fine-tuned model
@@ -117,11 +142,12 @@ func family(model, name string) bool {
 
 // counter starts a count in model's encoding.
 func (t *Tokenizer) counter(model string) counter {
-	c := counter{enc: t.o200k, encID: 0, budget: exactTextLimit, cache: t.counts}
+	c := counter{encID: 0, budget: exactTextLimit, cache: t.counts}
 	if encodingFor(model) == encodingCL100k {
-		c.enc, c.encID = t.cl100k, 1
+		c.encID = 1
 	}
-	c.roles = t.roles[c.encID]
+	e := t.encodings[c.encID]()
+	c.enc, c.roles = e.enc, e.roles
 	return c
 }
 

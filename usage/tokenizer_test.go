@@ -10,12 +10,33 @@ import (
 )
 
 func TestTokenizerOffline(t *testing.T) {
-	testTokenizer(t)
+	testTokenizer(t).Load() // both encodings, from the binary
 	if n := networkCalls.Load(); n != 0 {
-		t.Fatalf("NewTokenizer made %d network requests", n)
+		t.Fatalf("loading the encodings made %d network requests", n)
 	}
 	if entries, _ := os.ReadDir(tiktokenCacheDir); len(entries) != 0 {
-		t.Fatalf("NewTokenizer wrote the tiktoken cache: %v", entries)
+		t.Fatalf("loading the encodings wrote the tiktoken cache: %v", entries)
+	}
+}
+
+// A Tokenizer loads an encoding at its first count, only that one, and once.
+func TestTokenizerLoadsEncodingsWhenNeeded(t *testing.T) {
+	tok := NewTokenizer()
+	loaded := func(id int) bool { return tok.loaded[id].Load() }
+	if loaded(0) || loaded(1) {
+		t.Fatal("NewTokenizer loaded an encoding")
+	}
+	if n := tok.CountText("gpt-4.1-mini", "hello world"); n != 2 {
+		t.Fatalf("o200k count = %d, want 2", n)
+	}
+	if !loaded(0) || loaded(1) {
+		t.Fatalf("after a gpt-4.1 count: o200k loaded %v, cl100k loaded %v", loaded(0), loaded(1))
+	}
+	if n := tok.CountText("gpt-3.5-turbo", "hello world"); n != 2 {
+		t.Fatalf("cl100k count = %d, want 2", n)
+	}
+	if !loaded(1) {
+		t.Fatal("a gpt-3.5 count did not load cl100k_base")
 	}
 }
 
@@ -205,7 +226,7 @@ func TestCountPromptLarge(t *testing.T) {
 	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 6000) // 270 KB
 	body, _ := json.Marshal(map[string]any{"messages": []map[string]string{{"role": "user", "content": text}}})
 	got := tok.CountPrompt("gpt-4o", body)
-	exact := int64(len(tok.o200k.EncodeOrdinary(text))) + 3 + 1 + 3
+	exact := int64(len(tok.encoding("gpt-4o").EncodeOrdinary(text))) + 3 + 1 + 3
 	if diff := float64(got-exact) / float64(exact); diff < -0.01 || diff > 0.01 {
 		t.Errorf("CountPrompt = %d, exact %d (%.2f%% off)", got, exact, 100*diff)
 	}
@@ -256,7 +277,7 @@ func TestTokenizerConcurrent(t *testing.T) {
 // lets a count take exactly past the budget.
 func TestCountCache(t *testing.T) {
 	tok := testTokenizer(t)
-	cold := &Tokenizer{o200k: tok.o200k, cl100k: tok.cl100k}                                 // no cache
+	cold := &Tokenizer{encodings: tok.encodings, loaded: tok.loaded}                         // no cache
 	text := strings.Repeat("Once upon a time, in a land far away, lived a tokenizer. ", 700) // 40 KB
 	body, _ := json.Marshal(map[string]any{"messages": []map[string]string{
 		{"role": "user", "content": text}, {"role": "assistant", "content": text},

@@ -95,10 +95,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	auth := authz.NewAuthorizer(st, hasher, keyring, authz.Options{CacheTTL: cfg.AuthCacheTTL, Registerer: reg})
 
-	tokenizer, err := usage.NewTokenizer()
-	if err != nil {
-		return err
-	}
+	tokenizer := usage.NewTokenizer()
 	prices := usage.DefaultPrices()
 	if cfg.PricesFile != "" {
 		if prices, err = usage.LoadPrices(cfg.PricesFile); err != nil {

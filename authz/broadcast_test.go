@@ -3,8 +3,10 @@ package authz
 import (
 	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,16 +25,18 @@ const hangBound = 30 * time.Second
 
 // redisClient connects to the test Redis; name, when not "", is set on each
 // of its connections (CLIENT SETNAME), so that a test can find them.
-func redisClient(t *testing.T, name string) *redis.Client {
+func redisClient(t *testing.T, name string) redis.UniversalClient {
 	t.Helper()
-	opts, err := redis.ParseURL(testenv.Redis(t))
+	u, err := url.Parse(testenv.Redis(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.ClientName = name
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	return c
+	if name != "" {
+		q := u.Query()
+		q.Set("client_name", name)
+		u.RawQuery = q.Encode()
+	}
+	return testenv.NewRedisClient(t, u.String())
 }
 
 // observed is a replica's validation cache as its Broadcast drives it: each
@@ -121,15 +125,17 @@ func subscribed(t *testing.T, c redis.UniversalClient, channel string, replicas 
 	ctx := context.Background()
 	deadline := time.Now().Add(hangBound)
 	for {
-		n, err := c.PubSubNumSub(ctx, channel).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n[channel] == int64(len(replicas)) {
+		var subs atomic.Int64
+		testenv.ForEachNode(t, c, func(ctx context.Context, n redis.UniversalClient) error {
+			m, err := n.PubSubNumSub(ctx, channel).Result()
+			subs.Add(m[channel])
+			return err
+		})
+		if subs.Load() == int64(len(replicas)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers to %s after %v, want %d", n[channel], channel, hangBound, len(replicas))
+			t.Fatalf("%d subscribers to %s after %v, want %d", subs.Load(), channel, hangBound, len(replicas))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -146,27 +152,31 @@ func subscribed(t *testing.T, c redis.UniversalClient, channel string, replicas 
 // client named name, as a network failure would.
 func killSubscription(t *testing.T, c redis.UniversalClient, name string) {
 	t.Helper()
-	ctx := context.Background()
-	list, err := c.ClientList(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
-		fields := map[string]string{}
-		for _, kv := range strings.Fields(line) {
-			k, v, _ := strings.Cut(kv, "=")
-			fields[k] = v
+	var mu sync.Mutex
+	var found []func() error // kills one connection, on its node
+	var lists []string
+	testenv.ForEachNode(t, c, func(ctx context.Context, n redis.UniversalClient) error {
+		list, err := n.ClientList(ctx).Result()
+		mu.Lock()
+		defer mu.Unlock()
+		lists = append(lists, list)
+		for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+			fields := map[string]string{}
+			for _, kv := range strings.Fields(line) {
+				k, v, _ := strings.Cut(kv, "=")
+				fields[k] = v
+			}
+			if fields["name"] == name && strings.Contains(fields["flags"], "P") { // P: a pub/sub connection
+				id := fields["id"]
+				found = append(found, func() error { return n.ClientKillByFilter(ctx, "ID", id).Err() })
+			}
 		}
-		if fields["name"] == name && strings.Contains(fields["flags"], "P") { // P: a pub/sub connection
-
-			ids = append(ids, fields["id"])
-		}
+		return err
+	})
+	if len(found) != 1 {
+		t.Fatalf("found %d subscribed connections named %s, want 1:\n%s", len(found), name, strings.Join(lists, "\n"))
 	}
-	if len(ids) != 1 {
-		t.Fatalf("found %d subscribed connections named %s, want 1:\n%s", len(ids), name, list)
-	}
-	if err := c.ClientKillByFilter(ctx, "ID", ids[0]).Err(); err != nil {
+	if err := found[0](); err != nil {
 		t.Fatal(err)
 	}
 }

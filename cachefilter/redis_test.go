@@ -20,16 +20,9 @@ import (
 
 // newClient connects to url the way the cache wants: the context's deadline
 // bounds every read and write.
-func newClient(t testing.TB, url string) *redis.Client {
+func newClient(t testing.TB, url string) redis.UniversalClient {
 	t.Helper()
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.ContextTimeoutEnabled = true
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testenv.NewRedisClient(t, url)
 }
 
 func testPrefix() string { return fmt.Sprintf("llmproxy:cache:test:%x:", rand.Uint64()) }

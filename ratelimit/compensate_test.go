@@ -137,10 +137,10 @@ type rig struct {
 	px     *testenv.LatencyProxy
 	l      *ratelimit.Limiter
 	prefix string
-	direct *redis.Client
+	direct redis.UniversalClient
 }
 
-func newRig(t *testing.T, url string, direct *redis.Client, timeout time.Duration) *rig {
+func newRig(t *testing.T, url string, direct redis.UniversalClient, timeout time.Duration) *rig {
 	r := &rig{px: testenv.NewLatencyProxy(t, url), prefix: testPrefix(), direct: direct}
 	r.l = ratelimit.NewRedis(newClient(t, r.px.URL()), ratelimit.Options{Prefix: r.prefix, Timeout: timeout})
 	t.Cleanup(func() { r.l.Close() })
@@ -249,7 +249,7 @@ func limitErrorOf(t *testing.T, err error, kind ratelimit.Kind) {
 // charges is undone at once.
 func TestRedisAbandonedCallCompensated(t *testing.T) {
 	t.Parallel()
-	url := testenv.Redis(t)
+	url := testenv.RedisServer(t) // behind a latency proxy: one server
 	direct := newClient(t, url)
 	// Redis is slow (delay) but within the limiter's timeout; the caller's
 	// deadline is shorter.
@@ -289,7 +289,7 @@ func TestRedisAbandonedCallCompensated(t *testing.T) {
 // The second run charges nothing and answers as the first did.
 func TestRedisResentCallChargedOnce(t *testing.T) {
 	t.Parallel()
-	url := testenv.Redis(t)
+	url := testenv.RedisServer(t) // behind a latency proxy: one server
 	direct := newClient(t, url)
 	px := testenv.NewLatencyProxy(t, url)
 	prefix := testPrefix()

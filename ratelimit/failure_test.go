@@ -275,7 +275,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 // again.
 func TestRedisHung(t *testing.T) {
 	t.Parallel()
-	fr := testenv.NewLatencyProxy(t, testenv.Redis(t))
+	fr := testenv.NewLatencyProxy(t, testenv.RedisServer(t))
 	p := newProbe(t, fr.URL(), "default", nil)
 	ctx := t.Context()
 	slot := ratelimit.Limit{Scope: "project:slot", MaxConcurrent: 1}

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/llm-proxy/llm-proxy/eventsink"
@@ -42,15 +41,14 @@ func TestDispatcherDurability(t *testing.T) {
 	redisURL := testenv.Redis(t)
 	bin := durabilityBuild(t)
 
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
+	rdb := testenv.NewRedisClient(t, redisURL)
 	ctx := context.Background()
 	stream := fmt.Sprintf("test:durability:%d", time.Now().UnixNano())
-	t.Cleanup(func() { rdb.Del(context.Background(), stream, stream+dispatch.DeadLetterSuffix) })
+	t.Cleanup(func() {
+		// One key per call: on a Redis Cluster the two may live on different nodes.
+		rdb.Del(context.Background(), stream)
+		rdb.Del(context.Background(), stream+dispatch.DeadLetterSuffix)
+	})
 
 	// Produced by the real Redis Stream sink, as serve writes them.
 	sink := eventsink.NewRedisStreamSink(rdb, stream, 0)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,32 +150,25 @@ const hangBound = 30 * time.Second
 // channel whose name starts with prefix.
 func waitSubscribers(t *testing.T, redisURL, prefix string, n int64) {
 	t.Helper()
-	opts, err := redis.ParseURL(redisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	defer rdb.Close()
-	ctx := context.Background()
+	rdb := testenv.NewRedisClient(t, redisURL)
 	deadline := time.Now().Add(hangBound)
 	for {
-		channels, err := rdb.PubSubChannels(ctx, prefix+"*").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got int64
-		if len(channels) == 1 {
-			counts, err := rdb.PubSubNumSub(ctx, channels[0]).Result()
-			if err != nil {
-				t.Fatal(err)
+		// Subscriptions are per node on a Redis Cluster: count them on each.
+		var got atomic.Int64
+		testenv.ForEachNode(t, rdb, func(ctx context.Context, node redis.UniversalClient) error {
+			channels, err := node.PubSubChannels(ctx, prefix+"*").Result()
+			if err != nil || len(channels) != 1 {
+				return err
 			}
-			got = counts[channels[0]]
-		}
-		if got == n {
+			counts, err := node.PubSubNumSub(ctx, channels[0]).Result()
+			got.Add(counts[channels[0]])
+			return err
+		})
+		if got.Load() == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pub/sub channels %q under %s: %d subscribers after %v, want one channel with %d", channels, prefix, got, hangBound, n)
+			t.Fatalf("pub/sub channels under %s: %d subscribers after %v, want one channel with %d", prefix, got.Load(), hangBound, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

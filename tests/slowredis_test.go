@@ -13,7 +13,7 @@ import (
 // Redis answers again the sidecar undoes that charge, so the project's one
 // concurrency slot is free and its budget charged once.
 func TestSlowRedisLeaksNoCharge(t *testing.T) {
-	px := testenv.NewLatencyProxy(t, testenv.Redis(t))
+	px := testenv.NewLatencyProxy(t, testenv.RedisServer(t))
 	s := startStack(t, stackOptions{env: map[string]string{
 		"LLM_PROXY_REDIS_URL":     px.URL(),
 		"LLM_PROXY_REDIS_PREFIX":  "t:" + t.Name() + ":",

@@ -34,6 +34,52 @@ func NewRedisClient(tb testing.TB, url string) redis.UniversalClient {
 	return c
 }
 
+// RedisServer returns the URL of one Redis server, for a test that must
+// reach the server itself (through a [LatencyProxy], say): [Redis] when
+// that is a single server, else a redis-server of the test's own.
+func RedisServer(tb testing.TB) string {
+	tb.Helper()
+	u := Redis(tb)
+	if mode, err := redisclient.ModeOf(u); err == nil && mode == redisclient.Single {
+		return u
+	}
+	return NewOwnedRedis(tb).URL()
+}
+
+// NodeFor returns the server behind c that holds key: c itself unless c is a
+// Redis Cluster client, then the master owning key's slot. Commands that
+// are not routed by key (KEYS, SCAN, CLIENT LIST) reach the right node
+// through it.
+func NodeFor(tb testing.TB, c redis.UniversalClient, key string) redis.UniversalClient {
+	tb.Helper()
+	cc, ok := c.(*redis.ClusterClient)
+	if !ok {
+		return c
+	}
+	n, err := cc.MasterForKey(context.Background(), key)
+	if err != nil {
+		tb.Fatalf("master for %s: %v", key, err)
+	}
+	return n
+}
+
+// ForEachNode runs f on every server behind c — c itself unless c is a Redis
+// Cluster client, then each master, concurrently — for what is per node:
+// pub/sub subscriptions, client lists, KEYS. It fails tb on f's error.
+func ForEachNode(tb testing.TB, c redis.UniversalClient, f func(context.Context, redis.UniversalClient) error) {
+	tb.Helper()
+	ctx := context.Background()
+	var err error
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return f(ctx, n) })
+	} else {
+		err = f(ctx, c)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // RedisCluster is a Redis Cluster of one test's own: masters only, every
 // hash slot assigned, started from the redis-server binary
 // (--cluster-enabled yes) and formed with redis-cli --cluster create.

@@ -5,7 +5,7 @@ BIN := bin
 # Go's race detector and the e2e suite are both slow on two cores; be generous.
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build deps run test vet fmt-check tidy-check envoy-validate bench lint clean proto proto-check
+.PHONY: all build deps run test vet fmt-check tidy-check envoy-validate bench lint clean proto proto-check screenshots
 
 all: build
 
@@ -42,6 +42,14 @@ tidy-check:
 # config and the filter snippet).
 envoy-validate:
 	"$$(bash scripts/envoy-path.sh)" --mode validate -c envoy/envoy.yaml --log-level warn
+
+# Regenerates the README's admin console images from the browser test's
+# screenshots (every page's is kept in bin/screenshots).
+screenshots: deps
+	@mkdir -p $(BIN)/screenshots docs/images
+	CI=true LLM_PROXY_SCREENSHOT_DIR=$(CURDIR)/$(BIN)/screenshots $(GO) test -count=1 -run 'TestAdminUIInBrowser$$' ./tests/
+	cp $(BIN)/screenshots/dashboard.png docs/images/admin-dashboard.png
+	cp $(BIN)/screenshots/tokens.png docs/images/admin-tokens.png
 
 vet:
 	$(GO) vet ./...

@@ -24,9 +24,9 @@ type chart struct {
 
 // Geometry of a chart, in SVG user units (scaled to the page's width).
 const (
-	chartW, chartH = 640, 180
-	chartPadL      = 56 // room for the axis labels
-	chartPadB      = 22
+	chartW, chartH = 480, 170
+	chartPadL      = 74 // room for the axis labels
+	chartPadB      = 24
 	chartPadT      = 8
 )
 
@@ -53,7 +53,7 @@ func (c chart) SVG() template.HTML {
 	plotW, plotH := float64(chartW-chartPadL), float64(chartH-chartPadB-chartPadT)
 	// Axis: the top value and zero.
 	fmt.Fprintf(&b, `<line class="axis" x1="%d" y1="%d" x2="%d" y2="%d"/>`, chartPadL, chartH-chartPadB, chartW, chartH-chartPadB)
-	fmt.Fprintf(&b, `<text class="tick" x="%d" y="%d" text-anchor="end">%s</text>`, chartPadL-6, chartPadT+10, esc(c.format(maxV)))
+	fmt.Fprintf(&b, `<text class="tick" x="%d" y="%d" text-anchor="end">%s</text>`, chartPadL-6, chartPadT+12, esc(c.format(maxV)))
 	fmt.Fprintf(&b, `<text class="tick" x="%d" y="%d" text-anchor="end">0</text>`, chartPadL-6, chartH-chartPadB)
 	step := plotW / float64(len(c.Points))
 	for i, p := range c.Points {

@@ -1,0 +1,285 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	"github.com/openai/openai-go/v3"
+
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
+)
+
+// screenshotDirEnv names the folder the browser test saves its screenshots
+// in (make screenshots sets it); unset, they go to a temporary folder.
+const screenshotDirEnv = "LLM_PROXY_SCREENSHOT_DIR"
+
+// TestAdminUIInBrowser drives the admin console in a real headless
+// Chromium through Envoy, as an operator would: sign in, create a project
+// and a token (read once), use the token with openai-go, see the request on
+// the dashboard and usage page, revoke the token, find the revocation in the
+// audit log, purge the cache, sign out. Every page is saved as a PNG.
+func TestAdminUIInBrowser(t *testing.T) {
+	chromium := testenv.Chromium(t)
+	s := startStack(t, stackOptions{})
+	shots := os.Getenv(screenshotDirEnv)
+	if shots == "" {
+		shots = t.TempDir()
+	} else if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("user-data-dir", t.TempDir()),
+		chromedp.WindowSize(1280, 800),
+	)
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox)
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	defer cancelBrowser()
+	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute)
+	defer cancel()
+
+	base := s.envoyURL + "/admin/"
+	// fail stops the test at a step that went wrong, with the page's HTML.
+	fail := func(step string, err error) {
+		t.Helper()
+		page, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+		t.Fatalf("%s: %v\npage:\n%s", step, err, page)
+	}
+	run := func(step string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			fail(step, err)
+		}
+	}
+	eval := func(step, expr string) any {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+		if err != nil {
+			fail(step, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			fail("screenshot "+name, err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			fail("read "+sel, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	html := func() string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+		if err != nil {
+			fail("read the page", err)
+		}
+		return v
+	}
+	location := func() string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			fail("read the location", err)
+		}
+		return v
+	}
+	type id = chromedp.ID
+	type css = chromedp.CSS
+
+	// Sign in. The console sends an anonymous browser to the sign-in page,
+	// where the token field has the focus.
+	run("open the console", chromedp.Navigate(base), chromedp.WaitVisible(id("token")))
+	if got := location(); got != s.envoyURL+"/admin/login?next=%2Fadmin%2F" {
+		t.Fatalf("anonymous browser at %s", got)
+	}
+	shot("login")
+	run("sign in",
+		chromedp.SendKeys(id("token"), s.mgmtToken),
+		chromedp.Click(id("sign-in")),
+		chromedp.WaitVisible(id("totals-h")))
+	if !strings.Contains(html(), "No projects yet — ") {
+		t.Error("the empty dashboard does not say what to do next")
+	}
+	// Keyboard: the first Tab reaches the skip link, which moves the focus
+	// to the page's content.
+	run("tab to the skip link", chromedp.KeyEvent(kb.Tab))
+	if focused := eval("focus", `document.activeElement.className`); focused != "skip" {
+		t.Errorf("first Tab focuses %q, want the skip link", focused)
+	}
+	run("follow the skip link", chromedp.KeyEvent(kb.Enter))
+	if focused := eval("focus", `document.activeElement.id`); focused != "main" {
+		t.Errorf("the skip link moves the focus to %q, want main", focused)
+	}
+
+	// Create a project.
+	run("open projects", chromedp.Navigate(base+"projects"), chromedp.WaitVisible(id("create-project")))
+	if got := text(".empty"); got != "No projects yet — create one below." {
+		t.Errorf("projects empty state %q", got)
+	}
+	run("create a project",
+		chromedp.SendKeys(id("name"), "team-a"),
+		chromedp.SendKeys(id("openai_api_key"), realKey),
+		chromedp.SendKeys(id("monthly_budget_usd"), "250"),
+		chromedp.Click(id("create-project-submit")),
+		chromedp.WaitVisible(id("project-id")))
+	pid := text("#project-id")
+	if !strings.HasPrefix(pid, "proj_") || text(".flash") != "Project team-a created." {
+		t.Fatalf("project %q, flash %q", pid, text(".flash"))
+	}
+	if page := html(); strings.Contains(page, "REALKEY") || !strings.Contains(page, "sk-p…wxyz") {
+		t.Error("the project page shows the key unmasked, or not its mask")
+	}
+	shot("project")
+
+	// Create a token: its secret is shown once.
+	run("open tokens", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("create-token")))
+	run("create a token",
+		chromedp.SendKeys(id("max_requests"), "100"),
+		chromedp.Click(id("create-token-submit")),
+		chromedp.WaitVisible(id("created-token")))
+	secret, err := chromedp.Run(ctx, chromedp.Value(id("secret")))
+	if err != nil {
+		fail("read the secret", err)
+	}
+	if !strings.HasPrefix(secret, "llmp_") {
+		t.Fatalf("secret %q", secret)
+	}
+	shot("tokens")
+	run("reload tokens", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("tokens")))
+	if strings.Contains(html(), secret) {
+		t.Fatal("the token's secret is shown a second time")
+	}
+
+	// Use the token through Envoy with the official SDK.
+	var res *openai.ChatCompletion
+	res, err = s.client(secret).Chat.Completions.New(context.Background(), chatParams("hello from the console test"))
+	if err != nil {
+		t.Fatalf("chat with the console's token: %v", err)
+	}
+	promptTokens, completionTokens := res.Usage.PromptTokens, res.Usage.CompletionTokens
+
+	// The dashboard shows it once the roll-up is flushed (every 100ms here).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		run("open the dashboard", chromedp.Navigate(base), chromedp.WaitVisible(id("totals-h")))
+		if text(`[data-stat="requests"]`) == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dashboard never showed the request:\n%s", html())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := text("#topp-h + .scroll tbody tr td"); got != "team-a" {
+		t.Errorf("top project %q", got)
+	}
+	shot("dashboard")
+
+	// The usage page: one row for the model, with the SDK's token counts.
+	run("open usage", chromedp.Navigate(base+"usage?project_id="+pid), chromedp.WaitVisible(id("usage")))
+	cells, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#usage tbody tr td")).map(td => td.textContent)`))
+	if err != nil {
+		fail("read the usage row", err)
+	}
+	if len(cells) != 8 || cells[1] != "gpt-4.1-mini" || cells[2] != "1" ||
+		cells[3] != fmt.Sprint(promptTokens) || cells[4] != fmt.Sprint(completionTokens) {
+		t.Errorf("usage row %q, want gpt-4.1-mini, 1 request, %d + %d tokens", cells, promptTokens, completionTokens)
+	}
+	shot("usage")
+
+	// Revoke the token: the gateway refuses it from then on.
+	run("revoke", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("tokens")),
+		chromedp.Click(css(`#tokens button.danger`)), chromedp.WaitVisible(css(".flash")))
+	if got := text(".flash"); !strings.HasSuffix(got, "… revoked.") || text("#tokens tbody td:nth-child(3)") != "revoked" {
+		t.Errorf("after revoking: flash %q", got)
+	}
+	if _, err := s.client(secret).Chat.Completions.New(context.Background(), chatParams("after revocation")); statusOf(err) != 401 {
+		t.Errorf("the revoked token: %v, want 401", err)
+	}
+
+	// What the API records as the address of a client on this machine
+	// going through Envoy (which writes the host's address for a loopback
+	// peer): the console must record the browser's the same way.
+	s.createProject("made-with-the-api", "sk-other-0123456789abcdef")
+	var created struct {
+		Data []struct {
+			Actor         string `json:"actor"`
+			ClientAddress string `json:"client_address"`
+		} `json:"data"`
+	}
+	s.mustManage("GET", "/manage/audit?action=project.create", nil, 200, &created)
+	var envoySaw string
+	for _, e := range created.Data {
+		if strings.HasPrefix(e.Actor, "management:") {
+			envoySaw = e.ClientAddress
+		}
+	}
+	if envoySaw == "" {
+		t.Fatalf("audit of the API's project: %+v", created)
+	}
+
+	// The audit page shows the revocation, by admin-ui from the browser's
+	// address as Envoy saw it.
+	run("open audit", chromedp.Navigate(base+"audit?action=token.revoke"), chromedp.WaitVisible(id("audit")),
+		chromedp.Click(css("#audit details summary")), chromedp.WaitVisible(css("#audit .client-address")))
+	rows := eval("count rows", `document.querySelectorAll("#audit tbody tr").length`)
+	if rows != 1.0 || text("#audit tbody td:nth-child(3)") != "admin-ui" || text("#audit .client-address") != envoySaw {
+		t.Errorf("audit: %v rows, actor %q, client %q", rows, text("#audit tbody td:nth-child(3)"), text("#audit .client-address"))
+	}
+	shot("audit")
+
+	// Purge the whole cache.
+	run("purge", chromedp.Navigate(base+"cache"), chromedp.WaitVisible(id("purge")),
+		chromedp.Click(css(`input[name="scope"][value="all"]`)),
+		chromedp.Click(css("#purge button")), chromedp.WaitVisible(css(".flash")))
+	if got := text(".flash"); !strings.HasPrefix(got, "Purged ") {
+		t.Errorf("purge: %q", got)
+	}
+	shot("cache")
+
+	// Phone width: nothing wider than the screen but the tables' own scroll boxes.
+	run("phone width", chromedp.EmulateViewport(390, 844))
+	for _, page := range []string{"", "projects", "tokens", "usage?project_id=" + pid, "audit"} {
+		run("open "+page, chromedp.Navigate(base+page), chromedp.WaitVisible(css("main")))
+		if fits := eval("measure", `document.documentElement.scrollWidth <= window.innerWidth`); fits != true {
+			t.Errorf("/admin/%s is wider than a phone", page)
+		}
+	}
+	run("open the dashboard", chromedp.Navigate(base), chromedp.WaitVisible(id("totals-h")))
+	shot("dashboard-phone")
+	run("desktop width", chromedp.EmulateViewport(1280, 800))
+
+	// Sign out: the console is closed again.
+	run("sign out", chromedp.Navigate(base), chromedp.WaitVisible(id("sign-out")),
+		chromedp.Click(id("sign-out")), chromedp.WaitVisible(id("token")))
+	run("come back", chromedp.Navigate(base+"projects"), chromedp.WaitVisible(id("token")))
+	if got := location(); !strings.HasPrefix(got, s.envoyURL+"/admin/login") {
+		t.Errorf("after signing out, /admin/projects is at %s", got)
+	}
+	t.Logf("screenshots in %s", shots)
+}

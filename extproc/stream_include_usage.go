@@ -93,14 +93,17 @@ func replaceBody(body []byte) *extprocv3.ProcessingResponse {
 // the client sees each event as soon as it is whole.
 type usageChunkFilter struct {
 	pending []byte // the start of an event not yet whole
+	out     []byte // what filter last returned when that was not chunk itself
 }
 
 // filter returns what of the bytes received so far the client may have, and
 // whether that differs from chunk. In the common case — no partial event
 // held from before, chunk ends at an event's end and holds no usage-only
-// event — it copies nothing and reports no change.
+// event — it copies nothing and reports no change. What it returns is valid
+// until its next call (the answer to Envoy is sent before that).
 func (f *usageChunkFilter) filter(chunk []byte, end bool) (out []byte, changed bool) {
-	if len(f.pending) == 0 {
+	held := len(f.pending) > 0
+	if !held {
 		n := 0
 		for n < len(chunk) {
 			l := eventLen(chunk[n:])
@@ -113,26 +116,74 @@ func (f *usageChunkFilter) filter(chunk []byte, end bool) (out []byte, changed b
 			return chunk, false
 		}
 	}
-	f.pending = append(f.pending, chunk...)
-	out = make([]byte, 0, len(f.pending))
-	for {
-		n := eventLen(f.pending)
-		if n < 0 {
+	out = f.out[:0]
+	if held {
+		e := seamEnd(f.pending, chunk)
+		if e < 0 {
+			e = eventLen(chunk)
+		}
+		if e < 0 { // the held event is still not whole
+			f.pending = append(f.pending, chunk...)
+			if end {
+				out, f.pending = append(out, f.pending...), nil
+			}
+			f.out = out[:0]
+			return out, true
+		}
+		f.pending = append(f.pending, chunk[:e]...)
+		if !isUsageOnly(f.pending) {
+			out = append(out, f.pending...)
+		}
+		f.pending, chunk = f.pending[:0], chunk[e:]
+	}
+	// The events of chunk, in place: only a usage-only one is cut out.
+	start, i := 0, 0
+	for i < len(chunk) {
+		l := eventLen(chunk[i:])
+		if l < 0 {
 			break
 		}
-		if ev := f.pending[:n]; !isUsageOnly(ev) {
-			out = append(out, ev...)
+		if isUsageOnly(chunk[i : i+l]) {
+			out = append(out, chunk[start:i]...)
+			start = i + l
 		}
-		f.pending = f.pending[n:]
+		i += l
 	}
+	keep := i
 	if end {
-		out = append(out, f.pending...)
-		f.pending = nil
+		keep = len(chunk) // an event cut short by the end goes as it is
+	} else {
+		f.pending = append(f.pending, chunk[i:]...)
+	}
+	if len(out) == 0 && !held {
+		out = chunk[start:keep] // no copy
+	} else {
+		out = append(out, chunk[start:keep]...)
+		f.out = out[:0]
 	}
 	if len(f.pending) == 0 {
 		f.pending = nil // let a long stream's buffer go
 	}
+	if end {
+		f.out = nil
+	}
 	return out, true
+}
+
+// seamEnd is where in chunk an event held in pending ends when its blank
+// line begins in pending ("…\n" + "\n…", "…\n" + "\r\n…", "…\n\r" + "\n…"),
+// or -1 when it does not end at the seam.
+func seamEnd(pending, chunk []byte) int {
+	k := len(pending)
+	switch {
+	case k >= 1 && pending[k-1] == '\n' && len(chunk) >= 1 && chunk[0] == '\n':
+		return 1
+	case k >= 1 && pending[k-1] == '\n' && len(chunk) >= 2 && chunk[0] == '\r' && chunk[1] == '\n':
+		return 2
+	case k >= 2 && pending[k-2] == '\n' && pending[k-1] == '\r' && len(chunk) >= 1 && chunk[0] == '\n':
+		return 1
+	}
+	return -1
 }
 
 // eventLen is the length of the first complete SSE event in b (through its
@@ -157,7 +208,7 @@ func eventLen(b []byte) int {
 // stream says "usage":null, so only an event whose usage is an object is
 // decoded.
 func isUsageOnly(ev []byte) bool {
-	if !hasObjectKey(ev, `"usage"`) {
+	if !hasObjectKey(ev, "usage") {
 		return false
 	}
 	var data []byte
@@ -176,17 +227,21 @@ func isUsageOnly(ev []byte) bool {
 	return chunk.Choices != nil && len(chunk.Choices) == 0 && len(chunk.Usage) > 0 && !bytes.Equal(chunk.Usage, []byte("null"))
 }
 
-// hasObjectKey reports whether key (quoted) appears in b followed by a colon
-// and an object. A quote inside a JSON string is escaped, so the quoted key
-// is found only where it is a key.
-func hasObjectKey(b []byte, key string) bool {
+// hasObjectKey reports whether "name" appears in b as a key whose value is
+// an object. A quote inside a JSON string is escaped, so the quoted name is
+// found only where it is a key. It searches for name and its closing quote
+// rather than the opening quote: quotes are everywhere in JSON, so a search
+// led by one would stop at nearly every byte.
+func hasObjectKey(b []byte, name string) bool {
+	needle := name + `"`
 	for {
-		i := bytes.Index(b, []byte(key))
+		i := bytes.Index(b, []byte(needle))
 		if i < 0 {
 			return false
 		}
-		b = bytes.TrimLeft(b[i+len(key):], " \t\r\n")
-		if len(b) > 0 && b[0] == ':' {
+		quoted := i > 0 && b[i-1] == '"'
+		b = bytes.TrimLeft(b[i+len(needle):], " \t\r\n")
+		if quoted && len(b) > 0 && b[0] == ':' {
 			if v := bytes.TrimLeft(b[1:], " \t\r\n"); len(v) > 0 && v[0] == '{' {
 				return true
 			}

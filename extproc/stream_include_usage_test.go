@@ -37,7 +37,8 @@ func TestUsageChunkFilterAtEveryChunkBoundary(t *testing.T) {
 }
 
 // filtered is what the client receives of chunk; an unchanged chunk must be
-// reported as such only when it is exactly what was received.
+// reported as such only when it is exactly what was received. It is valid
+// until the next call.
 func filtered(f *usageChunkFilter, chunk []byte, end bool) []byte {
 	out, changed := f.filter(chunk, end)
 	if !changed && !bytes.Equal(out, chunk) {
@@ -73,6 +74,7 @@ func TestIsUsageOnly(t *testing.T) {
 		"data: {\"choices\":[],\"usage\":null}\n\n":                               false,
 		"data: {\"choices\":[{\"delta\":{\"content\":\"\\\"usage\\\":{\"}}]}\n\n": false,
 		"data: {\"choices\":[{\"index\":0}],\"usage\":{\"prompt_tokens\":3}}\n\n": false,
+		"data: {\"choices\":[],\"xusage\":{\"prompt_tokens\":3}}\n\n":             false,
 		"data: [DONE]\n\n": false,
 	} {
 		if got := isUsageOnly([]byte(ev)); got != want {
@@ -122,21 +124,37 @@ func TestInjectIncludeUsage(t *testing.T) {
 	}
 }
 
+// referenceFilter is what filtering a whole stream means: every complete
+// event but the usage-only ones, then whatever incomplete event ends it.
+func referenceFilter(in []byte) []byte {
+	var out []byte
+	for {
+		n := eventLen(in)
+		if n < 0 {
+			return append(out, in...)
+		}
+		if !isUsageOnly(in[:n]) {
+			out = append(out, in[:n]...)
+		}
+		in = in[n:]
+	}
+}
+
 func FuzzUsageChunkFilter(f *testing.F) {
-	f.Add([]byte(sseWithUsage), 10)
-	f.Add([]byte("data: x\r\n\r\ndata: y"), 3)
-	f.Fuzz(func(t *testing.T, in []byte, cut int) {
-		if cut < 0 || cut > len(in) {
+	f.Add([]byte(sseWithUsage), 10, 40)
+	f.Add([]byte("data: x\r\n\r\ndata: y"), 3, 5)
+	f.Add([]byte("data: x\n\r\ndata: y\n\n"), 8, 9)
+	f.Fuzz(func(t *testing.T, in []byte, cut, cut2 int) {
+		if cut < 0 || cut2 < cut || cut2 > len(in) {
 			return
 		}
-		var whole, split usageChunkFilter
-		a := filtered(&whole, in, true)
-		b := append(filtered(&split, in[:cut], false), filtered(&split, in[cut:], true)...)
-		if !bytes.Equal(a, b) {
-			t.Fatalf("chunking changed the output: %q vs %q", a, b)
-		}
-		if len(a) > len(in) {
-			t.Fatal("filter added bytes")
+		var split usageChunkFilter
+		// What filter returns lives until its next call: keep a copy.
+		got := append([]byte(nil), filtered(&split, in[:cut], false)...)
+		got = append(got, filtered(&split, in[cut:cut2], false)...)
+		got = append(got, filtered(&split, in[cut2:], true)...)
+		if want := referenceFilter(in); !bytes.Equal(got, want) {
+			t.Fatalf("cuts %d/%d: got %q, want %q", cut, cut2, got, want)
 		}
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -196,6 +197,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Logger: log.With().Str("component", "deferred").Logger(),
 	})
 
+	// Process-wide, as it must be: the proto codec takes its buffers from
+	// the default pool, not from the server's.
+	experimental.SetDefaultBufferPool(extproc.BufferPool)
 	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.GRPCMaxRecvSize),
 		// Buffered bodies arrive as one message of up to 8 MiB (16 over
 		// HTTP/2): windows that size let Envoy send one without waiting for

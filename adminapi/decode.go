@@ -261,6 +261,10 @@ func (e expiry) resolve(now time.Time) (at *time.Time, change bool, err error) {
 // maxDays keeps N*24h within time.Duration.
 const maxDays = int64(1<<63-1) / int64(24*time.Hour)
 
+// ParseLifetime reads a lifetime as the API's expires_in does: a Go
+// duration ("720h", "90m") or whole days ("30d"); for the CLI's flags.
+func ParseLifetime(s string) (time.Duration, error) { return parseExpiresIn(s) }
+
 // parseExpiresIn accepts a Go duration ("720h", "90m") or whole days ("30d").
 func parseExpiresIn(s string) (time.Duration, error) {
 	if digits, ok := strings.CutSuffix(s, "d"); ok && digits != "" && strings.Trim(digits, "0123456789") == "" {

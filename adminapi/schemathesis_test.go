@@ -38,8 +38,9 @@ const (
 )
 
 // schemathesisConfig is the run's schemathesis.toml. Every check is on
-// (--checks all on the command line). Two things openapi.yaml cannot say
-// are told here, and nothing else is relaxed:
+// (--checks all on the command line) but one, excluded there. Three things
+// openapi.yaml cannot say are told here and there, and nothing else is
+// relaxed:
 //
 //   - A cursor is valid only if this API returned it (it is signed), so a
 //     generated one is rightly a 400; cursors are sent empty (the first
@@ -51,6 +52,11 @@ const (
 //     together). For those four operations positive_data_acceptance also
 //     accepts 400; every other check, not_a_server_error and
 //     negative_data_rejection included, stays as strict as for the rest.
+//   - DELETE /manage/tokens/{id} revokes: the token stays readable (as
+//     revoked, revoked_at set) so its history can be seen, which the
+//     use_after_free check takes for a deletion that did not happen. That
+//     check is left out on the command line (--checks all would override
+//     the file).
 const schemathesisConfig = `
 [generation]
 database = "none"
@@ -174,7 +180,7 @@ func runSchemathesis(t *testing.T, cli, spec, baseURL string) {
 	cmd := exec.CommandContext(ctx, cli, "--config-file", config, "--no-color", "run", spec,
 		"--url", baseURL,
 		"--header", "Authorization: Bearer "+schemathesisToken,
-		"--checks", "all",
+		"--checks", "all", "--exclude-checks", "use_after_free",
 		"--max-examples", strconv.Itoa(schemathesisMaxExamples),
 		"--seed", strconv.Itoa(schemathesisSeed),
 		"--workers", "1", "--continue-on-failure",

@@ -213,7 +213,7 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	wantToken := map[string]any{
 		"id": id, "object": "proxy_token", "project_id": projectID, "name": "ci",
-		"prefix": secret[:len(authz.TokenPrefix)+4], "active": true,
+		"prefix": secret[:len(authz.TokenPrefix)+4], "active": true, "legacy": false,
 		"expires_at":   h.now.Add(30 * 24 * time.Hour).Format(time.RFC3339),
 		"max_requests": float64(5), "request_count": float64(0), "cache_hit_count": float64(0),
 		"last_used_at": nil, "revoked_at": nil, "limits": noLimits(), "created_at": h.now.Format(time.RFC3339),

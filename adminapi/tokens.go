@@ -33,6 +33,7 @@ type tokenJSON struct {
 	Name         string     `json:"name"`
 	Prefix       string     `json:"prefix"`
 	Active       bool       `json:"active"`
+	Legacy       bool       `json:"legacy"`
 	ExpiresAt    *string    `json:"expires_at"`
 	MaxRequests  *int64     `json:"max_requests"`
 	RequestCount int64      `json:"request_count"`
@@ -52,6 +53,7 @@ func tokenView(t store.Token) tokenJSON {
 		Name:         t.Name,
 		Prefix:       t.Prefix,
 		Active:       t.Active,
+		Legacy:       t.Legacy,
 		ExpiresAt:    optionalTimestamp(t.ExpiresAt),
 		MaxRequests:  t.MaxRequests,
 		RequestCount: t.RequestCount,

@@ -5,29 +5,18 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/llm-proxy/llm-proxy/ids"
 )
 
 // maxIDLen bounds a project or token id. Ids are made by [ids.New]
 // ("proj_" or "tok_" and 20 characters); nothing longer can exist.
-const maxIDLen = 64
+const maxIDLen = ids.MaxLen
 
-// validID reports whether id has the form of an id this API hands out: 1
-// to maxIDLen ASCII letters, digits, '_' or '-'. Anything else names no
-// project or token and is never looked up, so neither a NUL nor invalid
-// UTF-8 (which PostgreSQL refuses with an error) reaches the store.
-func validID(id string) bool {
-	if id == "" || len(id) > maxIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validID reports whether id has the form of an id this API hands out
+// ([ids.Valid]). Anything else names no project or token and is never
+// looked up.
+func validID(id string) bool { return ids.Valid(id) }
 
 // pathID returns the {id} of r's path. An id that cannot exist gets the
 // same 404 as one that does not, written here, without asking the store;
@@ -84,6 +73,11 @@ func maskKey(key string) string {
 	}
 	return string(r[:4]) + keyMaskMarker + string(r[len(r)-4:])
 }
+
+// MaskKey is the hint stored beside a sealed OpenAI key ([store.Project]'s
+// KeyHint), as this API makes it: for a program that seals keys without the
+// API, the predecessor import.
+func MaskKey(key string) string { return maskKey(key) }
 
 // hintView is a stored key hint as a response shows it. Hints stored by
 // earlier versions masked short keys as one '*' per character (telling the

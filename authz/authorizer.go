@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/llm-proxy/llm-proxy/ids"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -258,7 +259,7 @@ func (a *Authorizer) AuthenticateFrom(ctx context.Context, addr, secret string) 
 		cached, unknown bool
 		gen             uint64
 	)
-	if wellFormed(secret) {
+	if wellFormed(secret) || legacyForm(secret) {
 		hash = a.hasher.Hash(secret)
 		a.mu.Lock()
 		c, cached = a.byHash[hash]
@@ -280,7 +281,7 @@ func (a *Authorizer) AuthenticateFrom(ctx context.Context, addr, secret string) 
 			a.metrics.negativeHits.Inc()
 			err = ErrInvalidToken
 		default:
-			c, err = a.load(ctx, hash, gen, now)
+			c, err = a.load(ctx, secret, hash, gen, now)
 		}
 		if err != nil {
 			if refusal(err) {
@@ -294,6 +295,22 @@ func (a *Authorizer) AuthenticateFrom(ctx context.Context, addr, secret string) 
 		a.failures.fail(addr, now)
 	}
 	return p, err
+}
+
+// legacyForm reports whether secret has the form of the predecessor
+// proxy's tokens, which imported tokens keep: "sk-" and base64url. OpenAI
+// keys sent by mistake are longer, or start with their kind ("sk-proj-").
+func legacyForm(secret string) bool {
+	rest, ok := strings.CutPrefix(secret, LegacyTokenPrefix)
+	if !ok || len(rest) < minLegacySecretLen || len(rest) > maxLegacySecretLen {
+		return false
+	}
+	for _, kind := range []string{"proj-", "svcacct-", "admin-"} {
+		if strings.HasPrefix(rest, kind) {
+			return false
+		}
+	}
+	return ids.Valid(rest) // the same alphabet, base64url's
 }
 
 func wellFormed(secret string) bool {
@@ -341,10 +358,10 @@ const maxLoadAttempts = 3
 // still answered, since refusing a request that overlapped a change is safe,
 // but a credential that would admit is read again, up to maxLoadAttempts
 // times, after which load fails closed with a non-refusal error.
-func (a *Authorizer) load(ctx context.Context, hash string, gen uint64, now time.Time) (*credential, error) {
+func (a *Authorizer) load(ctx context.Context, secret, hash string, gen uint64, now time.Time) (*credential, error) {
 	for attempt := 1; ; attempt++ {
 		a.metrics.loads.Inc()
-		tok, err := a.store.GetTokenByHash(ctx, hash)
+		tok, err := a.lookup(ctx, secret, hash)
 		found := !errors.Is(err, store.ErrNotFound)
 		if found && err != nil {
 			return nil, fmt.Errorf("load token: %w", err)
@@ -385,6 +402,23 @@ func (a *Authorizer) load(ctx context.Context, hash string, gen uint64, now time
 			return nil, fmt.Errorf("load token %s: invalidated during each of %d reads", tok.ID, attempt)
 		}
 	}
+}
+
+// lookup reads the token whose secret has HMAC hash. A legacy secret (see
+// [legacyForm]) the store does not know by its HMAC is looked up by the
+// SHA-256 the predecessor kept instead of the secret; only a token imported
+// as legacy is found that way. Either way the caller caches the answer under
+// the HMAC, so a legacy token costs its second read only when unknown.
+func (a *Authorizer) lookup(ctx context.Context, secret, hash string) (store.Token, error) {
+	tok, err := a.store.GetTokenByHash(ctx, hash)
+	if !errors.Is(err, store.ErrNotFound) || !legacyForm(secret) {
+		return tok, err
+	}
+	tok, err = a.store.GetTokenByHash(ctx, LegacySHA256(secret))
+	if err == nil && !tok.Legacy {
+		return store.Token{}, fmt.Errorf("token %s: stored under a legacy hash but not legacy: %w", tok.ID, store.ErrNotFound)
+	}
+	return tok, err
 }
 
 // open reads tok's project and opens its key.

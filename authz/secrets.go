@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/llm-proxy/llm-proxy/store"
 )
 
 // TokenPrefix starts every proxy token, so a leaked one is recognisable by secret
@@ -23,6 +25,27 @@ const tokenEntropyBytes = 32
 // tokenDisplayLen is how much of a token may be shown: the prefix plus four
 // characters of the random part, which identifies it without weakening it.
 const tokenDisplayLen = len(TokenPrefix) + 4
+
+// LegacyTokenPrefix starts the tokens of the predecessor proxy, which
+// imported tokens keep ("sk-" and about 74 random bits in base64url). They
+// validate like ours; see [LegacySHA256].
+const LegacyTokenPrefix = "sk-"
+
+// Bounds of the random part of a legacy token (the predecessor's are about
+// 13 characters; a UUID is 36): shorter or longer strings, OpenAI's own
+// keys among them, are refused without a store read.
+const (
+	minLegacySecretLen = 8
+	maxLegacySecretLen = 43
+)
+
+// LegacySHA256 is the stored hash of a legacy token whose predecessor kept
+// only its unkeyed SHA-256: [store.LegacySHA256Prefix] and the hex digest.
+// Tokens imported in clear are stored under [Hasher.Hash] like ours.
+func LegacySHA256(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return store.LegacySHA256Prefix + hex.EncodeToString(sum[:])
+}
 
 // NewToken returns a fresh random proxy token and its display prefix.
 func NewToken() (secret, display string) {

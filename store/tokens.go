@@ -14,7 +14,7 @@ import (
 // [scanToken] reads.
 const tokenColumns = "id, project_id, name, hash, prefix, active, expires_at, max_requests, " +
 	"request_count, cache_hit_count, last_used_at, revoked_at, " +
-	"requests_per_minute, tokens_per_minute, max_concurrent, created_at, updated_at"
+	"requests_per_minute, tokens_per_minute, max_concurrent, created_at, updated_at, legacy"
 
 func scanToken(row scanner) (Token, error) {
 	var (
@@ -25,7 +25,7 @@ func scanToken(row scanner) (Token, error) {
 	)
 	err := row.Scan(&t.ID, &t.ProjectID, &t.Name, &t.Hash, &t.Prefix, &t.Active,
 		&expires, &maxRequests, &t.RequestCount, &t.CacheHitCount, &lastUsed, &revoked,
-		&rpm, &tpm, &conc, &created, &updated)
+		&rpm, &tpm, &conc, &created, &updated, &t.Legacy)
 	if err != nil {
 		return Token{}, err
 	}
@@ -53,12 +53,12 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 	// project deleted concurrently cannot slip in between check and insert.
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO tokens (`+tokenColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		t.ID, t.ProjectID, t.Name, t.Hash, t.Prefix, t.Active,
 		nullMicros(t.ExpiresAt), nullInt64(t.MaxRequests), t.RequestCount, t.CacheHitCount,
 		nullMicros(t.LastUsedAt), nullMicros(t.RevokedAt),
 		nullInt64(t.Limits.RequestsPerMinute), nullInt64(t.Limits.TokensPerMinute), nullInt64(t.Limits.MaxConcurrent),
-		toMicros(t.CreatedAt), toMicros(t.UpdatedAt))
+		toMicros(t.CreatedAt), toMicros(t.UpdatedAt), t.Legacy)
 	if isForeignKeyViolation(err) {
 		return fmt.Errorf("create token %s: project %s: %w", t.ID, t.ProjectID, ErrNotFound)
 	}

@@ -75,10 +75,13 @@ type Limits struct {
 // Token is a proxy token. Only the HMAC of its secret is stored (Hash); Prefix is the
 // short, non-secret beginning shown to people so they can recognise it.
 type Token struct {
-	ID            string // public id, safe to log
-	ProjectID     string
-	Name          string
-	Hash          string // hex HMAC-SHA-256 of the secret
+	ID        string // public id, safe to log
+	ProjectID string
+	Name      string
+	// Hash is the hex HMAC-SHA-256 of the secret, or for a legacy token
+	// whose predecessor kept only a hash, [LegacySHA256Prefix] and the hex
+	// SHA-256 of the secret.
+	Hash          string
 	Prefix        string
 	Active        bool
 	ExpiresAt     *time.Time // nil: never expires
@@ -90,7 +93,14 @@ type Token struct {
 	Limits        Limits
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Legacy marks a token imported from the predecessor proxy: its secret
+	// is the predecessor's "sk-…" string, not one of ours.
+	Legacy bool
 }
+
+// LegacySHA256Prefix starts the [Token.Hash] of a legacy token stored as the
+// predecessor's plain SHA-256 of its secret; no HMAC starts with it.
+const LegacySHA256Prefix = "sha256:"
 
 // TokenUpdate changes a token. Pointer fields change when non-nil; the nullable
 // fields ExpiresAt and MaxRequests change when their Set flag is true (nil then
@@ -203,6 +213,8 @@ const (
 	AuditAuthProjectInactive = "auth.project_inactive" // its token's project is inactive
 	AuditAuthQuotaExhausted  = "auth.quota_exhausted"  // a quota is used up: its token's lifetime request cap or its project's monthly budget (not a per-minute rate limit)
 	AuditAuthManagementToken = "auth.management_token" // management API requests carried a wrong management token, or were refused while their address was throttled for that
+
+	AuditPredecessorEvent = "predecessor.event" // an event of the predecessor proxy's audit log, imported; Detail says what it was
 )
 
 // AuditActions returns every audit action this version knows, management
@@ -214,7 +226,7 @@ func AuditActions() []string {
 		AuditAdminSignIn, AuditAdminSignOut,
 		AuditAuthMissingToken, AuditAuthUnknownToken, AuditAuthRevokedToken,
 		AuditAuthExpiredToken, AuditAuthProjectInactive, AuditAuthQuotaExhausted,
-		AuditAuthManagementToken,
+		AuditAuthManagementToken, AuditPredecessorEvent,
 	}
 }
 

@@ -117,10 +117,13 @@ func testMigrateDeferred(t *testing.T, s suite) {
 	mustCreateProject(t, st, p)
 	mustAddDeferred(t, st, newDeferred("resp_1", store.DeferredResponse, "p1", t0, 100))
 
-	if err := st.Migrate(ctx, "down", nil); err != nil {
-		t.Fatal(err)
+	// Roll back to just before 00005 (later migrations first).
+	for range len(migrationFiles) - 4 {
+		if err := st.Migrate(ctx, "down", nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	checkStates(t, migrationStatus(t, st), len(migrationFiles)-1)
+	checkStates(t, migrationStatus(t, st), 4)
 	if _, err := st.GetDeferred(ctx, "resp_1"); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetDeferred after rolling back 00005: err = %v, want a missing-table error", err)
 	}

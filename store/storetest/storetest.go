@@ -65,6 +65,8 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"SettleDeferred", testSettleDeferred},
 		{"SettleDeferredConcurrent", testSettleDeferredConcurrent},
 		{"OutstandingMicroUSD", testOutstandingMicroUSD},
+		{"LegacyToken", testLegacyToken},
+		{"MigrateLegacy", testMigrateLegacy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -175,10 +177,10 @@ func projectString(p store.Project) string {
 
 func tokenString(t store.Token) string {
 	return fmt.Sprintf("{ID:%s ProjectID:%s Name:%s Hash:%s Prefix:%s Active:%t ExpiresAt:%s MaxRequests:%s "+
-		"RequestCount:%d CacheHitCount:%d LastUsedAt:%s RevokedAt:%s Limits:%s CreatedAt:%s UpdatedAt:%s}",
+		"RequestCount:%d CacheHitCount:%d LastUsedAt:%s RevokedAt:%s Limits:%s CreatedAt:%s UpdatedAt:%s Legacy:%t}",
 		t.ID, t.ProjectID, t.Name, t.Hash, t.Prefix, t.Active, fmtTimePtr(t.ExpiresAt), fmtInt64Ptr(t.MaxRequests),
 		t.RequestCount, t.CacheHitCount, fmtTimePtr(t.LastUsedAt), fmtTimePtr(t.RevokedAt), limitsString(t.Limits),
-		fmtTime(t.CreatedAt), fmtTime(t.UpdatedAt))
+		fmtTime(t.CreatedAt), fmtTime(t.UpdatedAt), t.Legacy)
 }
 
 func limitsString(l store.Limits) string {
@@ -219,7 +221,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 // migrationFiles are the migrations the store embeds, oldest first.
 var migrationFiles = []string{
 	"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql",
-	"00005_deferred_charges.sql",
+	"00005_deferred_charges.sql", "00006_legacy_tokens.sql",
 }
 
 func migrationStatus(t *testing.T, st *store.Store) string {

@@ -17,8 +17,7 @@ import (
 // newManagementCmds returns the operator commands, each a client of the
 // management API.
 func newManagementCmds(e *env) []*cobra.Command {
-	cmds := []*cobra.Command{newProjectCmd(e), newTokenCmd(e), newUsageCmd(e), newAuditCmd(e), newCacheCmd(e)}
-	return cmds
+	return []*cobra.Command{newProjectCmd(e), newTokenCmd(e), newUsageCmd(e), newAuditCmd(e), newCacheCmd(e)}
 }
 
 // projectOut is a project as the API shows it, for tables.

@@ -41,7 +41,6 @@ func (st *stream) identify(h map[string]string) {
 	if st.requestID == "" || len(st.requestID) > 128 {
 		st.requestID = "req_" + strings.ToLower(rand.Text())
 	}
-	st.log = st.log.With().Str("request_id", st.requestID).Logger()
 }
 
 // upstreamHeaders is the mutation that makes a client request an upstream one.

@@ -53,8 +53,12 @@ type stream struct {
 	srv   *Server
 	ctx   context.Context
 	send  func(*extprocv3.ProcessingResponse) error // for interim messages only
-	log   zerolog.Logger
 	start time.Time
+
+	// log is made by logger at the first line the request logs; logReady
+	// says whether it is current.
+	log      zerolog.Logger
+	logReady bool
 
 	// The request (headers.go, stream_auth.go, stream_usage.go's readRequest).
 	requestID     string
@@ -82,8 +86,23 @@ type stream struct {
 }
 
 func (s *Server) newStream(ctx context.Context) *stream {
-	return &stream{srv: s, ctx: ctx, log: s.log, start: s.now(), outcome: outcomeAborted,
+	return &stream{srv: s, ctx: ctx, start: s.now(), outcome: outcomeAborted,
 		buffers: bufferHold{budget: s.buffers}}
+}
+
+// logger is the request's logger: the server's, with the request id and,
+// once authenticated, the token and project. It is made when the request
+// first logs, so one that logs nothing — at level warn, nearly every one —
+// costs no logger of its own.
+func (st *stream) logger() *zerolog.Logger {
+	if !st.logReady {
+		c := st.srv.log.With().Str("request_id", st.requestID)
+		if st.principal.TokenID != "" {
+			c = c.Str("token_id", st.principal.TokenID).Str("project_id", st.principal.ProjectID)
+		}
+		st.log, st.logReady = c.Logger(), true
+	}
+	return &st.log
 }
 
 // handle answers one message from Envoy.
@@ -266,6 +285,6 @@ func (st *stream) extendTimeout(d time.Duration) {
 		return
 	}
 	if err := st.send(&extprocv3.ProcessingResponse{OverrideMessageTimeout: durationpb.New(d)}); err != nil {
-		st.log.Debug().Err(err).Msg("extend message timeout")
+		st.logger().Debug().Err(err).Msg("extend message timeout")
 	}
 }

@@ -29,7 +29,7 @@ func (st *stream) authenticate(h map[string]string) error {
 		return &tokenError{err: err, token: token}
 	}
 	st.principal = p
-	st.log = st.log.With().Str("token_id", p.TokenID).Str("project_id", p.ProjectID).Logger()
+	st.logReady = false // its lines name the token and project from now on
 	return nil
 }
 

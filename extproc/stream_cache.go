@@ -70,7 +70,7 @@ func (st *stream) purgeWritten() {
 			continue
 		}
 		if _, err := st.srv.cache.Purge(st.ctx, st.principal.ProjectID, key); err != nil {
-			st.log.Warn().Err(err).Msg("cache purge after write failed")
+			st.logger().Warn().Err(err).Msg("cache purge after write failed")
 		}
 	}
 }
@@ -185,7 +185,7 @@ func (st *stream) captureChunk(chunk []byte, end bool) {
 		e := &cachefilter.Entry{Status: st.status, Header: st.cache.headers, Body: st.cache.capture.Bytes(),
 			Stream: st.cache.capture.Stream(), TTL: st.cache.ttl}
 		if err := st.srv.cache.Set(st.ctx, st.principal.ProjectID, st.cache.key, e); err != nil {
-			st.log.Warn().Err(err).Msg("cache store failed")
+			st.logger().Warn().Err(err).Msg("cache store failed")
 		}
 	}
 	st.cache.capture = nil

@@ -102,7 +102,7 @@ func (st *stream) estimateBatch() (int64, error) {
 	if err != nil {
 		return 0, &badRequestError{err: err}
 	}
-	st.log.Debug().Int("lines", lines).Int64("cost_micro_usd", cost).Msg("batch reserved")
+	st.logger().Debug().Int("lines", lines).Int64("cost_micro_usd", cost).Msg("batch reserved")
 	return cost, nil
 }
 
@@ -133,14 +133,14 @@ func (st *stream) deferSettlement(ctx context.Context) bool {
 	if t, ok := st.limits.reservation.Ticket(); ok {
 		b, err := ratelimit.MarshalTicket(t)
 		if err != nil {
-			st.log.Error().Err(err).Msg("keep reservation")
+			st.logger().Error().Err(err).Msg("keep reservation")
 		}
 		d.Ticket, d.ReservedMicroUSD = b, t.Cost
 	}
 	if err := st.srv.deferred.Track(ctx, d); err != nil {
 		// Nothing will settle it later: settle it now, from what the answer
 		// says (the prompt estimate), like any request.
-		st.log.Error().Err(err).Msg("deferred charge not tracked: settled now at the estimate")
+		st.logger().Error().Err(err).Msg("deferred charge not tracked: settled now at the estimate")
 		return false
 	}
 	st.limits.reservation.Keep() // the stored ticket settles it

@@ -3,6 +3,8 @@ package extproc
 import (
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
@@ -59,12 +61,16 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // logRequest writes the request's log line: its outcome, status, model and
-// what it was settled at. token_id and project_id are in st.log's context
-// once authenticated.
+// what it was settled at. token_id and project_id are in the logger's
+// context once authenticated. Below level info only errors are logged, and
+// nothing is built for the others.
 func (st *stream) logRequest(elapsed time.Duration) {
-	ev := st.log.Info()
+	if st.outcome != outcomeError && st.srv.log.GetLevel() > zerolog.InfoLevel {
+		return
+	}
+	ev := st.logger().Info()
 	if st.outcome == outcomeError {
-		ev = st.log.Error()
+		ev = st.logger().Error()
 		if st.denial != nil && st.denial.Err != nil {
 			ev = ev.AnErr("error", st.denial.Err)
 		}

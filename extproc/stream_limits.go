@@ -68,7 +68,7 @@ func (st *stream) admit() error {
 // its lease ends.
 func (st *stream) renewSlot() {
 	if err := st.limits.admission.Renew(st.ctx); err != nil {
-		st.log.Warn().Err(err).Msg("concurrency lease not renewed")
+		st.logger().Warn().Err(err).Msg("concurrency lease not renewed")
 	}
 }
 
@@ -107,7 +107,7 @@ func (st *stream) settleReservation(ctx context.Context, tokens, cost int64) {
 		return
 	}
 	if err := st.limits.reservation.Settle(ctx, tokens, cost); err != nil {
-		st.log.Warn().Err(err).Msg("settle reservation")
+		st.logger().Warn().Err(err).Msg("settle reservation")
 	}
 }
 

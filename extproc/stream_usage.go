@@ -150,7 +150,7 @@ func (st *stream) decodeBody() {
 	}
 	b, err := decode(st.usage.encoding, st.usage.body, maxJSONResponse)
 	if err != nil {
-		st.log.Warn().Err(err).Str("content_encoding", st.usage.encoding).Msg("compressed response not decoded: usage estimated")
+		st.logger().Warn().Err(err).Str("content_encoding", st.usage.encoding).Msg("compressed response not decoded: usage estimated")
 		st.usage.truncated = true
 		return
 	}

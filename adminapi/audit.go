@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -247,9 +248,12 @@ func (s *Server) getAudit(w http.ResponseWriter, r *http.Request) {
 // be valid, and a cursor must be one this API returned.
 func (s *Server) auditQuery(r *http.Request) (store.AuditQuery, error) {
 	v := r.URL.Query()
-	q := store.AuditQuery{ProjectID: v.Get("project_id"), Action: v.Get("action")}
+	q := store.AuditQuery{ProjectID: v.Get("project_id"), Action: v.Get("action"), Actor: v.Get("actor")}
 	if err := checkIDParam("project_id", q.ProjectID); err != nil {
 		return q, err
+	}
+	if len(q.Actor) > maxActorLen || !utf8.ValidString(q.Actor) || hasControl(q.Actor) {
+		return q, invalid(codeInvalidValue, "actor", "actor must be at most %d characters of UTF-8 text without control characters, e.g. admin-ui.", maxActorLen)
 	}
 	if q.Action != "" && !slices.Contains(store.AuditActions(), q.Action) {
 		return q, invalid(codeInvalidValue, "action", "action %q is not an audit action; use one of %s.",
@@ -273,6 +277,10 @@ func (s *Server) auditQuery(r *http.Request) (store.AuditQuery, error) {
 	q.Limit, q.Cursor, err = s.pageParams(r, listAudit, store.DefaultAuditLimit, store.MaxAuditLimit)
 	return q, err
 }
+
+// maxActorLen bounds the actor filter; actors are short ("admin-ui",
+// "management:0a1b2c3d", a token id).
+const maxActorLen = 128
 
 // parseTimestamp reads a query parameter holding an RFC 3339 time.
 func parseTimestamp(param, v string) (time.Time, error) {

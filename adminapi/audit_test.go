@@ -382,6 +382,9 @@ func TestAuditFilters(t *testing.T) {
 		{"offset", "from=" + url.QueryEscape("2025-03-04T07:01:00+02:00") + "&to=2025-03-04T05:02:00Z", []string{"auth.expired_token@" + b}},
 		{"from equals to", "from=2025-03-04T05:01:00Z&to=2025-03-04T05:01:00Z", nil},
 		{"unknown project", "project_id=proj_nope", nil},
+		{"actor", "actor=" + url.QueryEscape("management:") + "&action=token.revoke", nil}, // actors match exactly
+		{"actor and project", "project_id=" + b + "&actor=" + url.QueryEscape(managementActor()), []string{"project.create@" + b}},
+		{"empty actor", "actor=&project_id=" + b, []string{"project.create@" + b, "auth.expired_token@" + b}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			want := tc.want
@@ -445,6 +448,9 @@ func TestAuditBadRequests(t *testing.T) {
 		{"cursor=%00", "cursor"},
 		{"cursor=%FF%FE", "cursor"},
 		{"project_id=%00", "project_id"},
+		{"actor=%00", "actor"},
+		{"actor=%FF%FE", "actor"},
+		{"actor=" + strings.Repeat("a", 129), "actor"},
 		{"project_id=" + url.QueryEscape("proj x"), "project_id"},
 	} {
 		t.Run(tc.query, func(t *testing.T) {

@@ -1,6 +1,8 @@
 package adminapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -55,4 +57,10 @@ func TestCallerAuditsInProcessCalls(t *testing.T) {
 	if len(events) != limit+1 { // each failure, and the throttling
 		t.Errorf("%d failed-login events, want %d: %v", len(events), limit+1, events)
 	}
+}
+
+// managementActor is the audit actor of requests with testManagementToken.
+func managementActor() string {
+	sum := sha256.Sum256([]byte(testManagementToken))
+	return "management:" + hex.EncodeToString(sum[:4])
 }

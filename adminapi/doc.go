@@ -21,7 +21,7 @@
 //	GET    /manage/tokens/{id}                      get a token → 200 token
 //	PATCH  /manage/tokens/{id}                      change name, active, expiry, cap, limits → 200 token
 //	DELETE /manage/tokens/{id}                      revoke it (kept, inactive) → 200 token
-//	GET    /manage/audit[?project_id=&action=&from=&to=&limit=&cursor=]
+//	GET    /manage/audit[?project_id=&action=&actor=&from=&to=&limit=&cursor=]
 //	                                                the audit log, newest first → 200 page
 //
 // Contracts callers and clients may rely on:

@@ -3,7 +3,6 @@ package adminui
 import (
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/eventsink"
@@ -24,9 +23,8 @@ type auditView struct {
 // datetimeLocal is the layout of an <input type="datetime-local">.
 const datetimeLocal = "2006-01-02T15:04"
 
-// auditPage lists the audit log newest first, filtered by the API's
-// action, project and time range; the actor filter applies to the page the
-// API returned (the API does not filter by actor).
+// auditPage lists the audit log newest first, filtered by the API by
+// action, actor, project and time range.
 func (u *UI) auditPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	projects, err := u.projects(r)
 	if err != nil {
@@ -35,7 +33,7 @@ func (u *UI) auditPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	f := r.URL.Query()
 	params := url.Values{"limit": {itoa(auditPageSize)}}
-	for _, k := range []string{"action", "project_id", "cursor"} {
+	for _, k := range []string{"action", "actor", "project_id", "cursor"} {
 		if f.Get(k) != "" {
 			params.Set(k, f.Get(k))
 		}
@@ -56,12 +54,7 @@ func (u *UI) auditPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	if !refused {
 		status = http.StatusOK
 	}
-	actor := strings.TrimSpace(f.Get("actor"))
-	for _, e := range pg.Data {
-		if actor == "" || strings.Contains(e.Actor, actor) {
-			v.Events = append(v.Events, e)
-		}
-	}
+	v.Events = pg.Data
 	if pg.NextCursor != nil {
 		next := url.Values{}
 		for k, vs := range f {
@@ -81,4 +74,14 @@ func rfc3339(v string) string {
 		return t.UTC().Format(time.RFC3339)
 	}
 	return v
+}
+
+// auditEventPage shows one audit event.
+func (u *UI) auditEventPage(w http.ResponseWriter, r *http.Request, sess *session) {
+	var e eventsink.AuditJSON
+	if err := u.call(r, apiCall{method: "GET", path: "/manage/audit/" + pathEscape(r.PathValue("id"))}, &e); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	u.render(w, r, sess, http.StatusOK, "audit_event", view{Title: "Audit event", Nav: "audit", Data: e})
 }

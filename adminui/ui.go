@@ -152,6 +152,7 @@ func (u *UI) routes() {
 	u.mux.HandleFunc("GET /admin/usage", u.signedIn(u.usagePage))
 	u.mux.HandleFunc("GET /admin/usage.csv", u.signedIn(u.usageCSV))
 	u.mux.HandleFunc("GET /admin/audit", u.signedIn(u.auditPage))
+	u.mux.HandleFunc("GET /admin/audit/{id}", u.signedIn(u.auditEventPage))
 	u.mux.HandleFunc("GET /admin/cache", u.signedIn(u.cachePage))
 	u.mux.HandleFunc("POST /admin/cache", u.signedIn(u.purgeCache))
 }

@@ -383,9 +383,23 @@ func TestFlowAuditedAsAdminUI(t *testing.T) {
 			t.Errorf("%s: %+v, want one by admin-ui from 198.51.100.20", action, events)
 		}
 	}
-	audit := b.get("/admin/audit?action=token.revoke")
-	if !strings.Contains(audit.body, `<tr data-action="token.revoke">`) || !strings.Contains(audit.body, `<dd class="client-address">198.51.100.20</dd>`) {
+	audit := b.get("/admin/audit?action=token.revoke&actor=admin-ui")
+	if !strings.Contains(audit.body, `<tr data-action="token.revoke">`) || !strings.Contains(audit.body, `<td>198.51.100.20</td>`) {
 		t.Errorf("audit page:\n%s", audit.body)
+	}
+	if p := b.get("/admin/audit?actor=nobody"); !strings.Contains(p.body, "No audit events match.") {
+		t.Errorf("audit page of an unknown actor:\n%s", p.body)
+	}
+	eventID := regexp.MustCompile(`href="/admin/audit/(aud_[a-z0-9]+)"`).FindStringSubmatch(audit.body)
+	if eventID == nil {
+		t.Fatalf("no event link:\n%s", audit.body)
+	}
+	event := b.get("/admin/audit/" + eventID[1])
+	if !strings.Contains(event.body, `<dd id="event-client">198.51.100.20</dd>`) || !strings.Contains(event.body, `<dd id="event-actor">admin-ui</dd>`) {
+		t.Errorf("event page:\n%s", event.body)
+	}
+	if p := b.get("/admin/audit/aud_nope"); p.status != http.StatusNotFound || !strings.Contains(p.body, `No audit event with id &#34;aud_nope&#34;.`) {
+		t.Errorf("unknown event: %d\n%s", p.status, p.body)
 	}
 	if p := b.get("/admin/audit?from=yesterday"); p.status != http.StatusBadRequest ||
 		!strings.Contains(p.body, "from must be an RFC 3339 timestamp such as 2025-03-31T12:00:00Z.") {

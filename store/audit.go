@@ -142,6 +142,9 @@ func (s *Store) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, stri
 	if q.Action != "" {
 		where = append(where, "action = "+arg(q.Action))
 	}
+	if q.Actor != "" {
+		where = append(where, "actor = "+arg(q.Actor))
+	}
 	if !q.From.IsZero() {
 		where = append(where, "time >= "+arg(toMicros(q.From)))
 	}

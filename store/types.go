@@ -288,6 +288,7 @@ type PageQuery struct {
 type AuditQuery struct {
 	ProjectID string    // only events of this project
 	Action    string    // only events with this action
+	Actor     string    // only events by this actor, e.g. "admin-ui"
 	From      time.Time // only events at or after From
 	To        time.Time // only events before To
 	// Limit is the page size, 1 to [MaxAuditLimit]; 0 means [DefaultAuditLimit].

@@ -245,13 +245,19 @@ func TestAdminUIInBrowser(t *testing.T) {
 
 	// The audit page shows the revocation, by admin-ui from the browser's
 	// address as Envoy saw it.
-	run("open audit", chromedp.Navigate(base+"audit?action=token.revoke"), chromedp.WaitVisible(id("audit")),
-		chromedp.Click(css("#audit details summary")), chromedp.WaitVisible(css("#audit .client-address")))
-	rows := eval("count rows", `document.querySelectorAll("#audit tbody tr").length`)
-	if rows != 1.0 || text("#audit tbody td:nth-child(3)") != "admin-ui" || text("#audit .client-address") != envoySaw {
-		t.Errorf("audit: %v rows, actor %q, client %q", rows, text("#audit tbody td:nth-child(3)"), text("#audit .client-address"))
-	}
+	run("open audit", chromedp.Navigate(base+"audit"), chromedp.WaitVisible(id("audit")),
+		chromedp.SetValue(id("action"), "token.revoke"), chromedp.SendKeys(id("actor"), "admin-ui"),
+		chromedp.Click(css(".filters button")), chromedp.WaitVisible(css(`#audit tr[data-action="token.revoke"]`)))
 	shot("audit")
+	rows := eval("count rows", `document.querySelectorAll("#audit tbody tr").length`)
+	if rows != 1.0 || text("#audit tbody td:nth-child(3)") != "admin-ui" || text("#audit tbody td:nth-child(5)") != envoySaw {
+		t.Errorf("audit: %v rows, actor %q, client %q", rows, text("#audit tbody td:nth-child(3)"), text("#audit tbody td:nth-child(5)"))
+	}
+	run("open the event", chromedp.Click(css("#audit tbody a")), chromedp.WaitVisible(id("event")))
+	if text("#event-actor") != "admin-ui" || text("#event-client") != envoySaw {
+		t.Errorf("audit event: actor %q, client %q", text("#event-actor"), text("#event-client"))
+	}
+	shot("audit-event")
 
 	// Purge the whole cache.
 	run("purge", chromedp.Navigate(base+"cache"), chromedp.WaitVisible(id("purge")),

@@ -409,6 +409,7 @@ func testAuditFilters(t *testing.T, s suite) {
 		auditEvent("f6", at(6), store.AuditTokenCreate, "p2"),
 		auditEvent("f7", at(7), store.AuditProjectDelete, "p1"),
 	}
+	events[4].Actor, events[5].Actor = "admin-ui", "admin-ui"
 	mustAddAudit(t, st, events...)
 	pick := func(idx ...int) []store.AuditEvent {
 		var out []store.AuditEvent
@@ -427,6 +428,9 @@ func testAuditFilters(t *testing.T, s suite) {
 		{"unknown project", store.AuditQuery{ProjectID: "p9"}, nil},
 		{"action", store.AuditQuery{Action: store.AuditTokenCreate}, pick(6, 4, 1)},
 		{"project and action", store.AuditQuery{ProjectID: "p2", Action: store.AuditTokenCreate}, pick(6)},
+		{"actor", store.AuditQuery{Actor: "admin-ui"}, pick(5, 4)},
+		{"actor and action", store.AuditQuery{Actor: "admin-ui", Action: store.AuditTokenCreate}, pick(4)},
+		{"unknown actor", store.AuditQuery{Actor: "admin"}, nil},
 		{"from is inclusive", store.AuditQuery{From: at(5)}, pick(7, 6, 5)},
 		{"to is exclusive", store.AuditQuery{To: at(2)}, pick(1, 0)},
 		{"from and to", store.AuditQuery{From: at(2), To: at(5)}, pick(4, 3, 2)},

@@ -51,7 +51,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
 	}
-	log := zerolog.New(stderr).Level(cfg.LogLevel).With().Timestamp().Logger()
+	logOut, closeLog := bufferLog(stderr)
+	defer closeLog()
+	log := zerolog.New(logOut).Level(cfg.LogLevel).With().Timestamp().Logger()
 
 	if cfg.Embedded() {
 		created, err := config.EnsureSecrets(&cfg)

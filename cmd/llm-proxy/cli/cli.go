@@ -118,7 +118,7 @@ management token from LLM_PROXY_MANAGEMENT_TOKEN or --token-file.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
 	root.AddCommand(
 		newServeCmd(e), newMigrateCmd(e), newEnvoyConfigCmd(e), newDispatchCmd(e), newHealthcheckCmd(e),
-		newImportCmd(e),
+		newImportCmd(e), newChatCmd(e), newDoctorCmd(e),
 	)
 	root.AddCommand(newManagementCmds(e)...)
 	markUsageErrors(root)

@@ -41,11 +41,20 @@ func FilterSnippet() []byte { return append([]byte(nil), filterSnippet...) }
 // the reference value. Everything else (TLS to the upstream, SNI, filters,
 // timeouts, buffer limits, local replies) stays as in the reference file.
 type RenderOptions struct {
-	// ListenerPort is the port of the client-facing listener (127.0.0.1).
-	// 0 keeps 10000.
+	// ListenerAddr is the client-facing listener's ip:port, e.g.
+	// 0.0.0.0:10000 in a container, whose clients come from outside it.
+	// "" keeps 127.0.0.1:10000 (or ListenerPort on 127.0.0.1). Envoy binds
+	// it, so the host must be an IP address.
+	ListenerAddr string
+	// ListenerPort is the port of the client-facing listener on 127.0.0.1.
+	// 0 keeps 10000. Give ListenerAddr or ListenerPort, not both.
 	ListenerPort int
-	// AdminPort is the port of Envoy's admin endpoint (127.0.0.1).
-	// 0 keeps 9901.
+	// AdminAddr is the ip:port of Envoy's admin endpoint. "" keeps
+	// 127.0.0.1:9901 (or AdminPort on 127.0.0.1). Whoever reaches it can
+	// stop Envoy: keep it on loopback or a port no Service exposes.
+	AdminAddr string
+	// AdminPort is the port of Envoy's admin endpoint on 127.0.0.1.
+	// 0 keeps 9901. Give AdminAddr or AdminPort, not both.
 	AdminPort int
 	// ExtProcAddr is the llm-proxy ext_proc gRPC address, host:port.
 	// "" keeps 127.0.0.1:9002.
@@ -144,17 +153,34 @@ func render(src string, o RenderOptions) ([]byte, error) {
 		return fmt.Sprintf("socket_address: { address: %s, port_value: %d }", quote(host), port)
 	}
 
-	if o.ListenerPort != 0 {
-		if err := checkPort("ListenerPort", o.ListenerPort); err != nil {
-			return nil, err
+	for _, b := range []struct {
+		field     string
+		addr      string
+		portField string
+		port      int
+		a         anchor
+	}{
+		{"ListenerAddr", o.ListenerAddr, "ListenerPort", o.ListenerPort, anchorListener},
+		{"AdminAddr", o.AdminAddr, "AdminPort", o.AdminPort, anchorAdmin},
+	} {
+		switch {
+		case b.addr != "" && b.port != 0:
+			return nil, fmt.Errorf("envoy: give %s or %s, not both", b.field, b.portField)
+		case b.addr != "":
+			host, port, err := splitHostPort(b.field, b.addr)
+			if err != nil {
+				return nil, err
+			}
+			if net.ParseIP(host) == nil {
+				return nil, fmt.Errorf("envoy: %s %q: Envoy binds it, so its host must be an IP address (0.0.0.0 for every interface)", b.field, b.addr)
+			}
+			add(b.a, socket(host, port))
+		case b.port != 0:
+			if err := checkPort(b.portField, b.port); err != nil {
+				return nil, err
+			}
+			add(b.a, socket("127.0.0.1", b.port))
 		}
-		add(anchorListener, socket("127.0.0.1", o.ListenerPort))
-	}
-	if o.AdminPort != 0 {
-		if err := checkPort("AdminPort", o.AdminPort); err != nil {
-			return nil, err
-		}
-		add(anchorAdmin, socket("127.0.0.1", o.AdminPort))
 	}
 	for _, hp := range []struct {
 		field string

@@ -113,6 +113,11 @@ func TestRenderRejectsBadOptions(t *testing.T) {
 		{UpstreamCAFile: "a\nb"},
 		{UpstreamSNI: "a b"},
 		{UpstreamSNI: "host:443"},
+		{ListenerAddr: "0.0.0.0:10000", ListenerPort: 10000},
+		{AdminAddr: "127.0.0.1:9901", AdminPort: 9901},
+		{ListenerAddr: "envoy.local:10000"}, // Envoy binds it: an IP address
+		{AdminAddr: "0.0.0.0"},
+		{ListenerAddr: "0.0.0.0:0"},
 	} {
 		if _, err := Render(o); err == nil {
 			t.Errorf("Render(%+v) succeeded, want an error", o)
@@ -139,6 +144,27 @@ func TestValidateBootstrapAsIs(t *testing.T) {
 	if !strings.Contains(out, "OK") {
 		t.Fatalf("unexpected validate output:\n%s", out)
 	}
+}
+
+// A container's Envoy listens on every interface (ListenerAddr) and reaches
+// a sidecar in another container by name; the admin address moves too.
+func TestRenderContainerAddresses(t *testing.T) {
+	got, err := Render(RenderOptions{ListenerAddr: "0.0.0.0:8080", AdminAddr: "[::1]:9000", ExtProcAddr: "llm-proxy:9002", ManageAddr: "llm-proxy:8081"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(got)
+	for _, want := range []string{
+		`socket_address: { address: "0.0.0.0", port_value: 8080 }`,
+		`socket_address: { address: "::1", port_value: 9000 }`,
+		`socket_address: { address: "llm-proxy", port_value: 9002 }`,
+		`socket_address: { address: "llm-proxy", port_value: 8081 }`,
+	} {
+		if strings.Count(s, want) != 1 {
+			t.Errorf("rendered config has %d × %q, want 1", strings.Count(s, want), want)
+		}
+	}
+	envoytest.Validate(t, got)
 }
 
 func TestValidateRendered(t *testing.T) {

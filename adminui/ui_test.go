@@ -3,6 +3,7 @@ package adminui
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -429,7 +430,7 @@ func TestUsageCSV(t *testing.T) {
 		t.Errorf("CSV: %d %s\n%q\nwant\n%q", csv.status, csv.header.Get("Content-Type"), csv.body, want)
 	}
 	page := b.get("/admin/usage?project_id=" + pid + "&from=2026-03-01&to=2026-03-31")
-	for _, want := range []string{"4 requests, 48 tokens, $2.50 from 2026-03-01 to 2026-03-31.", "<title>2026-03-04: 3</title>", "<title>2026-03-05: $2.50</title>"} {
+	for _, want := range []string{"From 2026-03-01 to 2026-03-31: requests 4, tokens 48, spend $2.50.", "<title>2026-03-04: 3</title>", "<title>2026-03-05: $2.50</title>"} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("usage page lacks %q", want)
 		}
@@ -477,5 +478,87 @@ func TestSafeNext(t *testing.T) {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestEditForms: the edit, key, activation and token forms change what the
+// API stores, a cleared field clears the value, and the API's refusal of an
+// edit is shown with the form as it was sent.
+func TestEditForms(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	b.mustSignIn()
+	ctx := context.Background()
+	p := b.post("/admin/projects", "/admin/projects", url.Values{"name": {"team-a"}, "openai_api_key": {"sk-first-0123456789abcdef"},
+		"requests_per_minute": {"60"}, "tokens_per_minute": {"1000"}, "monthly_budget_usd": {"10"}, "allow_background": {"on"}, "allow_batches": {"on"}})
+	path := p.header.Get("Location")
+	pid := strings.TrimPrefix(path, "/admin/projects/")
+
+	// Edit: rename, clear the rpm limit and the budget, turn POST caching on and batches off.
+	if p := b.post(path, path, url.Values{"name": {"team-b"}, "tokens_per_minute": {"2000"}, "cache_post": {"on"}, "allow_background": {"on"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("edit: %d\n%s", p.status, p.body)
+	}
+	got, err := h.store.GetProject(ctx, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "team-b" || got.Limits.RequestsPerMinute != nil || got.Limits.TokensPerMinute == nil || *got.Limits.TokensPerMinute != 2000 ||
+		got.MonthlyBudgetMicroUSD != nil || !got.CachePOST || !got.AllowBackground || got.AllowBatches {
+		t.Errorf("after the edit: %+v", got)
+	}
+	// A refused edit keeps what was typed and changes nothing.
+	p = b.post(path, path, url.Values{"name": {"team-c"}, "max_concurrent": {"-1"}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, html.EscapeString(apiMessage(t, h, "PATCH", "/manage/projects/"+pid, `{"limits":{"max_concurrent":-1}}`))) ||
+		!strings.Contains(p.body, `value="team-c"`) {
+		t.Errorf("refused edit: %d\n%s", p.status, p.body)
+	}
+	if got, _ := h.store.GetProject(ctx, pid); got.Name != "team-b" {
+		t.Errorf("a refused edit renamed the project to %q", got.Name)
+	}
+
+	// Rotate the key: only its mask is ever shown.
+	if p := b.post(path, path+"/key", url.Values{"openai_api_key": {"sk-second-0123456789abcdef"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("rotate: %d", p.status)
+	}
+	if page := b.get(path); !strings.Contains(page.body, "OpenAI key replaced.") || !strings.Contains(page.body, "sk-s…cdef") || strings.Contains(page.body, "sk-second") {
+		t.Errorf("after rotating:\n%s", page.body)
+	}
+	// Deactivate, reactivate.
+	for _, active := range []string{"false", "true"} {
+		if p := b.post(path, path+"/active", url.Values{"active": {active}}); p.status != http.StatusSeeOther {
+			t.Fatalf("active=%s: %d", active, p.status)
+		}
+		if got, _ := h.store.GetProject(ctx, pid); fmt.Sprint(got.Active) != active {
+			t.Errorf("active = %v, want %s", got.Active, active)
+		}
+	}
+
+	// A token's edit form.
+	if p := b.post("/admin/tokens", "/admin/tokens", url.Values{"project_id": {pid}, "name": {"ci"}, "requests_per_minute": {"5"}}); p.status != http.StatusCreated {
+		t.Fatalf("create token: %d\n%s", p.status, p.body)
+	}
+	tokens, _, err := h.store.ListTokensPage(ctx, pid, store.PageQuery{Limit: 10})
+	if err != nil || len(tokens) != 1 {
+		t.Fatalf("tokens %v, %v", tokens, err)
+	}
+	tpath := "/admin/tokens/" + tokens[0].ID
+	if page := b.get(tpath); !strings.Contains(page.body, `value="5"`) || !strings.Contains(page.body, ">team-b</a>") {
+		t.Errorf("token page:\n%s", page.body)
+	}
+	if p := b.post(tpath, tpath, url.Values{"name": {"ci-2"}, "max_requests": {"50"}, "max_concurrent": {"2"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("token edit: %d\n%s", p.status, p.body)
+	}
+	tok, err := h.store.GetToken(ctx, tokens[0].ID)
+	if err != nil || tok.Name != "ci-2" || tok.MaxRequests == nil || *tok.MaxRequests != 50 || tok.Limits.RequestsPerMinute != nil ||
+		tok.Limits.MaxConcurrent == nil || *tok.Limits.MaxConcurrent != 2 {
+		t.Errorf("after the token edit: %+v, %v", tok, err)
+	}
+	if p := b.post(tpath, tpath, url.Values{"max_requests": {"many"}}); p.status != http.StatusBadRequest ||
+		!strings.Contains(p.body, html.EscapeString(apiMessage(t, h, "PATCH", "/manage/tokens/"+tokens[0].ID, `{"max_requests":"many"}`))) {
+		t.Errorf("refused token edit: %d\n%s", p.status, p.body)
+	}
+	if p := b.get("/admin/tokens/tok_nope"); p.status != http.StatusNotFound || !strings.Contains(p.body, "No token with id &#34;tok_nope&#34;.") {
+		t.Errorf("unknown token: %d\n%s", p.status, p.body)
 	}
 }

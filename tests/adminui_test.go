@@ -169,6 +169,14 @@ func TestAdminUIInBrowser(t *testing.T) {
 	if !strings.HasPrefix(secret, "llmp_") {
 		t.Fatalf("secret %q", secret)
 	}
+	// The copy button is the console's one script, loaded under its CSP.
+	run("copy", chromedp.Click(id("copy-secret")))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("copy-secret").textContent !== "Copy"`)); err != nil {
+		fail("wait for the copy button", err)
+	}
+	if got := text("#copy-secret"); got != "Copied" && got != "Press Ctrl+C" {
+		t.Errorf("the copy button says %q after a click", got)
+	}
 	shot("tokens")
 	run("reload tokens", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("tokens")))
 	if strings.Contains(html(), secret) {

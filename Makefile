@@ -31,7 +31,7 @@ test: deps vet fmt-check tidy-check envoy-validate lint proto-check
 	# packages tested side by side would starve each other into timeouts.
 	@mkdir -p $(BIN)
 	set -o pipefail; CGO_ENABLED=1 $(GO) test -race -count=1 -p 1 -cover -timeout $(TEST_TIMEOUT) ./... | tee $(BIN)/test.log
-	$(GO) test -count=1 -run 'Allocs$$' ./usage/
+	$(GO) test -count=1 -run 'Allocs$$' ./usage/ ./extproc/ ./eventsink/
 	@echo "coverage per package:"; grep -o 'github.com/llm-proxy/llm-proxy/[^[:space:]]*[[:space:]].*coverage: [0-9.]*%' $(BIN)/test.log | awk '{print "  " $$NF, $$1}' | sed 's|github.com/llm-proxy/llm-proxy/||'
 
 # go.mod and go.sum as `go mod tidy` would write them.

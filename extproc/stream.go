@@ -83,6 +83,8 @@ type stream struct {
 	units        unitState         // stream_units.go
 	includeUsage includeUsageState // stream_include_usage.go
 	buffers      bufferHold        // budget.go
+
+	bodyAnswer bodyAnswer // this file
 }
 
 func (s *Server) newStream(ctx context.Context) *stream {
@@ -230,9 +232,23 @@ func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	// the client did not ask for (its key is the client's body, not ours).
 	st.captureChunk(seen, end)
 	st.readUsage(chunk, end)
-	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{
-		ResponseBody: &extprocv3.BodyResponse{Response: mutation},
-	}}
+	return st.bodyAnswer.with(mutation)
+}
+
+// bodyAnswer is the answer to a response body message, kept with the stream
+// and reused: a stream answers one per chunk, hundreds of them, and each is
+// encoded by gRPC before the next message is read.
+type bodyAnswer struct {
+	resp extprocv3.ProcessingResponse
+	body extprocv3.ProcessingResponse_ResponseBody
+	br   extprocv3.BodyResponse
+}
+
+func (a *bodyAnswer) with(mutation *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+	a.br.Response = mutation
+	a.body.ResponseBody = &a.br
+	a.resp.Response = &a.body
+	return &a.resp
 }
 
 // deny ends the request with an OpenAI-shaped error.

@@ -56,6 +56,9 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 		u.fail(w, r, err)
 		return
 	}
+	// A new id on every sign-in (no fixation); a session the browser still
+	// held ends.
+	u.sessions.end(cookieValue(r, sessionCookie))
 	sess := u.sessions.create(u.now())
 	setCookie(w, r, sessionCookie, sess.id, 0)
 	setCookie(w, r, loginCookie, "", -1)

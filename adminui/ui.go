@@ -36,6 +36,9 @@ const (
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
 	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
+// maxFormBytes bounds a form's body; the largest field is an OpenAI key.
+const maxFormBytes = 64 << 10
+
 // auditWriter stores an audit event; *eventsink.AuditLog provides it.
 type auditWriter interface {
 	Write(ctx context.Context, ev store.AuditEvent) error
@@ -122,7 +125,7 @@ func New(o Options) (*UI, error) {
 		sessions:    newSessions(o.IdleTimeout, o.MaxAge),
 		crossOrigin: http.NewCrossOriginProtection(),
 		pages:       pages,
-		static:      http.StripPrefix("/admin/static/", http.FileServerFS(static)),
+		static:      http.StripPrefix("/admin/static/", noListing(http.FileServerFS(static))),
 		log:         o.Logger,
 		now:         o.Now,
 		mux:         http.NewServeMux(),
@@ -166,6 +169,9 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	}
 	if err := u.crossOrigin.Check(r); err != nil {
 		u.forbidden(w, r, "This request came from another site and was refused.")
 		return
@@ -274,6 +280,17 @@ func (u *UI) redirect(w http.ResponseWriter, r *http.Request, sess *session, to,
 		u.sessions.setFlash(sess, flash)
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// noListing answers 404 for a directory, which a file server would list.
+func noListing(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "" || strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // queryEscape escapes a query parameter value.

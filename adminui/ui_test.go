@@ -562,3 +562,35 @@ func TestEditForms(t *testing.T) {
 		t.Errorf("unknown token: %d\n%s", p.status, p.body)
 	}
 }
+
+// TestSignInAgainEndsTheOldSession: signing in again gives a new id and
+// ends the one the browser held, and the static folder is not listed.
+func TestSignInAgainEndsTheOldSession(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{})
+	b := h.browser()
+	// The sign-in form of a tab opened before the browser signed in
+	// elsewhere: posting it carries the session cookie.
+	csrf := csrfOf(t, b.get("/admin/login"))
+	b.mustSignIn()
+	u, _ := url.Parse(h.srv.URL + "/admin/")
+	old := b.client.Jar.Cookies(u)
+	b.client.Jar.SetCookies(u, []*http.Cookie{{Name: loginCookie, Value: csrf, Path: "/admin"}})
+	if p := b.do("POST", "/admin/login", url.Values{"token": {testToken}, csrfField: {csrf}}); p.status != http.StatusSeeOther {
+		t.Fatalf("second sign-in: %d", p.status)
+	}
+	if now := b.client.Jar.Cookies(u); len(now) == 0 || len(old) == 0 || now[0].Value == old[0].Value {
+		t.Fatalf("session id not renewed: %v → %v", old, now)
+	}
+	replay := h.browser()
+	replay.client.Jar.SetCookies(u, old)
+	if p := replay.get("/admin/"); p.status != http.StatusSeeOther {
+		t.Errorf("the previous session still works: %d", p.status)
+	}
+	if p := b.get("/admin/static/"); p.status != http.StatusNotFound {
+		t.Errorf("/admin/static/: %d", p.status)
+	}
+	if p := b.get("/admin/static/app.js"); p.status != http.StatusOK || !strings.HasPrefix(p.header.Get("Content-Type"), "text/javascript") {
+		t.Errorf("/admin/static/app.js: %d %s", p.status, p.header.Get("Content-Type"))
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
@@ -27,6 +28,7 @@ type envoyConfigFlag struct {
 func newEnvoyConfigCmd(e *env) *cobra.Command {
 	var o envoy.RenderOptions
 	var listenerPort, adminPort int
+	var outFile string
 	flags := []envoyConfigFlag{
 		{"listener", "LLM_PROXY_ENVOY_LISTENER", "127.0.0.1:10000", "client-facing listener ip:port (0.0.0.0:10000 in a container)", &o.ListenerAddr},
 		{"admin", "LLM_PROXY_ENVOY_ADMIN", "127.0.0.1:9901", "Envoy admin ip:port (keep it unexposed: it can stop Envoy)", &o.AdminAddr},
@@ -50,7 +52,8 @@ Each flag's default comes from an environment variable when it is set:
 ` + settings.String(),
 		Example: `  llm-proxy envoy-config > envoy.yaml
   llm-proxy envoy-config --upstream 127.0.0.1:8443 --upstream-ca fake-ca.pem
-  llm-proxy envoy-config --listener 0.0.0.0:10000 --extproc llm-proxy:9002 --manage llm-proxy:8081`,
+  llm-proxy envoy-config --listener 0.0.0.0:10000 --extproc llm-proxy:9002 --manage llm-proxy:8081
+  llm-proxy envoy-config --out /etc/envoy/envoy.yaml   # in an init container`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			var err error
@@ -63,6 +66,10 @@ Each flag's default comes from an environment variable when it is set:
 			out, err := envoy.Render(o)
 			if err != nil {
 				return fmt.Errorf("render envoy config: %w", err)
+			}
+			if outFile != "" {
+				// An init container has no shell to redirect stdout with.
+				return os.WriteFile(outFile, out, 0o644)
 			}
 			_, err = e.stdout.Write(out)
 			return err
@@ -78,6 +85,7 @@ Each flag's default comes from an environment variable when it is set:
 	}
 	fs.IntVar(&listenerPort, "listener-port", 0, "listener port, replacing --listener's")
 	fs.IntVar(&adminPort, "admin-port", 0, "admin port, replacing --admin's")
+	fs.StringVar(&outFile, "out", "", "write the config to this file instead of stdout")
 	return cmd
 }
 

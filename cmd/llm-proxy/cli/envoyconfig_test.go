@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -54,6 +55,15 @@ func TestEnvoyConfigFromEnvironmentAndFlags(t *testing.T) {
 			}
 			envoytest.Validate(t, out.Bytes())
 		})
+	}
+	// --out writes the file an init container leaves for Envoy.
+	out := t.TempDir() + "/envoy.yaml"
+	var stdout bytes.Buffer
+	if err := Run(context.Background(), []string{"envoy-config", "--out", out}, func(k string) string { return env[k] }, &stdout, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(out); err != nil || !strings.Contains(string(b), `address: "llm-proxy", port_value: 9002`) || stdout.Len() != 0 {
+		t.Errorf("--out: %v, stdout %q", err, stdout.String())
 	}
 	for _, bad := range [][]string{{"--listener", "envoy:10000"}, {"--listener", "0.0.0.0"}, {"-listener-port", "70000"}} {
 		if err := Run(context.Background(), append([]string{"envoy-config"}, bad...), func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {

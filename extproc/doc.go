@@ -34,6 +34,36 @@
 //	                   free the concurrency slot, release cache waiters and
 //	                   buffered bytes, emit the usage event, log the request
 //
+// Each message is a round trip on the request's path, and Envoy's side of it
+// costs about as much CPU as the sidecar's, so a phase is asked for only when
+// some feature of the request changes or learns something in it (mode_override
+// in the request-headers answer, stream_mode.go). Messages per request, as
+// TestMessagesPerRequestKind plays them:
+//
+//   - refused at the gate (token, route, limit): 1;
+//   - GET or other bodiless request answered from the cache: 1;
+//   - bodiless request forwarded: 2 (request and response headers: the event
+//     needs the status, a charged route its answer's headers, a limited one
+//     its x-ratelimit-* headers; with none of these, 1);
+//   - opted-in POST answered from the cache: 2 (its key is its body);
+//   - JSON request with a JSON answer: 4; the answer BUFFERED when its
+//     Content-Length is at most 256 KiB, else one message per chunk;
+//   - JSON request with an SSE answer of n chunks: 3 + n;
+//   - multipart upload (audio, files, images): 3, its body never read.
+//
+// Why a non-streamed chat completion still takes 4: the request body must be
+// read before the upstream is called (model and max_tokens for the
+// reservation); the answer's body carries its usage; and the response-headers
+// message is where the sidecar learns whether the answer is a stream (its
+// request may say stream, but only the answer decides what Envoy must not
+// buffer) and sets x-ratelimit-*, x-request-id and Cache-Status. Envoy takes
+// mode_override only in a headers answer, so the request body cannot turn the
+// response-headers phase off; and with that phase skipped Envoy would have to
+// buffer every answer of the route, streams included. observability_mode
+// (Envoy sends and does not wait; nothing can be changed) applies to the
+// whole filter, and every request needs at least one answer that changes
+// something: the key swap, the removal of the usage chunk llm-proxy asked for.
+//
 // Cache lookups fail open (an unreachable cache is a miss); the rate limiter
 // follows each limit's declared failure mode (package ratelimit).
 // Nothing here fails open: a store error refuses the request with a 500 in the

@@ -155,6 +155,8 @@ func TestAdminUIInBrowser(t *testing.T) {
 		t.Error("the project page shows the key unmasked, or not its mask")
 	}
 	shot("project")
+	run("open projects", chromedp.Navigate(base+"projects"), chromedp.WaitVisible(id("projects")))
+	shot("projects")
 
 	// Create a token: its secret is shown once.
 	run("open tokens", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("create-token")))
@@ -182,6 +184,7 @@ func TestAdminUIInBrowser(t *testing.T) {
 	if strings.Contains(html(), secret) {
 		t.Fatal("the token's secret is shown a second time")
 	}
+	tokenID := eval("token id", `document.querySelector("#tokens tr[data-token]").dataset.token`)
 
 	// Use the token through Envoy with the official SDK.
 	var res *openai.ChatCompletion
@@ -278,10 +281,16 @@ func TestAdminUIInBrowser(t *testing.T) {
 
 	// Phone width: nothing wider than the screen but the tables' own scroll boxes.
 	run("phone width", chromedp.EmulateViewport(390, 844))
-	for _, page := range []string{"", "projects", "tokens", "usage?project_id=" + pid, "audit"} {
+	for _, page := range []string{"", "projects", "projects/" + pid, "tokens", "tokens/" + fmt.Sprint(tokenID), "usage?project_id=" + pid, "audit", "cache"} {
 		run("open "+page, chromedp.Navigate(base+page), chromedp.WaitVisible(css("main")))
 		if fits := eval("measure", `document.documentElement.scrollWidth <= window.innerWidth`); fits != true {
 			t.Errorf("/admin/%s is wider than a phone", page)
+		}
+		// Every field has a label a screen reader reads out.
+		unlabelled := eval("labels", `Array.from(document.querySelectorAll("input:not([type=hidden]), select"))
+			.filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label")).map(e => e.name).join(",")`)
+		if unlabelled != "" {
+			t.Errorf("/admin/%s has fields without a label: %v", page, unlabelled)
 		}
 	}
 	run("open the dashboard", chromedp.Navigate(base), chromedp.WaitVisible(id("totals-h")))

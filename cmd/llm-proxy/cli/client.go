@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -217,4 +218,38 @@ func (c *client) list(ctx context.Context, path string, query url.Values, limit 
 		Data       []json.RawMessage `json:"data"`
 		NextCursor *string           `json:"next_cursor"`
 	}{"list", all, next})
+}
+
+// fetch sends one request with the connection's settings and returns the
+// answer's body.
+func (c *connection) fetch(cmd *cobra.Command, e *env, method, path string, body any) ([]byte, error) {
+	cl, err := c.client(e)
+	if err != nil {
+		return nil, err
+	}
+	return cl.do(cmd.Context(), method, path, nil, body)
+}
+
+// show sends one request and prints the object it answers; detail draws
+// its table.
+func show[T any](cmd *cobra.Command, e *env, c *connection, method, path string, body any, detail func(*tabwriter.Writer, T)) error {
+	raw, err := c.fetch(cmd, e, method, path, body)
+	if err != nil {
+		return err
+	}
+	return render(e.stdout, c.output, raw, detail)
+}
+
+// showList walks a paged list (see [client.list]) and prints it; table
+// draws its table.
+func showList[T any](cmd *cobra.Command, e *env, c *connection, path string, query url.Values, limit int, table func(*tabwriter.Writer, listOut[T])) error {
+	cl, err := c.client(e)
+	if err != nil {
+		return err
+	}
+	raw, err := cl.list(cmd.Context(), path, query, limit)
+	if err != nil {
+		return err
+	}
+	return render(e.stdout, c.output, raw, table)
 }

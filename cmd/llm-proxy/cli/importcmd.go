@@ -3,16 +3,13 @@ package cli
 import (
 	"encoding/base64"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
-	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/config"
 	"github.com/llm-proxy/llm-proxy/predecessor"
-	"github.com/llm-proxy/llm-proxy/store"
 )
 
 // newImportCmd is `llm-proxy import predecessor`. Unlike the operator
@@ -76,22 +73,14 @@ func importPredecessor(cmd *cobra.Command, e *env, o predecessor.Options) error 
 			return err
 		}
 	}
-	if o.Keys, err = authz.NewKeyring(append([][]byte{cfg.EncryptionKey}, cfg.OldEncryptionKeys...)...); err != nil {
+	if o.Keys, o.Hasher, err = secretKeys(cfg); err != nil {
 		return err
 	}
-	if o.Hasher, err = authz.NewHasher(cfg.TokenHashKey); err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if cfg.AutoMigrate {
-		if err := st.Migrate(ctx, "up", io.Discard); err != nil {
-			return err
-		}
-	}
 	start := time.Now()
 	sum, err := predecessor.Import(ctx, st, o)
 	if err != nil {

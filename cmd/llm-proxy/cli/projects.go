@@ -154,20 +154,9 @@ func openAIKey(e *env, file string, stdin io.Reader) (string, error) {
 
 func newProjectCmd(e *env) *cobra.Command {
 	var conn connection
-	var show = func(cmd *cobra.Command, raw []byte) error {
-		return render(e.stdout, conn.output, raw, projectDetail)
-	}
 	// call sends one request and shows the project it answers.
 	call := func(cmd *cobra.Command, method, path string, body any) error {
-		c, err := conn.client(e)
-		if err != nil {
-			return err
-		}
-		raw, err := c.do(cmd.Context(), method, path, nil, body)
-		if err != nil {
-			return err
-		}
-		return show(cmd, raw)
+		return show(cmd, e, &conn, method, path, body, projectDetail)
 	}
 	projectPath := func(id string) string { return "/manage/projects/" + url.PathEscape(id) }
 
@@ -233,15 +222,7 @@ then on.`,
 		Example: "  llm-proxy project list\n  llm-proxy project list -o json | jq -r '.data[].id'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := conn.client(e)
-			if err != nil {
-				return err
-			}
-			raw, err := c.list(cmd.Context(), "/manage/projects", nil, listLimit)
-			if err != nil {
-				return err
-			}
-			return render(e.stdout, conn.output, raw, projectTable)
+			return showList(cmd, e, &conn, "/manage/projects", nil, listLimit, projectTable)
 		},
 	}
 	list.Flags().IntVar(&listLimit, "limit", 0, "show at most this many (default: all, read page by page)")

@@ -9,6 +9,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/llm-proxy/llm-proxy/eventsink"
 )
 
 // usageOut is a project's usage report (UsageReport), for tables.
@@ -114,43 +116,29 @@ Without dates: the current month up to today. With -o json: the API's usage repo
 	return cmd
 }
 
-// auditOut is an audit event (AuditEvent), for tables.
-type auditOut struct {
-	ID            string  `json:"id"`
-	Time          string  `json:"time"`
-	Action        string  `json:"action"`
-	Actor         string  `json:"actor"`
-	ProjectID     *string `json:"project_id"`
-	TargetType    string  `json:"target_type"`
-	TargetID      string  `json:"target_id"`
-	RequestID     string  `json:"request_id"`
-	ClientAddress string  `json:"client_address"`
-	Outcome       string  `json:"outcome"`
-	Detail        string  `json:"detail"`
-}
-
-func (a auditOut) target() string {
+// auditTarget shows an audit event's target as kind:id.
+func auditTarget(a eventsink.AuditJSON) string {
 	if a.TargetType == "" && a.TargetID == "" {
 		return "-"
 	}
 	return strings.Trim(a.TargetType+":"+a.TargetID, ":")
 }
 
-func auditTable(tw *tabwriter.Writer, l listOut[auditOut]) {
+func auditTable(tw *tabwriter.Writer, l listOut[eventsink.AuditJSON]) {
 	row(tw, "TIME", "ACTION", "OUTCOME", "PROJECT", "TARGET", "ACTOR", "CLIENT", "DETAIL")
 	for _, a := range l.Data {
-		row(tw, a.Time, a.Action, a.Outcome, orDash(a.ProjectID), a.target(), a.Actor, a.ClientAddress, a.Detail)
+		row(tw, a.Time, a.Action, a.Outcome, orDash(a.ProjectID), auditTarget(a), a.Actor, a.ClientAddress, a.Detail)
 	}
 }
 
-func auditDetail(tw *tabwriter.Writer, a auditOut) {
+func auditDetail(tw *tabwriter.Writer, a eventsink.AuditJSON) {
 	row(tw, "id:", a.ID)
 	row(tw, "time:", a.Time)
 	row(tw, "action:", a.Action)
 	row(tw, "outcome:", a.Outcome)
 	row(tw, "actor:", a.Actor)
 	row(tw, "project:", orDash(a.ProjectID))
-	row(tw, "target:", a.target())
+	row(tw, "target:", auditTarget(a))
 	row(tw, "request id:", a.RequestID)
 	row(tw, "client address:", a.ClientAddress)
 	row(tw, "detail:", a.Detail)
@@ -169,21 +157,13 @@ func newAuditCmd(e *env) *cobra.Command {
   llm-proxy audit list --action auth.unknown_token --from 2025-03-01T00:00:00Z -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := conn.client(e)
-			if err != nil {
-				return err
-			}
 			q := url.Values{}
 			for k, v := range map[string]string{"project_id": project, "action": action, "from": from, "to": to} {
 				if v != "" {
 					q.Set(k, v)
 				}
 			}
-			raw, err := c.list(cmd.Context(), "/manage/audit", q, limit)
-			if err != nil {
-				return err
-			}
-			return render(e.stdout, conn.output, raw, auditTable)
+			return showList(cmd, e, &conn, "/manage/audit", q, limit, auditTable)
 		},
 	}
 	list.Flags().StringVar(&project, "project", "", "only events of this project")
@@ -198,15 +178,7 @@ func newAuditCmd(e *env) *cobra.Command {
 		Example: "  llm-proxy audit get aud_…",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := conn.client(e)
-			if err != nil {
-				return err
-			}
-			raw, err := c.do(cmd.Context(), http.MethodGet, "/manage/audit/"+url.PathEscape(args[0]), nil, nil)
-			if err != nil {
-				return err
-			}
-			return render(e.stdout, conn.output, raw, auditDetail)
+			return show(cmd, e, &conn, http.MethodGet, "/manage/audit/"+url.PathEscape(args[0]), nil, auditDetail)
 		},
 	}
 	cmd := group("audit", "Read the audit log", "  llm-proxy audit list --limit 20", list, get)
@@ -247,15 +219,7 @@ a request without a body), or every entry (--all), and print how many went.`,
 					body["request"] = map[string]any{"method": method, "path": path}
 				}
 			}
-			c, err := conn.client(e)
-			if err != nil {
-				return err
-			}
-			raw, err := c.do(cmd.Context(), http.MethodPost, "/manage/cache/purge", nil, body)
-			if err != nil {
-				return err
-			}
-			return render(e.stdout, conn.output, raw, func(tw *tabwriter.Writer, r struct {
+			return show(cmd, e, &conn, http.MethodPost, "/manage/cache/purge", body, func(tw *tabwriter.Writer, r struct {
 				Purged int `json:"purged"`
 			}) {
 				row(tw, fmt.Sprintf("purged %d cached responses", r.Purged))

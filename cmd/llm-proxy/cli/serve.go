@@ -35,7 +35,6 @@ import (
 	"github.com/llm-proxy/llm-proxy/extproc"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
 	"github.com/llm-proxy/llm-proxy/redisclient"
-	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/upstream"
 	"github.com/llm-proxy/llm-proxy/usage"
 )
@@ -75,24 +74,14 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		return err
 	}
 
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if cfg.AutoMigrate {
-		if err := st.Migrate(ctx, "up", io.Discard); err != nil {
-			return err
-		}
-	}
-
-	keyring, err := authz.NewKeyring(append([][]byte{cfg.EncryptionKey}, cfg.OldEncryptionKeys...)...)
+	keyring, hasher, err := secretKeys(cfg)
 	if err != nil {
-		return fmt.Errorf("LLM_PROXY_ENCRYPTION_KEY: %w", err)
-	}
-	hasher, err := authz.NewHasher(cfg.TokenHashKey)
-	if err != nil {
-		return fmt.Errorf("LLM_PROXY_TOKEN_HASH_KEY: %w", err)
+		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

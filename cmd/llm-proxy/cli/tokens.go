@@ -78,18 +78,7 @@ const tokenSecretWarning = "The token is shown only this once: store it now. Onl
 func newTokenCmd(e *env) *cobra.Command {
 	var conn connection
 	call := func(cmd *cobra.Command, method, path string, body any) error {
-		c, err := conn.client(e)
-		if err != nil {
-			return err
-		}
-		raw, err := c.do(cmd.Context(), method, path, nil, body)
-		if err != nil {
-			return err
-		}
-		if method == http.MethodPost {
-			fmt.Fprintln(e.stderr, tokenSecretWarning)
-		}
-		return render(e.stdout, conn.output, raw, tokenDetail)
+		return show(cmd, e, &conn, method, path, body, tokenDetail)
 	}
 	tokenPath := func(id string) string { return "/manage/tokens/" + url.PathEscape(id) }
 
@@ -128,7 +117,12 @@ standard error.`,
 			if l := limits.body(fs); l != nil {
 				body["limits"] = l
 			}
-			return call(cmd, http.MethodPost, "/manage/tokens", body)
+			raw, err := conn.fetch(cmd, e, http.MethodPost, "/manage/tokens", body)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(e.stderr, tokenSecretWarning)
+			return render(e.stdout, conn.output, raw, tokenDetail)
 		},
 	}
 	create.Flags().StringVar(&project, "project", "", "project id (required)")
@@ -149,19 +143,11 @@ standard error.`,
 		Example: "  llm-proxy token list --project proj_…\n  llm-proxy token list -o json | jq '.data[] | select(.legacy)'",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := conn.client(e)
-			if err != nil {
-				return err
-			}
 			q := url.Values{}
 			if listProject != "" {
 				q.Set("project_id", listProject)
 			}
-			raw, err := c.list(cmd.Context(), "/manage/tokens", q, listLimit)
-			if err != nil {
-				return err
-			}
-			return render(e.stdout, conn.output, raw, tokenTable)
+			return showList(cmd, e, &conn, "/manage/tokens", q, listLimit, tokenTable)
 		},
 	}
 	list.Flags().StringVar(&listProject, "project", "", "only this project's tokens")

@@ -11,7 +11,8 @@
 //
 // It is a measurement, not a test: it asserts nothing about time, only that
 // every answer was a success. Load goes to 127.0.0.1 only, bounded by
-// BENCH_DURATION per row and round.
+// BENCH_DURATION per row and round. BENCH_PPROF_ADDR (a loopback address)
+// serves the plain sidecar's pprof while it runs.
 package bench
 
 import (
@@ -87,7 +88,13 @@ func BenchmarkGateway(b *testing.B) {
 	bareEnvoy, bareURL := startBareEnvoy(b, up)
 	bare := target{url: bareURL, envoy: bareEnvoy}
 
-	plain := startSidecar(b, bins, up, nil)
+	// BENCH_PPROF_ADDR gives the sidecar of the plain rows (chat, cache hit,
+	// SSE, models) a pprof endpoint, to profile it while the bench runs.
+	var pprof map[string]string
+	if addr := os.Getenv("BENCH_PPROF_ADDR"); addr != "" {
+		pprof = map[string]string{"LLM_PROXY_PPROF_ADDR": addr}
+	}
+	plain := startSidecar(b, bins, up, pprof)
 	idleRSS, err := rssMiB(plain.pid())
 	if err != nil {
 		b.Fatal(err)

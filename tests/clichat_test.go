@@ -3,7 +3,11 @@ package tests
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -86,5 +90,45 @@ func TestCLIDoctor(t *testing.T) {
 	stdout, _, err = s.runCLI("doctor", "--envoy-admin", admin, "--extproc-cluster", "nope")
 	if cli.ExitCode(err) != cli.ExitFailure || !strings.Contains(stdout, "FAIL  Envoy cluster nope: Envoy has no such cluster") {
 		t.Errorf("doctor with a wrong cluster name: %v\n%s", err, stdout)
+	}
+}
+
+// The built binary: operator commands against a running serve through
+// Envoy, their JSON read by a script, and the process exit codes (2 for a
+// mistake in the command line, 1 for a refusal with the API's message).
+func TestCLIBinary(t *testing.T) {
+	bin := durabilityBuild(t)
+	s := startStack(t, stackOptions{})
+	run := func(args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "LLM_PROXY_URL="+s.envoyURL, "LLM_PROXY_MANAGEMENT_TOKEN="+s.mgmtToken, "OPENAI_API_KEY="+realKey)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
+	}
+	out, errOut, code := run("project", "create", "--name", "from-the-binary", "-o", "json")
+	var p struct{ ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &p) != nil || p.ID == "" {
+		t.Fatalf("project create: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = run("token", "create", "--project", p.ID, "-o", "json")
+	var tok struct{ Token string }
+	if code != 0 || json.Unmarshal([]byte(out), &tok) != nil || !strings.HasPrefix(tok.Token, "llmp_") || !strings.Contains(errOut, "shown only this once") {
+		t.Fatalf("token create: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code = run("chat", "--token", tok.Token, "--url", s.envoyURL, "hi"); code != 0 || out != fakeopenai.EchoReply("hi")+"\n" {
+		t.Errorf("chat: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, errOut, code = run("projekt", "list"); code != 2 || !strings.Contains(errOut, `llm-proxy: unknown command "projekt" for "llm-proxy"; did you mean project?`) {
+		t.Errorf("unknown command: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code = run("project", "get", "proj_nope"); code != 1 || errOut != "llm-proxy: No project with id \"proj_nope\". (HTTP 404, not_found)\n" {
+		t.Errorf("unknown project: exit %d\n%q", code, errOut)
 	}
 }

@@ -98,6 +98,10 @@ const (
 	skipUnreadableTok = "token value neither an sk- token nor a SHA-256"
 )
 
+// legacyShown is how many characters of a legacy secret its prefix shows:
+// fewer than of ours (4), since the secret has less entropy to spare.
+const legacyShown = 2
+
 // encPrefix starts a key the predecessor encrypted.
 const encPrefix = "enc:v1:"
 
@@ -306,8 +310,8 @@ func convertTokens(rows []row, o Options, now time.Time, counts *Counts) ([]stor
 		switch {
 		case sha256Hex.MatchString(value):
 			t.Hash, t.Prefix = store.LegacySHA256Prefix+value, authz.LegacyTokenPrefix
-		case strings.HasPrefix(value, authz.LegacyTokenPrefix) && len(value) > len(authz.LegacyTokenPrefix)+4:
-			t.Hash, t.Prefix = o.Hasher.Hash(value), value[:len(authz.LegacyTokenPrefix)+4]
+		case strings.HasPrefix(value, authz.LegacyTokenPrefix) && len(value) > len(authz.LegacyTokenPrefix)+legacyShown:
+			t.Hash, t.Prefix = o.Hasher.Hash(value), value[:len(authz.LegacyTokenPrefix)+legacyShown]
 		default:
 			counts.skip(skipUnreadableTok)
 			continue

@@ -124,6 +124,12 @@ func TestPredecessorImport(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 
+			// The CLI shows them as legacy too.
+			table, _, err := s.runCLI("token", "list", "--project", first.ProjectID)
+			if err != nil || !strings.Contains(table, " active (legacy) ") || !strings.Contains(table, " revoked (legacy) ") {
+				t.Errorf("token list: %v\n%s", err, table)
+			}
+
 			// Running the import again changes nothing.
 			out.Reset()
 			if err := cli.Run(context.Background(), args, func(k string) string { return s.proxyEnv[k] }, &out, &out); err != nil {

@@ -28,17 +28,20 @@ type tokenOut struct {
 	Token        string    `json:"token"`
 }
 
-// state is how a token stands, in one word.
+// state is how a token stands, in a word, and whether it is legacy
+// (imported from the predecessor proxy).
 func (t tokenOut) state() string {
+	state := "active"
 	switch {
 	case t.RevokedAt != nil:
-		return "revoked"
+		state = "revoked"
 	case !t.Active:
-		return "inactive"
-	case t.Legacy:
-		return "active (legacy)"
+		state = "inactive"
 	}
-	return "active"
+	if t.Legacy {
+		state += " (legacy)"
+	}
+	return state
 }
 
 func (t tokenOut) requests() string {

@@ -85,7 +85,7 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, sess *session) {
 	}
 	v.TopProjects, v.TopModels = top(v.TopProjects), top(v.TopModels)
 	v.Requests, v.Cost = dailyCharts(from, to, rows)
-	v.Health = u.health()
+	v.Health = u.health(r.Context())
 	u.render(w, r, sess, http.StatusOK, "dashboard", view{Title: "Dashboard", Nav: "dashboard", Data: v})
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
@@ -39,6 +40,8 @@ type harness struct {
 type harnessOptions struct {
 	loginLimit int              // adminapi's LoginFailureLimit; 0: its default
 	now        func() time.Time // the console's clock; nil: time.Now
+	metrics    prometheus.Gatherer
+	dead       func(context.Context) (int64, error)
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -78,7 +81,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	logs := &testenv.LogBuffer{}
 	ui, err := New(Options{API: api, ManagementToken: testToken, TrustedHops: adminapi.DefaultTrustedHops,
-		Audit: auditLog, Logger: zerolog.New(logs), Now: o.now})
+		Audit: auditLog, Logger: zerolog.New(logs), Now: o.now, Metrics: o.metrics, DeadLetters: o.dead})
 	if err != nil {
 		t.Fatal(err)
 	}

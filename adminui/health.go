@@ -1,6 +1,8 @@
 package adminui
 
 import (
+	"context"
+
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -14,19 +16,34 @@ type health struct {
 	EventsDropped                      int64 // llm_proxy_events_dropped_total
 	EventsSpilled                      int64 // llm_proxy_event_sink_spilled_total, every sink
 	AuditPending                       int64 // llm_proxy_audit_events_pending
+	DeadLettered                       int64 // events dispatch gave up on, when DeadLetterKnown
+	DeadLetterKnown                    bool  // there is a dead-letter count
+	DeadLetterError                    bool  // there is one, but it could not be read
 }
 
-// health reads the metrics; nil without a registry or when it fails.
-func (u *UI) health() *health {
-	if u.metrics == nil {
+// health reads the metrics and the dead letters; nil when it has neither.
+func (u *UI) health(ctx context.Context) *health {
+	if u.metrics == nil && u.deadLetters == nil {
 		return nil
+	}
+	h := &health{}
+	if u.deadLetters != nil {
+		n, err := u.deadLetters(ctx)
+		if err != nil {
+			u.log.Warn().Err(err).Msg("dashboard: dead letters not counted")
+			h.DeadLetterError = true
+		} else {
+			h.DeadLettered, h.DeadLetterKnown = n, true
+		}
+	}
+	if u.metrics == nil {
+		return h
 	}
 	families, err := u.metrics.Gather()
 	if err != nil {
 		u.log.Warn().Err(err).Msg("dashboard: metrics not gathered")
-		return nil
+		return h
 	}
-	h := &health{}
 	for _, f := range families {
 		for _, m := range f.GetMetric() {
 			v := int64(value(m))

@@ -62,6 +62,9 @@ type Options struct {
 	// Metrics, if set, feeds the dashboard's health panel (the process's
 	// Prometheus registry).
 	Metrics prometheus.Gatherer
+	// DeadLetters, if set, counts the usage events `llm-proxy dispatch`
+	// gave up on (the length of its dead-letter stream), for the dashboard.
+	DeadLetters func(ctx context.Context) (int64, error)
 	// IdleTimeout ends a session after this long without a request; 0 means
 	// [DefaultIdleTimeout].
 	IdleTimeout time.Duration
@@ -81,6 +84,7 @@ type UI struct {
 	trustedHops int
 	audit       auditWriter
 	metrics     prometheus.Gatherer
+	deadLetters func(ctx context.Context) (int64, error)
 	sessions    *sessions
 	crossOrigin *http.CrossOriginProtection
 	pages       map[string]*template.Template
@@ -122,6 +126,7 @@ func New(o Options) (*UI, error) {
 		trustedHops: o.TrustedHops,
 		audit:       o.Audit,
 		metrics:     o.Metrics,
+		deadLetters: o.DeadLetters,
 		sessions:    newSessions(o.IdleTimeout, o.MaxAge),
 		crossOrigin: http.NewCrossOriginProtection(),
 		pages:       pages,

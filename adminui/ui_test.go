@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -592,5 +594,76 @@ func TestSignInAgainEndsTheOldSession(t *testing.T) {
 	}
 	if p := b.get("/admin/static/app.js"); p.status != http.StatusOK || !strings.HasPrefix(p.header.Get("Content-Type"), "text/javascript") {
 		t.Errorf("/admin/static/app.js: %d %s", p.status, p.header.Get("Content-Type"))
+	}
+}
+
+// TestDashboard sums every project's usage by period from the API's usage
+// reports, ranks projects and models, and reads health from the metrics.
+func TestDashboard(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 31, 15, 0, 0, 0, time.UTC)
+	reg := prometheus.NewRegistry()
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llm_proxy_extproc_decisions_total"}, []string{"outcome"})
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{Name: "llm_proxy_events_dropped_total"})
+	spilled := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "llm_proxy_event_sink_spilled_total"}, []string{"sink"})
+	degraded := prometheus.NewGauge(prometheus.GaugeOpts{Name: "llm_proxy_ratelimit_degraded"})
+	reg.MustRegister(decisions, dropped, spilled, degraded)
+	decisions.WithLabelValues("forwarded").Add(40)
+	decisions.WithLabelValues("denied").Add(3)
+	decisions.WithLabelValues("error").Add(2)
+	dropped.Add(5)
+	spilled.WithLabelValues("redis").Add(4)
+	spilled.WithLabelValues("file").Add(1)
+	degraded.Set(1)
+	h := newHarness(t, harnessOptions{now: func() time.Time { return now }, metrics: reg,
+		dead: func(context.Context) (int64, error) { return 7, nil }})
+	b := h.browser()
+	b.mustSignIn()
+	if p := b.get("/admin/"); !strings.Contains(p.body, `No projects yet — <a href="/admin/projects">create one</a>`) {
+		t.Errorf("empty dashboard:\n%s", p.body)
+	}
+	pid := func(name string) string {
+		p := b.post("/admin/projects", "/admin/projects", url.Values{"name": {name}, "openai_api_key": {"sk-test-0123456789"}})
+		return strings.TrimPrefix(p.header.Get("Location"), "/admin/projects/")
+	}
+	a, c := pid("alpha"), pid("gamma")
+	err := h.store.AddUsage(context.Background(), []store.UsageRecord{
+		{ProjectID: a, Day: "2026-03-31", Model: "gpt-4o", PriceVersion: "v", Requests: 2, PromptTokens: 10, CompletionTokens: 5, CostMicroUSD: 1_000_000},
+		{ProjectID: a, Day: "2026-03-25", Model: "gpt-4o-mini", PriceVersion: "v", Requests: 3, PromptTokens: 30, CompletionTokens: 0, CostMicroUSD: 10},
+		{ProjectID: c, Day: "2026-03-24", Model: "gpt-4o", PriceVersion: "v", Requests: 4, PromptTokens: 40, CompletionTokens: 4, CostMicroUSD: 2_000_000},
+		{ProjectID: c, Day: "2026-03-02", Model: "gpt-4o", PriceVersion: "v", Requests: 5, PromptTokens: 50, CompletionTokens: 5, CostMicroUSD: 500_000},
+		{ProjectID: c, Day: "2026-03-01", Model: "gpt-4o", PriceVersion: "v", Requests: 100, PromptTokens: 1, CompletionTokens: 1, CostMicroUSD: 1}, // 31 days back: out
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := b.get("/admin/")
+	stats := regexp.MustCompile(`data-stat="requests">([0-9,]+)<`).FindAllStringSubmatch(p.body, -1)
+	if len(stats) != 3 || stats[0][1] != "2" || stats[1][1] != "5" || stats[2][1] != "14" {
+		t.Errorf("requests today / 7 / 30 days: %q", stats)
+	}
+	for _, want := range []string{
+		"$3.50", // spend over 30 days
+		`<td><a href="/admin/projects/` + c + `">gamma</a></td><td class="num">9</td><td class="num">99</td><td class="num">$2.50</td>`,
+		`<td>gpt-4o</td><td class="num">11</td><td class="num">114</td><td class="num">$3.50</td>`,
+		"<title>2026-03-24: $2.00</title>", "<title>2026-03-02: 5</title>", // the first day of 30
+		"<dd>40 / 3 / 2 / 0</dd>",
+		`<strong class="bad">degraded</strong>`,
+		`<strong class="bad">5</strong> / <strong class="bad">5</strong>`,
+		`<dd id="dead-letters"><strong class="bad">7</strong></dd>`,
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("dashboard lacks %s", want)
+		}
+	}
+	if spend := regexp.MustCompile(`<dt>Spend</dt><dd class="num">([^<]+)</dd>`).FindAllStringSubmatch(p.body, -1); len(spend) != 3 ||
+		spend[0][1] != "$1.00" || spend[1][1] != "$1.00" || spend[2][1] != "$3.50" {
+		t.Errorf("spend today / 7 / 30 days: %q", spend)
+	}
+	if strings.Contains(p.body, "2026-03-01") {
+		t.Error("the dashboard shows a day 31 days back")
+	}
+	if strings.Index(p.body, ">gamma</a>") > strings.Index(p.body, ">alpha</a>") {
+		t.Error("top projects are not ordered by spend")
 	}
 }

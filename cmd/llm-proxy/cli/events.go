@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,4 +67,23 @@ func purgerOrNil(c *cachefilter.Cache) interface {
 		return nil
 	}
 	return c
+}
+
+// deadLetters counts, for the admin console, the events `llm-proxy
+// dispatch` gave up on: the length of its dead-letter stream, named as
+// dispatch names it (LLM_PROXY_DISPATCH_DEAD_STREAM, else "<stream>:dead").
+// Nil when events do not go to a Redis Stream.
+func deadLetters(cfg config.Config, rdb redis.UniversalClient, getenv func(string) string) func(context.Context) (int64, error) {
+	if rdb == nil || !slices.Contains(cfg.EventSinks, "redis") {
+		return nil
+	}
+	stream := getenv("LLM_PROXY_DISPATCH_DEAD_STREAM")
+	if stream == "" {
+		stream = cfg.EventsStream + ":dead"
+	}
+	return func(ctx context.Context) (int64, error) {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return rdb.XLen(ctx, stream).Result()
+	}
 }

@@ -252,6 +252,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		TrustedHops:     cfg.TrustedHops,
 		Audit:           auditLog,
 		Metrics:         reg,
+		DeadLetters:     deadLetters(cfg, rdb, getenv),
 		Logger:          log.With().Str("component", "adminui").Logger(),
 	})
 	if err != nil {

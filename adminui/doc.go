@@ -15,10 +15,13 @@
 //     with it, so a wrong token is the API's failed login: throttled per
 //     client address and audited (auth.management_token) by the API.
 //   - The session cookie holds a random 256-bit id, never the management
-//     token; the session lives in this process's memory, ends after
-//     Options.IdleTimeout without a request or Options.MaxAge after sign-in,
-//     and is deleted by signing out, after which its id is refused. With
-//     several replicas, route a browser to one replica (or sign in again).
+//     token. The session is kept on the server — in Redis when
+//     Options.Redis is set (under the SHA-256 of the id, shared by every
+//     replica), else in this process's memory (a browser must then stay on
+//     one replica) — ends after Options.IdleTimeout without a request or
+//     Options.MaxAge after sign-in, and is deleted by signing out, after
+//     which its id is refused everywhere. Each sign-in makes a new id and
+//     ends the session the browser still held.
 //     The cookie is HttpOnly, SameSite=Strict, Path=/admin, and Secure when
 //     the request came over TLS (r.TLS, or X-Forwarded-Proto: https from
 //     Envoy).

@@ -3,6 +3,7 @@ package adminui
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
@@ -35,6 +37,7 @@ type harness struct {
 	api   *adminapi.Server
 	srv   *httptest.Server
 	logs  *testenv.LogBuffer
+	opts  Options // the console's, for replicas
 }
 
 type harnessOptions struct {
@@ -42,6 +45,7 @@ type harnessOptions struct {
 	now        func() time.Time // the console's clock; nil: time.Now
 	metrics    prometheus.Gatherer
 	dead       func(context.Context) (int64, error)
+	redis      bool // sessions in Redis (testenv's), under a prefix of the test's own
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -80,31 +84,61 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	logs := &testenv.LogBuffer{}
-	ui, err := New(Options{API: api, ManagementToken: testToken, TrustedHops: adminapi.DefaultTrustedHops,
-		Audit: auditLog, Logger: zerolog.New(logs), Now: o.now, Metrics: o.metrics, DeadLetters: o.dead})
+	opts := Options{API: api, ManagementToken: testToken, TrustedHops: adminapi.DefaultTrustedHops,
+		Audit: auditLog, Logger: zerolog.New(logs), Now: o.now, Metrics: o.metrics, DeadLetters: o.dead}
+	if o.redis {
+		opts.Redis = testenv.RedisClient(t)
+		opts.RedisPrefix = fmt.Sprintf("test:adminui:%d:", time.Now().UnixNano())
+		t.Cleanup(func() { clearPrefix(t, opts.Redis, opts.RedisPrefix) })
+	}
+	h := &harness{t: t, store: st, audit: auditLog, api: api, logs: logs, opts: opts}
+	h.srv = h.replica()
+	return h
+}
+
+// replica serves another console (and the API) with the same options, as
+// a second llm-proxy would.
+func (h *harness) replica() *httptest.Server {
+	h.t.Helper()
+	ui, err := New(h.opts)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/manage/", api)
+	mux.Handle("/manage/", h.api)
 	mux.Handle("/admin/", ui)
 	mux.Handle("/admin", ui)
 	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &harness{t: t, store: st, audit: auditLog, api: api, srv: srv, logs: logs}
+	h.t.Cleanup(srv.Close)
+	return srv
+}
+
+// clearPrefix deletes the test's session keys.
+func clearPrefix(t *testing.T, rdb redis.UniversalClient, prefix string) {
+	testenv.ForEachNode(t, rdb, func(ctx context.Context, node redis.UniversalClient) error {
+		keys, err := node.Keys(ctx, prefix+"*").Result()
+		if err != nil || len(keys) == 0 {
+			return err
+		}
+		for _, k := range keys {
+			node.Del(ctx, k)
+		}
+		return nil
+	})
 }
 
 // browser is a client with its own cookie jar that does not follow
 // redirects, so each answer can be looked at.
 type browser struct {
 	h      *harness
+	base   string // the server it talks to
 	client *http.Client
 	header http.Header // sent with every request
 }
 
 func (h *harness) browser() *browser {
 	jar, _ := cookiejar.New(nil)
-	return &browser{h: h, header: http.Header{}, client: &http.Client{
+	return &browser{h: h, base: h.srv.URL, header: http.Header{}, client: &http.Client{
 		Jar:           jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -123,7 +157,7 @@ func (b *browser) do(method, path string, form url.Values) answer {
 	if form != nil {
 		body = strings.NewReader(form.Encode())
 	}
-	req, err := http.NewRequest(method, b.h.srv.URL+path, body)
+	req, err := http.NewRequest(method, b.base+path, body)
 	if err != nil {
 		b.h.t.Fatal(err)
 	}

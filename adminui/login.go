@@ -17,7 +17,7 @@ type loginView struct {
 // loginPage shows the sign-in form with a fresh CSRF token bound to a
 // short-lived cookie (there is no session yet to bind it to).
 func (u *UI) loginPage(w http.ResponseWriter, r *http.Request) {
-	if sess := u.sessions.get(cookieValue(r, sessionCookie), u.now()); sess != nil {
+	if sess, _ := u.sessions.get(r.Context(), cookieValue(r, sessionCookie), u.now()); sess != nil {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
@@ -58,8 +58,15 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 	}
 	// A new id on every sign-in (no fixation); a session the browser still
 	// held ends.
-	u.sessions.end(cookieValue(r, sessionCookie))
-	sess := u.sessions.create(u.now())
+	if err := u.sessions.end(r.Context(), cookieValue(r, sessionCookie)); err != nil {
+		u.fail(w, r, err)
+		return
+	}
+	sess, err := u.sessions.create(r.Context(), u.now())
+	if err != nil {
+		u.fail(w, r, err)
+		return
+	}
 	setCookie(w, r, sessionCookie, sess.id, 0)
 	setCookie(w, r, loginCookie, "", -1)
 	u.record(r, store.AuditAdminSignIn, "signed in to the admin console")
@@ -68,7 +75,11 @@ func (u *UI) login(w http.ResponseWriter, r *http.Request) {
 
 // logout ends the session: its id is refused from now on.
 func (u *UI) logout(w http.ResponseWriter, r *http.Request, sess *session) {
-	u.sessions.end(sess.id)
+	if err := u.sessions.end(r.Context(), sess.id); err != nil {
+		// The session would outlive its sign-out: say so, keep the cookie.
+		u.fail(w, r, err)
+		return
+	}
 	setCookie(w, r, sessionCookie, "", -1)
 	u.record(r, store.AuditAdminSignOut, "signed out of the admin console")
 	http.Redirect(w, r, "/admin/login", http.StatusSeeOther)

@@ -1,6 +1,7 @@
 package adminui
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -22,12 +23,11 @@ const csrfField = "csrf"
 // loginCookieMaxAge bounds how long a sign-in form stays usable.
 const loginCookieMaxAge = 30 * time.Minute
 
-// maxSessions bounds the sessions held at once; when full, the one idle
-// longest is dropped to make room.
+// maxSessions bounds the sessions held in memory at once; when full, the
+// one idle longest is dropped to make room.
 const maxSessions = 1000
 
-// session is one signed-in browser. Its fields are guarded by the
-// sessions' mutex.
+// session is one signed-in browser.
 type session struct {
 	id       string
 	csrf     string
@@ -36,45 +36,68 @@ type session struct {
 	flash    string // a one-shot notice for the next page, e.g. "Token revoked."
 }
 
-// sessions holds the live sessions of this process. It is safe for
+// sessionStore keeps the sessions: in this process's memory, or in Redis,
+// shared by every replica. get returns nil, nil for an id that names no
+// live session (unknown, ended or expired); it marks a live one seen.
+type sessionStore interface {
+	create(ctx context.Context, now time.Time) (*session, error)
+	get(ctx context.Context, id string, now time.Time) (*session, error)
+	end(ctx context.Context, id string) error
+	setFlash(ctx context.Context, sess *session, msg string) error
+	takeFlash(ctx context.Context, sess *session) (string, error)
+}
+
+// lifetime is when a session ends: idle after its last request, maxAge
+// after sign-in, whichever comes first.
+type lifetime struct {
+	idle, maxAge time.Duration
+}
+
+func (l lifetime) expired(created, lastSeen, now time.Time) bool {
+	return now.Sub(lastSeen) >= l.idle || now.Sub(created) >= l.maxAge
+}
+
+// left is how long a session seen at now may live unless seen again.
+func (l lifetime) left(created, now time.Time) time.Duration {
+	return min(l.idle, created.Add(l.maxAge).Sub(now))
+}
+
+func newSession(now time.Time) *session {
+	return &session{id: randomToken(), csrf: randomToken(), created: now, lastSeen: now}
+}
+
+// memorySessions keeps sessions in this process. It is safe for
 // concurrent use.
-type sessions struct {
-	idle   time.Duration
-	maxAge time.Duration
+type memorySessions struct {
+	life lifetime
 
 	mu sync.Mutex
-	m  map[string]*session // guarded by mu
+	m  map[string]*session // guarded by mu, with the sessions' fields
 }
 
-func newSessions(idle, maxAge time.Duration) *sessions {
-	return &sessions{idle: idle, maxAge: maxAge, m: make(map[string]*session)}
+var _ sessionStore = (*memorySessions)(nil)
+
+func newMemorySessions(life lifetime) *memorySessions {
+	return &memorySessions{life: life, m: make(map[string]*session)}
 }
 
-// randomToken returns 256 random bits, base64url without padding.
-func randomToken() string {
-	b := make([]byte, 32)
-	rand.Read(b) // never fails (crypto/rand panics rather than return short)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// create starts a session at now.
-func (s *sessions) create(now time.Time) *session {
-	sess := &session{id: randomToken(), csrf: randomToken(), created: now, lastSeen: now}
+func (s *memorySessions) create(_ context.Context, now time.Time) (*session, error) {
+	sess := newSession(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) >= maxSessions {
 		s.evictLocked(now)
 	}
 	s.m[sess.id] = sess
-	return sess
+	return sess, nil
 }
 
 // evictLocked drops every expired session, and if none was, the one idle
 // longest.
-func (s *sessions) evictLocked(now time.Time) {
+func (s *memorySessions) evictLocked(now time.Time) {
 	var oldest *session
 	for id, sess := range s.m {
-		if s.expiredLocked(sess, now) {
+		if s.life.expired(sess.created, sess.lastSeen, now) {
 			delete(s.m, id)
 			continue
 		}
@@ -87,51 +110,44 @@ func (s *sessions) evictLocked(now time.Time) {
 	}
 }
 
-func (s *sessions) expiredLocked(sess *session, now time.Time) bool {
-	return now.Sub(sess.lastSeen) >= s.idle || now.Sub(sess.created) >= s.maxAge
-}
-
-// get returns the live session with id and marks it seen at now; an
-// unknown, ended or expired id gives nil.
-func (s *sessions) get(id string, now time.Time) *session {
+func (s *memorySessions) get(_ context.Context, id string, now time.Time) (*session, error) {
 	if id == "" {
-		return nil
+		return nil, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sess := s.m[id]
 	if sess == nil {
-		return nil
+		return nil, nil
 	}
-	if s.expiredLocked(sess, now) {
+	if s.life.expired(sess.created, sess.lastSeen, now) {
 		delete(s.m, id)
-		return nil
+		return nil, nil
 	}
 	sess.lastSeen = now
-	return sess
+	return sess, nil
 }
 
-// end deletes the session with id; its cookie is refused from then on.
-func (s *sessions) end(id string) {
+func (s *memorySessions) end(_ context.Context, id string) error {
 	s.mu.Lock()
 	delete(s.m, id)
 	s.mu.Unlock()
+	return nil
 }
 
-// setFlash leaves a notice for the session's next page.
-func (s *sessions) setFlash(sess *session, msg string) {
+func (s *memorySessions) setFlash(_ context.Context, sess *session, msg string) error {
 	s.mu.Lock()
 	sess.flash = msg
 	s.mu.Unlock()
+	return nil
 }
 
-// takeFlash returns and clears the session's notice.
-func (s *sessions) takeFlash(sess *session) string {
+func (s *memorySessions) takeFlash(_ context.Context, sess *session) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	msg := sess.flash
 	sess.flash = ""
-	return msg
+	return msg, nil
 }
 
 // secureRequest reports whether the browser reached us over TLS: directly,
@@ -173,4 +189,11 @@ func cookieValue(r *http.Request, name string) string {
 // sameToken compares two CSRF tokens in constant time; an empty one never matches.
 func sameToken(a, b string) bool {
 	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// randomToken returns 256 random bits, base64url without padding.
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand panics rather than return short)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

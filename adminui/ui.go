@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/llm-proxy/llm-proxy/store"
@@ -65,6 +66,13 @@ type Options struct {
 	// DeadLetters, if set, counts the usage events `llm-proxy dispatch`
 	// gave up on (the length of its dead-letter stream), for the dashboard.
 	DeadLetters func(ctx context.Context) (int64, error)
+	// Redis, if set, holds the sessions, so that every replica serves every
+	// signed-in browser and a sign-out ends the session everywhere; nil keeps
+	// them in this process's memory.
+	Redis redis.UniversalClient
+	// RedisPrefix starts the Redis key of every session (e.g.
+	// "llmproxy:admin:session:").
+	RedisPrefix string
 	// IdleTimeout ends a session after this long without a request; 0 means
 	// [DefaultIdleTimeout].
 	IdleTimeout time.Duration
@@ -85,7 +93,7 @@ type UI struct {
 	audit       auditWriter
 	metrics     prometheus.Gatherer
 	deadLetters func(ctx context.Context) (int64, error)
-	sessions    *sessions
+	sessions    sessionStore
 	crossOrigin *http.CrossOriginProtection
 	pages       map[string]*template.Template
 	static      http.Handler
@@ -127,7 +135,7 @@ func New(o Options) (*UI, error) {
 		audit:       o.Audit,
 		metrics:     o.Metrics,
 		deadLetters: o.DeadLetters,
-		sessions:    newSessions(o.IdleTimeout, o.MaxAge),
+		sessions:    sessionsFor(o),
 		crossOrigin: http.NewCrossOriginProtection(),
 		pages:       pages,
 		static:      http.StripPrefix("/admin/static/", noListing(http.FileServerFS(static))),
@@ -137,6 +145,15 @@ func New(o Options) (*UI, error) {
 	}
 	u.routes()
 	return u, nil
+}
+
+// sessionsFor returns the session store o asks for.
+func sessionsFor(o Options) sessionStore {
+	life := lifetime{idle: o.IdleTimeout, maxAge: o.MaxAge}
+	if o.Redis != nil {
+		return &redisSessions{rdb: o.Redis, prefix: o.RedisPrefix, life: life}
+	}
+	return newMemorySessions(life)
 }
 
 func (u *UI) routes() {
@@ -200,7 +217,11 @@ type sessionHandler func(w http.ResponseWriter, r *http.Request, sess *session)
 // session's CSRF token.
 func (u *UI) signedIn(h sessionHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		sess := u.sessions.get(cookieValue(r, sessionCookie), u.now())
+		sess, err := u.sessions.get(r.Context(), cookieValue(r, sessionCookie), u.now())
+		if err != nil {
+			u.fail(w, r, err)
+			return
+		}
 		if sess == nil {
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/admin/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -233,7 +254,11 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, sess *session, statu
 	if sess != nil {
 		v.Signed, v.CSRF = true, sess.csrf
 		if v.Flash == "" {
-			v.Flash = u.sessions.takeFlash(sess)
+			flash, err := u.sessions.takeFlash(r.Context(), sess)
+			if err != nil {
+				u.log.Warn().Err(err).Msg("admin session notice lost")
+			}
+			v.Flash = flash
 		}
 	}
 	var buf bytes.Buffer
@@ -249,7 +274,9 @@ func (u *UI) render(w http.ResponseWriter, r *http.Request, sess *session, statu
 
 // renderError shows msg on an error page with status.
 func (u *UI) renderError(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	sess := u.sessions.get(cookieValue(r, sessionCookie), u.now())
+	// An error page of a signed-in browser keeps its navigation; one that
+	// cannot tell (sessions unreachable) shows none.
+	sess, _ := u.sessions.get(r.Context(), cookieValue(r, sessionCookie), u.now())
 	u.render(w, r, sess, status, "error", view{Title: http.StatusText(status), Error: msg})
 }
 
@@ -282,7 +309,9 @@ func refusal(err error) (status int, msg string, ok bool) {
 // redirect ends a successful POST: a notice for the next page, then a GET.
 func (u *UI) redirect(w http.ResponseWriter, r *http.Request, sess *session, to, flash string) {
 	if flash != "" {
-		u.sessions.setFlash(sess, flash)
+		if err := u.sessions.setFlash(r.Context(), sess, flash); err != nil {
+			u.log.Warn().Err(err).Msg("admin session notice not kept")
+		}
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

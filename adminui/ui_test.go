@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/llm-proxy/llm-proxy/store"
+	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
 func TestSecurityHeaders(t *testing.T) {
@@ -150,8 +152,11 @@ func TestWrongCSRFTokenRefused(t *testing.T) {
 }
 
 func TestLoggedOutSessionReplayRefused(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	eachSessionStore(t, testLoggedOutSessionReplayRefused)
+}
+
+func testLoggedOutSessionReplayRefused(t *testing.T, o harnessOptions) {
+	h := newHarness(t, o)
 	b := h.browser()
 	b.mustSignIn()
 	u, _ := url.Parse(h.srv.URL + "/admin/")
@@ -439,13 +444,15 @@ func TestUsageCSV(t *testing.T) {
 	}
 }
 
-func TestSessionExpires(t *testing.T) {
-	t.Parallel()
+func TestSessionExpires(t *testing.T) { eachSessionStore(t, testSessionExpires) }
+
+func testSessionExpires(t *testing.T, o harnessOptions) {
 	var mu sync.Mutex
 	now := time.Date(2026, 3, 4, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	h := newHarness(t, harnessOptions{now: clock})
+	o.now = clock
+	h := newHarness(t, o)
 	b := h.browser()
 	b.mustSignIn()
 	// Used every 20 minutes, the session lives until its maximum age.
@@ -568,8 +575,11 @@ func TestEditForms(t *testing.T) {
 // TestSignInAgainEndsTheOldSession: signing in again gives a new id and
 // ends the one the browser held, and the static folder is not listed.
 func TestSignInAgainEndsTheOldSession(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, harnessOptions{})
+	eachSessionStore(t, testSignInAgainEndsTheOldSession)
+}
+
+func testSignInAgainEndsTheOldSession(t *testing.T, o harnessOptions) {
+	h := newHarness(t, o)
 	b := h.browser()
 	// The sign-in form of a tab opened before the browser signed in
 	// elsewhere: posting it carries the session cookie.
@@ -665,5 +675,63 @@ func TestDashboard(t *testing.T) {
 	}
 	if strings.Index(p.body, ">gamma</a>") > strings.Index(p.body, ">alpha</a>") {
 		t.Error("top projects are not ordered by spend")
+	}
+}
+
+// eachSessionStore runs a session test with sessions in memory and in Redis.
+func eachSessionStore(t *testing.T, test func(*testing.T, harnessOptions)) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		o    harnessOptions
+	}{{"memory", harnessOptions{}}, {"redis", harnessOptions{redis: true}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, tc.o)
+		})
+	}
+}
+
+// TestSessionsSharedByReplicas: with Redis, a session started on one
+// replica works on another, its notices follow it, and signing out on one
+// ends it on both; Redis holds neither the id nor the token.
+func TestSessionsSharedByReplicas(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOptions{redis: true})
+	one := h.browser()
+	one.mustSignIn()
+	two := h.browser()
+	two.base = h.replica().URL
+	two.client.Jar = one.client.Jar // the same browser, routed to another replica
+	p := two.post("/admin/projects", "/admin/projects", url.Values{"name": {"team-a"}, "openai_api_key": {"sk-test-0123456789"}})
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("create on the second replica: %d\n%s", p.status, p.body)
+	}
+	if page := one.get(p.header.Get("Location")); !strings.Contains(page.body, "Project team-a created.") {
+		t.Errorf("the notice did not follow the session to the first replica:\n%s", page.body)
+	}
+	u, _ := url.Parse(h.srv.URL + "/admin/")
+	id := one.client.Jar.Cookies(u)[0].Value
+	testenv.ForEachNode(t, h.opts.Redis, func(ctx context.Context, node redis.UniversalClient) error {
+		keys, err := node.Keys(ctx, h.opts.RedisPrefix+"*").Result()
+		for _, k := range keys {
+			vals, _ := node.HGetAll(ctx, k).Result()
+			if strings.Contains(k, id) || strings.Contains(fmt.Sprint(vals), id) || strings.Contains(fmt.Sprint(vals), testToken) {
+				t.Errorf("Redis key %s holds the session id or the token: %v", k, vals)
+			}
+			if ttl, _ := node.PTTL(ctx, k).Result(); ttl <= 0 || ttl > DefaultIdleTimeout {
+				t.Errorf("Redis key %s expires in %v", k, ttl)
+			}
+		}
+		return err
+	})
+	if p := one.post("/admin/", "/admin/logout", url.Values{}); p.status != http.StatusSeeOther {
+		t.Fatalf("sign-out on the first replica: %d", p.status)
+	}
+	replay := h.browser()
+	replay.base = two.base
+	replay.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: id, Path: "/admin"}})
+	if p := replay.get("/admin/"); p.status != http.StatusSeeOther {
+		t.Errorf("the second replica still serves the ended session: %d", p.status)
 	}
 }

@@ -253,7 +253,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		Audit:           auditLog,
 		Metrics:         reg,
 		DeadLetters:     deadLetters(cfg, rdb, getenv),
-		Logger:          log.With().Str("component", "adminui").Logger(),
+		// With Redis, every replica knows every console session.
+		Redis:       rdb,
+		RedisPrefix: cfg.RedisPrefix + "admin:session:",
+		Logger:      log.With().Str("component", "adminui").Logger(),
 	})
 	if err != nil {
 		return err

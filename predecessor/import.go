@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,18 +210,17 @@ func Import(ctx context.Context, dst Target, o Options) (Summary, error) {
 		}
 		fresh = append(fresh, e)
 	}
-	if !o.DryRun {
-		// In batches, each all or nothing; AddAudit skips ids it has.
-		for len(fresh) > 0 {
-			n := min(len(fresh), 500)
-			if err := dst.AddAudit(ctx, fresh[:n]); err != nil {
-				return sum, fmt.Errorf("import audit events: %w", err)
-			}
-			sum.Events.Imported += n
-			fresh = fresh[n:]
-		}
+	if o.DryRun {
+		sum.Events.Imported = len(fresh)
+		return sum, nil
 	}
-	sum.Events.Imported += len(fresh)
+	// In batches, each all or nothing; AddAudit skips ids it has.
+	for batch := range slices.Chunk(fresh, 500) {
+		if err := dst.AddAudit(ctx, batch); err != nil {
+			return sum, fmt.Errorf("import audit events: %w", err)
+		}
+		sum.Events.Imported += len(batch)
+	}
 	return sum, nil
 }
 

@@ -185,13 +185,17 @@ func markUsageErrors(c *cobra.Command) {
 	}
 }
 
+// oneDashCommands are the commands whose flags Go's flag package parsed
+// before cobra, which accepts one dash for long flags; scripts rely on it.
+var oneDashCommands = map[string]bool{"envoy-config": true}
+
 // singleDashFlags rewrites "-name" to "--name" for the long flags of the
-// command args select: the commands that predate cobra parsed flags with
-// Go's flag package, which accepts one dash, and scripts rely on it.
-// Single-letter flags ("-o") are left alone.
+// command args select, if it is one of [oneDashCommands]. Single-letter
+// flags ("-o") are left alone, and so is every other command's arguments
+// (a chat message may start with a dash).
 func singleDashFlags(root *cobra.Command, args []string) []string {
 	cmd, _, err := root.Find(args)
-	if err != nil || cmd == nil {
+	if err != nil || cmd == nil || !oneDashCommands[cmd.Name()] {
 		return args
 	}
 	out := make([]string, len(args))

@@ -1,6 +1,8 @@
 package cachefilter
 
 import (
+	"iter"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -117,11 +119,12 @@ var storedHeaders = [...]string{
 // them) that an entry keeps: content-type, content-encoding,
 // content-language, openai-model, openai-version and openai-processing-ms.
 // [Cache.Set] applies the same filter to every entry it stores.
-func StoredHeaders(resp map[string]string) map[string]string {
+func StoredHeaders(resp iter.Seq2[string, string]) map[string]string {
 	out := make(map[string]string, 2)
 	for k, v := range resp {
-		if keepHeader(k) {
-			out[strings.ToLower(k)] = v
+		k = strings.ToLower(k)
+		if _, seen := out[k]; !seen && keepHeader(k) {
+			out[k] = v // of a repeated header, the first
 		}
 	}
 	return out
@@ -140,7 +143,7 @@ func keepHeader(name string) bool {
 // now when it has no StoredAt.
 func (e *Entry) sanitized(now time.Time) *Entry {
 	c := *e
-	c.Header = StoredHeaders(e.Header)
+	c.Header = StoredHeaders(maps.All(e.Header))
 	if c.StoredAt.IsZero() {
 		c.StoredAt = now
 	}

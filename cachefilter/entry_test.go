@@ -1,6 +1,7 @@
 package cachefilter_test
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -50,10 +51,10 @@ func TestMissStatus(t *testing.T) {
 
 func TestStoredHeaders(t *testing.T) {
 	t.Parallel()
-	got := cachefilter.StoredHeaders(map[string]string{
+	got := cachefilter.StoredHeaders(maps.All(map[string]string{
 		"content-type": "application/json", "openai-model": "m", "set-cookie": "s=1",
 		"authorization": "Bearer x", "x-request-id": "r", "x-ratelimit-remaining-requests": "1", "date": "now",
-	})
+	}))
 	if len(got) != 2 || got["content-type"] != "application/json" || got["openai-model"] != "m" {
 		t.Fatalf("StoredHeaders = %v", got)
 	}

@@ -157,10 +157,10 @@ func normToken(t string) string {
 
 // Variant picks the variant headers [KeyFor] uses out of lower-case request
 // headers as Envoy sends them, so callers need not know which they are.
-func Variant(h map[string]string) http.Header {
+func Variant(h Header) http.Header {
 	out := make(http.Header, len(variantHeaders))
 	for _, name := range variantHeaders {
-		if v, ok := h[name]; ok {
+		if v, ok := h.Lookup(name); ok {
 			out.Set(name, v)
 		}
 	}

@@ -73,9 +73,9 @@ func (cc cacheControl) lifetime() (ttl time.Duration, ok bool) {
 
 // requestCacheControl is the request's Cache-Control; a request without one
 // that sends "Pragma: no-cache" (HTTP/1.0) counts as no-cache.
-func requestCacheControl(h map[string]string) cacheControl {
-	v, ok := h["cache-control"]
-	if !ok && strings.Contains(strings.ToLower(h["pragma"]), "no-cache") {
+func requestCacheControl(h Header) cacheControl {
+	v, ok := h.Lookup("cache-control")
+	if pragma, _ := h.Lookup("pragma"); !ok && strings.Contains(strings.ToLower(pragma), "no-cache") {
 		return cacheControl{noCache: true}
 	}
 	return parseCacheControl(v)
@@ -95,7 +95,7 @@ func requestCacheControl(h map[string]string) cacheControl {
 //
 // When ttl > 0 the caller should treat an entry older than ttl as a miss.
 // Only requests that were lookupable may be stored (see [Storable]).
-func Lookupable(method string, reqHeaders map[string]string, postOptIn bool) (ok bool, ttl time.Duration) {
+func Lookupable(method string, reqHeaders Header, postOptIn bool) (ok bool, ttl time.Duration) {
 	cc := requestCacheControl(reqHeaders)
 	if cc.noStore || cc.noCache {
 		return false, 0
@@ -135,7 +135,7 @@ var ignoredVary = [...]string{"origin", "authorization", "accept-encoding", "acc
 // The TTL is the response's s-maxage, else its max-age, else the request's
 // s-maxage, else its max-age, else defaultTTL; ok is false when it is not
 // positive.
-func Storable(method string, reqHeaders, respHeaders map[string]string, status int, defaultTTL time.Duration) (ttl time.Duration, ok bool) {
+func Storable(method string, reqHeaders, respHeaders Header, status int, defaultTTL time.Duration) (ttl time.Duration, ok bool) {
 	if status != http.StatusOK {
 		return 0, false
 	}
@@ -145,14 +145,15 @@ func Storable(method string, reqHeaders, respHeaders map[string]string, status i
 		return 0, false
 	}
 	req := requestCacheControl(reqHeaders)
-	resp := parseCacheControl(respHeaders["cache-control"])
+	cc, _ := respHeaders.Lookup("cache-control")
+	resp := parseCacheControl(cc)
 	if req.noStore || resp.noStore || resp.noCache || resp.private {
 		return 0, false
 	}
-	if _, ok := respHeaders["set-cookie"]; ok {
+	if _, ok := respHeaders.Lookup("set-cookie"); ok {
 		return 0, false
 	}
-	if !varyKeyed(respHeaders["vary"]) {
+	if vary, _ := respHeaders.Lookup("vary"); !varyKeyed(vary) {
 		return 0, false
 	}
 	if ttl, ok = resp.lifetime(); !ok {

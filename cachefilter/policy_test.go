@@ -12,7 +12,7 @@ func TestLookupable(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		method  string
-		h       map[string]string
+		h       cachefilter.Map
 		optIn   bool
 		wantOK  bool
 		wantTTL time.Duration
@@ -54,8 +54,8 @@ func TestStorable(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		method  string
-		req     map[string]string
-		resp    map[string]string
+		req     cachefilter.Map
+		resp    cachefilter.Map
 		status  int
 		defTTL  time.Duration
 		wantTTL time.Duration

@@ -3,6 +3,7 @@ package extproc
 import (
 	"crypto/rand"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,47 +20,64 @@ const proxyHeaderPrefix = "x-llm-proxy-"
 // reach another project of the same account.
 var clientOnlyHeaders = [...]string{"openai-organization", "openai-project"}
 
-// headerMap flattens Envoy's header list. Envoy sends lower-case names; when a
-// name repeats, the first value wins, which is what every header we read wants.
-func headerMap(hm *corev3.HeaderMap) map[string]string {
-	hs := hm.GetHeaders()
-	m := make(map[string]string, len(hs))
-	for _, h := range hs {
-		if _, seen := m[h.GetKey()]; !seen {
-			m[h.GetKey()] = headerValue(h)
+// headers is Envoy's header list as it came, with lower-case names: looked
+// up by a scan, which for the dozen or two headers of a request costs less
+// than building a map per message. When a name repeats, the first value
+// wins, which is what every header we read wants. It is a
+// [cachefilter.Header].
+type headers []*corev3.HeaderValue
+
+func headersOf(hm *corev3.HeaderMap) headers { return hm.GetHeaders() }
+
+// Lookup returns the value of the first header called name.
+func (h headers) Lookup(name string) (string, bool) {
+	for _, hv := range h {
+		if hv.GetKey() == name {
+			return headerValue(hv), true
 		}
 	}
-	return m
+	return "", false
+}
+
+// get is Lookup's value ("" when absent).
+func (h headers) get(name string) string {
+	v, _ := h.Lookup(name)
+	return v
+}
+
+// all yields each name and value in order.
+func (h headers) all(yield func(name, value string) bool) {
+	for _, hv := range h {
+		if !yield(hv.GetKey(), headerValue(hv)) {
+			return
+		}
+	}
 }
 
 // identify reads what every later step and log line needs.
-func (st *stream) identify(h map[string]string) {
+func (st *stream) identify(h headers) {
 	st.reqHeaders = h
-	st.method = h[":method"]
-	st.path, _, _ = strings.Cut(h[":path"], "?")
-	st.requestID = h["x-request-id"]
+	st.method = h.get(":method")
+	st.path, _, _ = strings.Cut(h.get(":path"), "?")
+	st.requestID = h.get("x-request-id")
 	if st.requestID == "" || len(st.requestID) > 128 {
 		st.requestID = "req_" + strings.ToLower(rand.Text())
 	}
 }
 
 // upstreamHeaders is the mutation that makes a client request an upstream one.
-func (st *stream) upstreamHeaders(h map[string]string) *extprocv3.HeaderMutation {
+func (st *stream) upstreamHeaders(h headers) *extprocv3.HeaderMutation {
 	m := &extprocv3.HeaderMutation{
 		SetHeaders: []*corev3.HeaderValueOption{
 			setHeader("authorization", "Bearer "+st.principal.OpenAIKey),
 		},
 	}
-	if h["x-request-id"] != st.requestID {
+	if h.get("x-request-id") != st.requestID {
 		m.SetHeaders = append(m.SetHeaders, setHeader("x-request-id", st.requestID))
 	}
-	for name := range h {
-		if strings.HasPrefix(name, proxyHeaderPrefix) {
-			m.RemoveHeaders = append(m.RemoveHeaders, name)
-		}
-	}
-	for _, name := range clientOnlyHeaders {
-		if _, ok := h[name]; ok {
+	for _, hv := range h {
+		name := hv.GetKey()
+		if (strings.HasPrefix(name, proxyHeaderPrefix) || slices.Contains(clientOnlyHeaders[:], name)) && !slices.Contains(m.RemoveHeaders, name) {
 			m.RemoveHeaders = append(m.RemoveHeaders, name)
 		}
 	}
@@ -73,8 +91,8 @@ func setHeader(name, value string) *corev3.HeaderValueOption {
 	}
 }
 
-func statusOf(h map[string]string) int {
-	n, _ := strconv.Atoi(h[":status"])
+func statusOf(h headers) int {
+	n, _ := strconv.Atoi(h.get(":status"))
 	return n
 }
 
@@ -92,8 +110,8 @@ func clientAddress(req *extprocv3.ProcessingRequest) string {
 // requestIDHeaders make the client see llm-proxy's request id — the one in
 // its usage event and logs — and keep the upstream's own (which OpenAI
 // support asks for) under x-upstream-request-id.
-func (st *stream) requestIDHeaders(resp map[string]string) []*corev3.HeaderValueOption {
-	up := resp["x-request-id"]
+func (st *stream) requestIDHeaders(resp headers) []*corev3.HeaderValueOption {
+	up := resp.get("x-request-id")
 	if up == st.requestID {
 		return nil
 	}

@@ -65,7 +65,7 @@ type stream struct {
 	method        string
 	path          string
 	clientAddress string // Envoy's view of the peer, from request attributes
-	reqHeaders    map[string]string
+	reqHeaders    headers
 	route         *compiledRoute
 	principal     authz.Principal
 	req           usage.Request // what a JSON body says (model, stream, max_tokens…)
@@ -146,7 +146,7 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 // proxy token, the request limits, a cache lookup for bodiless requests,
 // then the key swap.
 func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	hdrs := headerMap(h.GetHeaders())
+	hdrs := headersOf(h.GetHeaders())
 	st.identify(hdrs)
 	if err := st.checkRoute(hdrs); err != nil {
 		return st.deny(err)
@@ -209,7 +209,7 @@ func passRequestBody() *extprocv3.ProcessingResponse {
 // cache headers, and asks for the body when a feature must read it.
 func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	st.ttfb = st.srv.now().Sub(st.start)
-	hdrs := headerMap(h.GetHeaders())
+	hdrs := headersOf(h.GetHeaders())
 	st.status = statusOf(hdrs)
 	st.watchResponse(hdrs)
 	st.purgeWritten()

@@ -6,21 +6,21 @@ import (
 
 // checkRoute refuses any method and path the allowlist does not name, before
 // the token is even looked at: unknown URLs never reach OpenAI.
-func (st *stream) checkRoute(h map[string]string) error {
+func (st *stream) checkRoute(h headers) error {
 	r, err := st.srv.routes.match(st.method, st.path)
 	if err != nil {
 		return err
 	}
 	st.route = r
-	if r.Body == "json" && !strings.HasPrefix(strings.ToLower(h["content-type"]), "application/json") {
+	if r.Body == "json" && !strings.HasPrefix(strings.ToLower(h.get("content-type")), "application/json") {
 		return errNotJSON
 	}
 	return nil
 }
 
 // authenticate validates the proxy token and counts the request.
-func (st *stream) authenticate(h map[string]string) error {
-	token, ok := bearer(h["authorization"])
+func (st *stream) authenticate(h headers) error {
+	token, ok := bearer(h.get("authorization"))
 	if !ok {
 		return errMissingToken
 	}

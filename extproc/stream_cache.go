@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"context"
-	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -89,7 +88,7 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 		st.cache.status = cacheBypass
 		return nil
 	}
-	_, query, _ := strings.Cut(st.reqHeaders[":path"], "?")
+	_, query, _ := strings.Cut(st.reqHeaders.get(":path"), "?")
 	key, err := cachefilter.KeyFor(st.principal.ProjectID, st.method, st.path, query, body, cachefilter.Variant(st.reqHeaders))
 	if err != nil {
 		st.cache.status = cacheBypass
@@ -141,15 +140,15 @@ func (st *stream) serveHit(e *cachefilter.Entry) *extprocv3.ProcessingResponse {
 
 // watchCache decides at the response headers whether the response will be
 // stored, and starts a bounded capture of its body if so.
-func (st *stream) watchCache(resp map[string]string) []*corev3.HeaderValueOption {
+func (st *stream) watchCache(resp headers) []*corev3.HeaderValueOption {
 	if st.cache.status != cacheMiss {
 		return nil
 	}
 	ttl, ok := cachefilter.Storable(st.method, st.reqHeaders, optInView(st.method, resp), st.status, st.defaultTTL())
 	if ok && st.usage.encoding == "" { // stored bodies are identity
 		st.cache.ttl = ttl
-		st.cache.headers = cachefilter.StoredHeaders(resp)
-		if strings.HasPrefix(resp["content-type"], "text/event-stream") {
+		st.cache.headers = cachefilter.StoredHeaders(resp.all)
+		if strings.HasPrefix(resp.get("content-type"), "text/event-stream") {
 			st.cache.capture = cachefilter.NewStreamCapture(st.srv.cacheMaxEntry)
 		} else {
 			st.cache.capture = cachefilter.NewCapture(st.srv.cacheMaxEntry)
@@ -206,8 +205,8 @@ func (c *cacheState) release() {
 // every SSE stream "no-cache" (meant for intermediaries of a live stream):
 // for an opted-in POST that directive does not veto storing. no-store and
 // private still do.
-func optInView(method string, resp map[string]string) map[string]string {
-	cc, ok := resp["cache-control"]
+func optInView(method string, resp headers) cachefilter.Header {
+	cc, ok := resp.Lookup("cache-control")
 	if method != http.MethodPost || !ok {
 		return resp
 	}
@@ -219,7 +218,18 @@ func optInView(method string, resp map[string]string) map[string]string {
 			kept = append(kept, strings.TrimSpace(d))
 		}
 	}
-	view := maps.Clone(resp)
-	view["cache-control"] = strings.Join(kept, ", ")
-	return view
+	return withHeader{resp, "cache-control", strings.Join(kept, ", ")}
+}
+
+// withHeader is a Header with one header's value replaced.
+type withHeader struct {
+	cachefilter.Header
+	name, value string
+}
+
+func (w withHeader) Lookup(name string) (string, bool) {
+	if name == w.name {
+		return w.value, true
+	}
+	return w.Header.Lookup(name)
 }

@@ -57,12 +57,12 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 // whose length is known is BUFFERED: one message instead of a data message
 // plus an empty end-of-stream one, and nothing is delayed that the client
 // could have used earlier.
-func (st *stream) responseBodyMode(resp map[string]string) *procv3.ProcessingMode {
+func (st *stream) responseBodyMode(resp headers) *procv3.ProcessingMode {
 	if !st.usage.read && st.cache.capture == nil {
 		return nil
 	}
 	mode := procv3.ProcessingMode_STREAMED
-	if n, err := strconv.Atoi(resp["content-length"]); err == nil && n <= maxBufferedResponse && !st.usage.sse {
+	if n, err := strconv.Atoi(resp.get("content-length")); err == nil && n <= maxBufferedResponse && !st.usage.sse {
 		mode = procv3.ProcessingMode_BUFFERED
 	}
 	return &procv3.ProcessingMode{

@@ -100,7 +100,7 @@ func (st *stream) prompt() int64 {
 // watchResponse decides, from the response headers, how the body is read for
 // usage: SSE incrementally, JSON whole (bounded). Only complete 200s carry
 // usage worth reading.
-func (st *stream) watchResponse(h map[string]string) {
+func (st *stream) watchResponse(h headers) {
 	if st.status != 200 {
 		return
 	}
@@ -111,12 +111,12 @@ func (st *stream) watchResponse(h map[string]string) {
 		st.usage.read = true // usage, seconds, image count; uploads name their model nowhere else
 	case st.req.Model != "" && st.charge() == config.ChargeTokens: // free routes are not read
 		st.usage.read = true
-		st.usage.sse = strings.HasPrefix(h["content-type"], "text/event-stream")
+		st.usage.sse = strings.HasPrefix(h.get("content-type"), "text/event-stream")
 	}
 	// Envoy strips the client's Accept-Encoding, so OpenAI answers in
 	// identity; an upstream (or a proxy before it) that compresses anyway is
 	// read whole and decoded at the end.
-	if enc := strings.ToLower(strings.TrimSpace(h["content-encoding"])); enc != "" && enc != "identity" {
+	if enc := strings.ToLower(strings.TrimSpace(h.get("content-encoding"))); enc != "" && enc != "identity" {
 		st.usage.encoding = enc
 	}
 }

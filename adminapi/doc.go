@@ -3,7 +3,10 @@
 // returns a [Server], an http.Handler meant to be mounted at the root of the
 // management listener; Envoy routes /manage/ to it with ext_proc disabled.
 // openapi.yaml, embedded and returned by [OpenAPI], is the contract; it is
-// also served at GET /manage/openapi.yaml.
+// also served at GET /manage/openapi.yaml. The response bodies are Go types
+// of this package ([Project], [Token], [Limits], [UsageReport], [List],
+// [USD]), so a client in Go — the admin console, which calls the server in
+// process — decodes exactly what the server encodes.
 //
 // Routes:
 //

@@ -12,16 +12,16 @@ import (
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
-// limitsJSON is the limits object as the API shows it, on projects and
+// Limits is the limits object as the API shows it, on projects and
 // tokens alike: every member is present, null meaning unlimited.
-type limitsJSON struct {
+type Limits struct {
 	RequestsPerMinute *int64 `json:"requests_per_minute"`
 	TokensPerMinute   *int64 `json:"tokens_per_minute"`
 	MaxConcurrent     *int64 `json:"max_concurrent"`
 }
 
-func limitsView(l store.Limits) limitsJSON {
-	return limitsJSON{RequestsPerMinute: l.RequestsPerMinute, TokensPerMinute: l.TokensPerMinute, MaxConcurrent: l.MaxConcurrent}
+func limitsView(l store.Limits) Limits {
+	return Limits{RequestsPerMinute: l.RequestsPerMinute, TokensPerMinute: l.TokensPerMinute, MaxConcurrent: l.MaxConcurrent}
 }
 
 // limitsField is the request member holding a [limitsRequest]; error params
@@ -171,12 +171,25 @@ const microPerUSD = 1_000_000
 // openapi.yaml's BudgetInput says.
 const maxBudgetMicroUSD = 1_000_000_000 * microPerUSD
 
-// usd is an amount of money held exactly as integer micro-USD. It marshals
+// USD is an amount of money held exactly as integer micro-USD. It marshals
 // as a JSON number with no more decimals than it needs (at most six): 1.5,
-// 0.000123, 20.
-type usd int64
+// 0.000123, 20; it unmarshals such a number exactly.
+type USD int64
 
-func (u usd) MarshalJSON() ([]byte, error) { return []byte(formatMicroUSD(int64(u))), nil }
+func (u USD) MarshalJSON() ([]byte, error) { return []byte(formatMicroUSD(int64(u))), nil }
+
+// String writes the amount as the API does, e.g. "12.5".
+func (u USD) String() string { return formatMicroUSD(int64(u)) }
+
+// UnmarshalJSON reads a JSON number of dollars with at most six decimals.
+func (u *USD) UnmarshalJSON(b []byte) error {
+	m, err := parseMicroUSD(string(b))
+	if err != nil {
+		return fmt.Errorf("amount of USD %s: %w", b, err)
+	}
+	*u = USD(m)
+	return nil
+}
 
 // formatMicroUSD writes micro-USD as a decimal number of dollars, exactly.
 func formatMicroUSD(micro int64) string {
@@ -191,11 +204,11 @@ func formatMicroUSD(micro int64) string {
 	return s
 }
 
-func optionalUSD(micro *int64) *usd {
+func optionalUSD(micro *int64) *USD {
 	if micro == nil {
 		return nil
 	}
-	u := usd(*micro)
+	u := USD(*micro)
 	return &u
 }
 

@@ -106,20 +106,20 @@ func (s *Server) pageParams(r *http.Request, list string, defaultLimit, maxLimit
 	return limit, cursor, nil
 }
 
-// listJSON is the envelope of a page of projects or tokens; Data is never
+// List is the envelope of a page of projects or tokens; Data is never
 // null, and NextCursor is null on the last page.
-type listJSON[T any] struct {
+type List[T any] struct {
 	Object     string  `json:"object"`
 	Data       []T     `json:"data"`
 	NextCursor *string `json:"next_cursor"`
 }
 
-func listView[S, T any](items []S, next string, view func(S) T) listJSON[T] {
+func listView[S, T any](items []S, next string, view func(S) T) List[T] {
 	data := make([]T, 0, len(items))
 	for _, it := range items {
 		data = append(data, view(it))
 	}
-	out := listJSON[T]{Object: "list", Data: data}
+	out := List[T]{Object: "list", Data: data}
 	if next != "" {
 		out.NextCursor = &next
 	}

@@ -23,25 +23,25 @@ type projectRecords interface {
 
 var _ projectRecords = (*store.Store)(nil)
 
-// projectJSON is a project as the API shows it. The OpenAI key is only ever
+// Project is a project as the API shows it. The OpenAI key is only ever
 // the masked hint the store keeps; the sealed key never leaves the store layer.
-type projectJSON struct {
-	ID               string     `json:"id"`
-	Object           string     `json:"object"`
-	Name             string     `json:"name"`
-	OpenAIAPIKey     string     `json:"openai_api_key"`
-	Active           bool       `json:"active"`
-	Limits           limitsJSON `json:"limits"`
-	MonthlyBudgetUSD *usd       `json:"monthly_budget_usd"`
-	CachePOST        bool       `json:"cache_post"`
-	AllowBackground  bool       `json:"allow_background"`
-	AllowBatches     bool       `json:"allow_batches"`
-	CreatedAt        string     `json:"created_at"`
-	UpdatedAt        string     `json:"updated_at"`
+type Project struct {
+	ID               string `json:"id"`
+	Object           string `json:"object"`
+	Name             string `json:"name"`
+	OpenAIAPIKey     string `json:"openai_api_key"`
+	Active           bool   `json:"active"`
+	Limits           Limits `json:"limits"`
+	MonthlyBudgetUSD *USD   `json:"monthly_budget_usd"`
+	CachePOST        bool   `json:"cache_post"`
+	AllowBackground  bool   `json:"allow_background"`
+	AllowBatches     bool   `json:"allow_batches"`
+	CreatedAt        string `json:"created_at"`
+	UpdatedAt        string `json:"updated_at"`
 }
 
-func projectView(p store.Project) projectJSON {
-	return projectJSON{
+func projectView(p store.Project) Project {
+	return Project{
 		ID:               p.ID,
 		Object:           "project",
 		Name:             p.Name,

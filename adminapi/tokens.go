@@ -23,30 +23,30 @@ type tokenRecords interface {
 
 var _ tokenRecords = (*store.Store)(nil)
 
-// tokenJSON is a proxy token as the API shows it. Token, the secret, is set
+// Token is a proxy token as the API shows it. Token, the secret, is set
 // only in the response that creates the token; it is never stored in clear and
 // cannot be shown again.
-type tokenJSON struct {
-	ID           string     `json:"id"`
-	Object       string     `json:"object"`
-	ProjectID    string     `json:"project_id"`
-	Name         string     `json:"name"`
-	Prefix       string     `json:"prefix"`
-	Active       bool       `json:"active"`
-	Legacy       bool       `json:"legacy"`
-	ExpiresAt    *string    `json:"expires_at"`
-	MaxRequests  *int64     `json:"max_requests"`
-	RequestCount int64      `json:"request_count"`
-	CacheHits    int64      `json:"cache_hit_count"`
-	LastUsedAt   *string    `json:"last_used_at"`
-	RevokedAt    *string    `json:"revoked_at"`
-	Limits       limitsJSON `json:"limits"`
-	CreatedAt    string     `json:"created_at"`
-	Token        string     `json:"token,omitempty"`
+type Token struct {
+	ID           string  `json:"id"`
+	Object       string  `json:"object"`
+	ProjectID    string  `json:"project_id"`
+	Name         string  `json:"name"`
+	Prefix       string  `json:"prefix"`
+	Active       bool    `json:"active"`
+	Legacy       bool    `json:"legacy"`
+	ExpiresAt    *string `json:"expires_at"`
+	MaxRequests  *int64  `json:"max_requests"`
+	RequestCount int64   `json:"request_count"`
+	CacheHits    int64   `json:"cache_hit_count"`
+	LastUsedAt   *string `json:"last_used_at"`
+	RevokedAt    *string `json:"revoked_at"`
+	Limits       Limits  `json:"limits"`
+	CreatedAt    string  `json:"created_at"`
+	Token        string  `json:"token,omitempty"`
 }
 
-func tokenView(t store.Token) tokenJSON {
-	return tokenJSON{
+func tokenView(t store.Token) Token {
+	return Token{
 		ID:           t.ID,
 		Object:       "proxy_token",
 		ProjectID:    t.ProjectID,

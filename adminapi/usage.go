@@ -21,18 +21,18 @@ var _ usageReader = (*store.Store)(nil)
 // maxUsageDays bounds a usage query: a leap year, both ends included.
 const maxUsageDays = 366
 
-// usageJSON is a project's usage report.
-type usageJSON struct {
-	Object    string         `json:"object"`
-	ProjectID string         `json:"project_id"`
-	From      string         `json:"from"`
-	To        string         `json:"to"`
-	Data      []usageRowJSON `json:"data"`
-	Total     usageTotalJSON `json:"total"`
+// UsageReport is a project's usage report.
+type UsageReport struct {
+	Object    string     `json:"object"`
+	ProjectID string     `json:"project_id"`
+	From      string     `json:"from"`
+	To        string     `json:"to"`
+	Data      []UsageRow `json:"data"`
+	Total     UsageTotal `json:"total"`
 }
 
-// usageRowJSON is one day's use of one model at one price-table version.
-type usageRowJSON struct {
+// UsageRow is one day's use of one model at one price-table version.
+type UsageRow struct {
 	Date             string `json:"date"`
 	Model            string `json:"model"`
 	PriceVersion     string `json:"price_version"`
@@ -42,22 +42,23 @@ type usageRowJSON struct {
 	CachedTokens     int64  `json:"cached_tokens"`
 	ReasoningTokens  int64  `json:"reasoning_tokens"`
 	TotalTokens      int64  `json:"total_tokens"`
-	CostUSD          usd    `json:"cost_usd"`
+	CostUSD          USD    `json:"cost_usd"`
 }
 
-type usageTotalJSON struct {
+// UsageTotal is the sum of a report's rows.
+type UsageTotal struct {
 	Requests         int64 `json:"requests"`
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
 	TotalTokens      int64 `json:"total_tokens"`
-	CostUSD          usd   `json:"cost_usd"`
+	CostUSD          USD   `json:"cost_usd"`
 }
 
-func usageView(projectID, from, to string, records []store.UsageRecord) usageJSON {
-	out := usageJSON{Object: "list", ProjectID: projectID, From: from, To: to, Data: make([]usageRowJSON, 0, len(records))}
+func usageView(projectID, from, to string, records []store.UsageRecord) UsageReport {
+	out := UsageReport{Object: "list", ProjectID: projectID, From: from, To: to, Data: make([]UsageRow, 0, len(records))}
 	for _, u := range records {
 		total := u.PromptTokens + u.CompletionTokens
-		out.Data = append(out.Data, usageRowJSON{
+		out.Data = append(out.Data, UsageRow{
 			Date:             u.Day,
 			Model:            u.Model,
 			PriceVersion:     u.PriceVersion,
@@ -67,13 +68,13 @@ func usageView(projectID, from, to string, records []store.UsageRecord) usageJSO
 			CachedTokens:     u.CachedTokens,
 			ReasoningTokens:  u.ReasoningTokens,
 			TotalTokens:      total,
-			CostUSD:          usd(u.CostMicroUSD),
+			CostUSD:          USD(u.CostMicroUSD),
 		})
 		out.Total.Requests += u.Requests
 		out.Total.PromptTokens += u.PromptTokens
 		out.Total.CompletionTokens += u.CompletionTokens
 		out.Total.TotalTokens += total
-		out.Total.CostUSD += usd(u.CostMicroUSD)
+		out.Total.CostUSD += USD(u.CostMicroUSD)
 	}
 	return out
 }

@@ -109,75 +109,6 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return r.body.Write(b)
 }
 
-// The API's resources as its JSON shows them (adminapi/openapi.yaml).
-type (
-	limits struct {
-		RequestsPerMinute *int64 `json:"requests_per_minute"`
-		TokensPerMinute   *int64 `json:"tokens_per_minute"`
-		MaxConcurrent     *int64 `json:"max_concurrent"`
-	}
-	project struct {
-		ID               string   `json:"id"`
-		Name             string   `json:"name"`
-		OpenAIAPIKey     string   `json:"openai_api_key"`
-		Active           bool     `json:"active"`
-		Limits           limits   `json:"limits"`
-		MonthlyBudgetUSD *float64 `json:"monthly_budget_usd"`
-		CachePOST        bool     `json:"cache_post"`
-		AllowBackground  bool     `json:"allow_background"`
-		AllowBatches     bool     `json:"allow_batches"`
-		CreatedAt        string   `json:"created_at"`
-		UpdatedAt        string   `json:"updated_at"`
-	}
-	token struct {
-		ID           string  `json:"id"`
-		ProjectID    string  `json:"project_id"`
-		Name         string  `json:"name"`
-		Prefix       string  `json:"prefix"`
-		Active       bool    `json:"active"`
-		ExpiresAt    *string `json:"expires_at"`
-		MaxRequests  *int64  `json:"max_requests"`
-		RequestCount int64   `json:"request_count"`
-		CacheHits    int64   `json:"cache_hit_count"`
-		LastUsedAt   *string `json:"last_used_at"`
-		RevokedAt    *string `json:"revoked_at"`
-		Limits       limits  `json:"limits"`
-		CreatedAt    string  `json:"created_at"`
-		Token        string  `json:"token"`
-	}
-	usageRow struct {
-		Date             string      `json:"date"`
-		Model            string      `json:"model"`
-		PriceVersion     string      `json:"price_version"`
-		Requests         int64       `json:"requests"`
-		PromptTokens     int64       `json:"prompt_tokens"`
-		CompletionTokens int64       `json:"completion_tokens"`
-		CachedTokens     int64       `json:"cached_tokens"`
-		ReasoningTokens  int64       `json:"reasoning_tokens"`
-		TotalTokens      int64       `json:"total_tokens"`
-		CostUSD          json.Number `json:"cost_usd"`
-	}
-	usageReport struct {
-		ProjectID string     `json:"project_id"`
-		From      string     `json:"from"`
-		To        string     `json:"to"`
-		Data      []usageRow `json:"data"`
-		Total     struct {
-			Requests         int64       `json:"requests"`
-			PromptTokens     int64       `json:"prompt_tokens"`
-			CompletionTokens int64       `json:"completion_tokens"`
-			TotalTokens      int64       `json:"total_tokens"`
-			CostUSD          json.Number `json:"cost_usd"`
-		} `json:"total"`
-	}
-)
-
-// page is one page of a listing.
-type page[T any] struct {
-	Data       []T     `json:"data"`
-	NextCursor *string `json:"next_cursor"`
-}
-
 // listAll walks every page of a listing (path already holding its query,
 // without cursor) up to max items.
 func listAll[T any](u *UI, r *http.Request, path string, max int) ([]T, error) {
@@ -188,7 +119,7 @@ func listAll[T any](u *UI, r *http.Request, path string, max int) ([]T, error) {
 		if cursor != "" {
 			p += "&cursor=" + queryEscape(cursor)
 		}
-		var pg page[T]
+		var pg adminapi.List[T]
 		if err := u.call(r, apiCall{method: "GET", path: p}, &pg); err != nil {
 			return all, err
 		}

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/store"
 )
@@ -14,7 +15,7 @@ const auditPageSize = 100
 
 type auditView struct {
 	Actions  []string
-	Projects []project
+	Projects []adminapi.Project
 	Filter   url.Values
 	Events   []eventsink.AuditJSON
 	Next     string // the next page's URL, "" on the last
@@ -44,7 +45,7 @@ func (u *UI) auditPage(w http.ResponseWriter, r *http.Request, sess *session) {
 		}
 	}
 	v := auditView{Actions: store.AuditActions(), Projects: projects, Filter: f}
-	var pg page[eventsink.AuditJSON]
+	var pg adminapi.List[eventsink.AuditJSON]
 	err = u.call(r, apiCall{method: "GET", path: "/manage/audit?" + params.Encode()}, &pg)
 	status, msg, refused := refusal(err)
 	if err != nil && !refused {

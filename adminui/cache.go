@@ -3,10 +3,12 @@ package adminui
 import (
 	"net/http"
 	"strconv"
+
+	"github.com/llm-proxy/llm-proxy/adminapi"
 )
 
 type cacheView struct {
-	Projects []project
+	Projects []adminapi.Project
 }
 
 // cachePage shows the purge form.

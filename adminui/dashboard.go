@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -50,17 +51,17 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, sess *session) {
 	weekStart := today.AddDate(0, 0, -6).Format(store.DayLayout)
 
 	v := dashboardView{Projects: len(projects), Periods: []period{{Name: "Today"}, {Name: "Last 7 days"}, {Name: "Last 30 days"}}}
-	var rows []usageRow
+	var rows []adminapi.UsageRow
 	models := map[string]*ranked{}
 	for _, p := range projects {
-		var rep usageReport
+		var rep adminapi.UsageReport
 		if err := u.call(r, apiCall{method: "GET", path: "/manage/projects/" + pathEscape(p.ID) + "/usage?from=" + from + "&to=" + to}, &rep); err != nil {
 			u.fail(w, r, err)
 			return
 		}
 		pr := ranked{Name: p.Name, ID: p.ID}
 		for _, row := range rep.Data {
-			c := micro(row.CostUSD)
+			c := int64(row.CostUSD)
 			pr.Requests, pr.Tokens, pr.Cost = pr.Requests+row.Requests, pr.Tokens+row.TotalTokens, pr.Cost+c
 			m := models[row.Model]
 			if m == nil {

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/llm-proxy/llm-proxy/adminapi"
 )
 
 // The console never judges a value itself: a form field goes to the API as
@@ -59,7 +61,7 @@ func int64Field(p *int64) string {
 }
 
 // limitsForm is the form fields of limits.
-func limitsForm(f url.Values, l limits) {
+func limitsForm(f url.Values, l adminapi.Limits) {
 	f.Set("requests_per_minute", int64Field(l.RequestsPerMinute))
 	f.Set("tokens_per_minute", int64Field(l.TokensPerMinute))
 	f.Set("max_concurrent", int64Field(l.MaxConcurrent))

@@ -1,11 +1,12 @@
 package adminui
 
 import (
-	"encoding/json"
 	"html/template"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/llm-proxy/llm-proxy/adminapi"
 )
 
 // funcs are the templates' helpers; each turns an API value into text.
@@ -26,13 +27,13 @@ var funcs = template.FuncMap{
 	"whenPtr":    func(p *string) string { return whenPtr(p) },
 	"num":        grouped,
 	"dollars":    dollars,
-	"usd":        func(n json.Number) string { return dollars(micro(n)) },
+	"usd":        func(n adminapi.USD) string { return dollars(int64(n)) },
 	"limitsData": func(prefix string, f url.Values) limitsData { return limitsData{Prefix: prefix, Form: f} },
-	"budget": func(p *float64) string {
+	"budget": func(p *adminapi.USD) string {
 		if p == nil {
 			return "none"
 		}
-		return "$" + strconv.FormatFloat(*p, 'f', -1, 64)
+		return "$" + p.String()
 	},
 }
 

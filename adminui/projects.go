@@ -4,15 +4,16 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/llm-proxy/llm-proxy/adminapi"
 )
 
 // maxListed bounds the projects and tokens a page lists and searches.
 const maxListed = 1000
 
 type projectsView struct {
-	Projects []project
+	Projects []adminapi.Project
 	Total    int // projects there are, before the search
 	Query    string
 	Form     url.Values // the create form
@@ -40,8 +41,8 @@ func (u *UI) showProjects(w http.ResponseWriter, r *http.Request, sess *session,
 }
 
 // projects lists every project, newest first.
-func (u *UI) projects(r *http.Request) ([]project, error) {
-	all, err := listAll[project](u, r, "/manage/projects?limit=1000", maxListed)
+func (u *UI) projects(r *http.Request) ([]adminapi.Project, error) {
+	all, err := listAll[adminapi.Project](u, r, "/manage/projects?limit=1000", maxListed)
 	slices.Reverse(all)
 	return all, err
 }
@@ -60,7 +61,7 @@ func (u *UI) createProject(w http.ResponseWriter, r *http.Request, sess *session
 		body["limits"] = l
 	}
 	setNumber(body, f, "monthly_budget_usd", "monthly_budget_usd", false)
-	var p project
+	var p adminapi.Project
 	err := u.call(r, apiCall{method: "POST", path: "/manage/projects", body: body}, &p)
 	if status, msg, ok := refusal(err); ok {
 		f.Del("openai_api_key") // never sent back to the browser
@@ -75,7 +76,7 @@ func (u *UI) createProject(w http.ResponseWriter, r *http.Request, sess *session
 }
 
 type projectView struct {
-	Project project
+	Project adminapi.Project
 	Form    url.Values // the edit form
 	Tokens  int        // its tokens, active or not
 }
@@ -87,12 +88,12 @@ func (u *UI) projectPage(w http.ResponseWriter, r *http.Request, sess *session) 
 
 func (u *UI) showProject(w http.ResponseWriter, r *http.Request, sess *session, status int, msg string, form url.Values) {
 	id := r.PathValue("id")
-	var p project
+	var p adminapi.Project
 	if err := u.call(r, apiCall{method: "GET", path: "/manage/projects/" + pathEscape(id)}, &p); err != nil {
 		u.fail(w, r, err)
 		return
 	}
-	tokens, err := listAll[token](u, r, "/manage/tokens?limit=1000&project_id="+queryEscape(id), maxListed)
+	tokens, err := listAll[adminapi.Token](u, r, "/manage/tokens?limit=1000&project_id="+queryEscape(id), maxListed)
 	if err != nil {
 		u.fail(w, r, err)
 		return
@@ -106,7 +107,7 @@ func (u *UI) showProject(w http.ResponseWriter, r *http.Request, sess *session, 
 		}
 		limitsForm(form, p.Limits)
 		if p.MonthlyBudgetUSD != nil {
-			form.Set("monthly_budget_usd", strconv.FormatFloat(*p.MonthlyBudgetUSD, 'f', -1, 64))
+			form.Set("monthly_budget_usd", p.MonthlyBudgetUSD.String())
 		}
 	}
 	u.render(w, r, sess, status, "project", view{Title: p.Name, Nav: "projects", Error: msg,

@@ -4,15 +4,17 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+
+	"github.com/llm-proxy/llm-proxy/adminapi"
 )
 
 type tokensView struct {
-	Projects  []project
+	Projects  []adminapi.Project
 	Names     map[string]string // project id → name
 	ProjectID string            // the filter; "" for all
-	Tokens    []token
-	Form      url.Values // the create form
-	Created   *token     // the token just created, its secret shown this once
+	Tokens    []adminapi.Token
+	Form      url.Values      // the create form
+	Created   *adminapi.Token // the token just created, its secret shown this once
 }
 
 // tokensPage lists tokens, of one project or all, newest first.
@@ -21,7 +23,7 @@ func (u *UI) tokensPage(w http.ResponseWriter, r *http.Request, sess *session) {
 	u.showTokens(w, r, sess, http.StatusOK, "", pid, url.Values{"project_id": {pid}, "expires_in": {"30d"}}, nil)
 }
 
-func (u *UI) showTokens(w http.ResponseWriter, r *http.Request, sess *session, status int, msg, pid string, form url.Values, created *token) {
+func (u *UI) showTokens(w http.ResponseWriter, r *http.Request, sess *session, status int, msg, pid string, form url.Values, created *adminapi.Token) {
 	projects, err := u.projects(r)
 	if err != nil {
 		u.fail(w, r, err)
@@ -31,7 +33,7 @@ func (u *UI) showTokens(w http.ResponseWriter, r *http.Request, sess *session, s
 	if pid != "" {
 		path += "&project_id=" + queryEscape(pid)
 	}
-	tokens, err := listAll[token](u, r, path, maxListed)
+	tokens, err := listAll[adminapi.Token](u, r, path, maxListed)
 	if _, m, ok := refusal(err); ok && msg == "" {
 		// A project_id the API refuses: show its message over an empty list.
 		msg, tokens = m, nil
@@ -62,7 +64,7 @@ func (u *UI) createToken(w http.ResponseWriter, r *http.Request, sess *session) 
 	if l := limitsBody(f, false); l != nil {
 		body["limits"] = l
 	}
-	var t token
+	var t adminapi.Token
 	err := u.call(r, apiCall{method: "POST", path: "/manage/tokens", body: body}, &t)
 	if status, msg, ok := refusal(err); ok {
 		u.showTokens(w, r, sess, status, msg, f.Get("project_id"), f, nil)
@@ -76,7 +78,7 @@ func (u *UI) createToken(w http.ResponseWriter, r *http.Request, sess *session) 
 }
 
 type tokenView struct {
-	Token   token
+	Token   adminapi.Token
 	Project string // its project's name
 	Form    url.Values
 }
@@ -87,12 +89,12 @@ func (u *UI) tokenPage(w http.ResponseWriter, r *http.Request, sess *session) {
 }
 
 func (u *UI) showToken(w http.ResponseWriter, r *http.Request, sess *session, status int, msg string, form url.Values) {
-	var t token
+	var t adminapi.Token
 	if err := u.call(r, apiCall{method: "GET", path: "/manage/tokens/" + pathEscape(r.PathValue("id"))}, &t); err != nil {
 		u.fail(w, r, err)
 		return
 	}
-	var p project
+	var p adminapi.Project
 	if err := u.call(r, apiCall{method: "GET", path: "/manage/projects/" + pathEscape(t.ProjectID)}, &p); err != nil {
 		u.fail(w, r, err)
 		return
@@ -125,7 +127,7 @@ func (u *UI) updateToken(w http.ResponseWriter, r *http.Request, sess *session) 
 
 // revokeToken revokes a token for good.
 func (u *UI) revokeToken(w http.ResponseWriter, r *http.Request, sess *session) {
-	var t token
+	var t adminapi.Token
 	err := u.call(r, apiCall{method: "DELETE", path: "/manage/tokens/" + pathEscape(r.PathValue("id"))}, &t)
 	if err != nil {
 		u.fail(w, r, err)

@@ -8,14 +8,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
 type usageView struct {
-	Projects  []project
+	Projects  []adminapi.Project
 	ProjectID string
 	From, To  string
-	Report    *usageReport
+	Report    *adminapi.UsageReport
 	Requests  chart
 	Cost      chart
 	TotalCost string
@@ -24,7 +25,7 @@ type usageView struct {
 
 // usageQuery is the usage page's selection: a project and the API's own
 // from/to parameters, passed on as they are.
-func (u *UI) usageQuery(r *http.Request, projects []project) (pid, path string) {
+func (u *UI) usageQuery(r *http.Request, projects []adminapi.Project) (pid, path string) {
 	q := r.URL.Query()
 	pid = q.Get("project_id")
 	if pid == "" && len(projects) > 0 {
@@ -56,7 +57,7 @@ func (u *UI) usagePage(w http.ResponseWriter, r *http.Request, sess *session) {
 	if len(projects) > 0 {
 		var path string
 		v.ProjectID, path = u.usageQuery(r, projects)
-		var rep usageReport
+		var rep adminapi.UsageReport
 		err := u.call(r, apiCall{method: "GET", path: path}, &rep)
 		if s, m, ok := refusal(err); ok {
 			status, msg = s, m
@@ -67,7 +68,7 @@ func (u *UI) usagePage(w http.ResponseWriter, r *http.Request, sess *session) {
 			v.Report = &rep
 			v.From, v.To = rep.From, rep.To
 			v.Requests, v.Cost = dailyCharts(rep.From, rep.To, rep.Data)
-			v.TotalCost = dollars(micro(rep.Total.CostUSD))
+			v.TotalCost = dollars(int64(rep.Total.CostUSD))
 			v.CSV = "/admin/usage.csv?" + url.Values{"project_id": {v.ProjectID}, "from": {rep.From}, "to": {rep.To}}.Encode()
 		}
 	}
@@ -75,7 +76,7 @@ func (u *UI) usagePage(w http.ResponseWriter, r *http.Request, sess *session) {
 }
 
 // dailyCharts sums rows per day over [from, to] (days without rows are 0).
-func dailyCharts(from, to string, rows []usageRow) (requests, cost chart) {
+func dailyCharts(from, to string, rows []adminapi.UsageRow) (requests, cost chart) {
 	start, err1 := time.Parse(store.DayLayout, from)
 	end, err2 := time.Parse(store.DayLayout, to)
 	if err1 != nil || err2 != nil {
@@ -85,7 +86,7 @@ func dailyCharts(from, to string, rows []usageRow) (requests, cost chart) {
 	costs := map[string]int64{}
 	for _, row := range rows {
 		reqs[row.Date] += row.Requests
-		costs[row.Date] += micro(row.CostUSD)
+		costs[row.Date] += int64(row.CostUSD)
 	}
 	requests = chart{Title: "Requests per day", Unit: "requests"}
 	cost = chart{Title: "Spend per day", Unit: "USD", Money: true}
@@ -105,7 +106,7 @@ func (u *UI) usageCSV(w http.ResponseWriter, r *http.Request, sess *session) {
 		return
 	}
 	pid, path := u.usageQuery(r, projects)
-	var rep usageReport
+	var rep adminapi.UsageReport
 	if err := u.call(r, apiCall{method: "GET", path: path}, &rep); err != nil {
 		u.fail(w, r, err)
 		return
@@ -118,7 +119,7 @@ func (u *UI) usageCSV(w http.ResponseWriter, r *http.Request, sess *session) {
 	for _, row := range rep.Data {
 		cw.Write([]string{row.Date, cell(row.Model), cell(row.PriceVersion), itoa(row.Requests), itoa(row.PromptTokens),
 			itoa(row.CompletionTokens), itoa(row.CachedTokens), itoa(row.ReasoningTokens), itoa(row.TotalTokens),
-			string(row.CostUSD)})
+			row.CostUSD.String()})
 	}
 	cw.Flush()
 }

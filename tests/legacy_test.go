@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,7 +62,11 @@ func TestPredecessorImport(t *testing.T) {
 
 			args := []string{"import", "predecessor", "--from", from}
 			if tc.variant.EncryptionKey != nil {
-				args = append(args, "--encryption-key", base64.StdEncoding.EncodeToString(tc.variant.EncryptionKey))
+				keyFile := filepath.Join(t.TempDir(), "encryption-key")
+				if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(tc.variant.EncryptionKey)+"\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--encryption-key-file", keyFile)
 			}
 			var out bytes.Buffer
 			if err := cli.Run(context.Background(), args, func(k string) string { return s.proxyEnv[k] }, &out, &out); err != nil {

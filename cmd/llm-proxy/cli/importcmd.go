@@ -3,6 +3,8 @@ package cli
 import (
 	"encoding/base64"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,8 +19,9 @@ import (
 // serve's settings are (LLM_PROXY_DATABASE_URL and the keys), usually once.
 func newImportCmd(e *env) *cobra.Command {
 	var (
-		from, encKey, expireAfter string
-		dryRun                    bool
+		from, encKey, encKeyFile string
+		expireAfter              string
+		dryRun                   bool
 	)
 	pred := &cobra.Command{
 		Use:   "predecessor --from <sqlite path | postgres URL> [flags]",
@@ -35,6 +38,16 @@ import, naming its project. Running it again imports nothing twice.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o := predecessor.Options{From: from, DryRun: dryRun}
+			if encKeyFile != "" {
+				if encKey != "" {
+					return usageErrorf("give --encryption-key or --encryption-key-file, not both")
+				}
+				b, err := os.ReadFile(encKeyFile)
+				if err != nil {
+					return fmt.Errorf("read the predecessor's encryption key: %w", err)
+				}
+				encKey = strings.TrimSpace(string(b))
+			}
 			if encKey != "" {
 				k, err := base64.StdEncoding.DecodeString(encKey)
 				if err != nil || len(k) != 32 {
@@ -55,6 +68,7 @@ import, naming its project. Running it again imports nothing twice.`,
 	pred.Flags().StringVar(&from, "from", "", "the predecessor's database: a SQLite file or a postgres:// URL (required)")
 	_ = pred.MarkFlagRequired("from")
 	pred.Flags().StringVar(&encKey, "encryption-key", "", "the predecessor's ENCRYPTION_KEY (base64), when its keys are stored enc:v1:")
+	pred.Flags().StringVar(&encKeyFile, "encryption-key-file", "", "file holding the predecessor's ENCRYPTION_KEY (kept out of the process list)")
 	pred.Flags().BoolVar(&dryRun, "dry-run", false, "read and check everything, print what would be imported, write nothing")
 	pred.Flags().StringVar(&expireAfter, "expire-legacy-after", "", "make every imported token expire within this long (e.g. 90d)")
 	return group("import", "Import data from other systems",

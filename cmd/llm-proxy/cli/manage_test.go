@@ -229,6 +229,10 @@ func TestOperatorExitCodes(t *testing.T) {
 		{[]string{"project", "get", "proj_doesnotexist"}, ExitFailure, `No project with id "proj_doesnotexist". (HTTP 404, not_found)`},
 		{[]string{"token", "create", "--project", "proj_doesnotexist"}, ExitFailure, `project_id "proj_doesnotexist" names no project.`},
 		{[]string{"audit", "get", "aud_nothing"}, ExitFailure, `No audit event with id "aud_nothing".`},
+		{[]string{"import", "predecessor"}, ExitUsage, `required flag(s) "from" not set`},
+		{[]string{"import", "predecessor", "--from", "old.db", "--encryption-key", "c2hvcnQ="}, ExitUsage, "--encryption-key must be the predecessor's ENCRYPTION_KEY"},
+		{[]string{"import", "predecessor", "--from", "old.db", "--expire-legacy-after", "soon"}, ExitUsage, `--expire-legacy-after "soon"`},
+		{[]string{"import", "predecessor", "--from", "/nonexistent/old.db"}, ExitFailure, "predecessor database /nonexistent/old.db: stat /nonexistent/old.db: no such file or directory"},
 	} {
 		_, _, err := o.run(tc.args...)
 		if got := ExitCode(err); got != tc.code || err == nil || !strings.Contains(err.Error(), tc.msg) {

@@ -28,6 +28,7 @@ type Dispatch struct {
 	Batch       int
 	Timeout     time.Duration
 	Concurrency int
+	MetricsAddr string // "": no /metrics
 	LogLevel    zerolog.Level
 }
 
@@ -57,6 +58,7 @@ var DispatchVars = []Var{
 	{"LLM_PROXY_DISPATCH_BATCH", "100", "entries read and delivered at once"},
 	{"LLM_PROXY_DISPATCH_TIMEOUT", "10s", "bound on one HTTP request to a backend"},
 	{"LLM_PROXY_DISPATCH_CONCURRENCY", "8", "requests in flight at once to the webhook and to Helicone"},
+	{"LLM_PROXY_DISPATCH_METRICS_ADDR", "(none)", "host:port serving Prometheus /metrics (entries delivered, dead-lettered, claimed, retried); off when unset"},
 }
 
 // Has reports whether target is configured.
@@ -79,6 +81,9 @@ func LoadDispatch(getenv func(string) string) (Dispatch, error) {
 	}
 	if c.RedisURL == "" {
 		p.fail("LLM_PROXY_REDIS_URL", "is required: dispatch reads the event stream from Redis")
+	}
+	if strings.TrimSpace(getenv("LLM_PROXY_DISPATCH_METRICS_ADDR")) != "" {
+		c.MetricsAddr = p.addr("LLM_PROXY_DISPATCH_METRICS_ADDR", "")
 	}
 	c.DeadStream = p.str("LLM_PROXY_DISPATCH_DEAD_STREAM", c.Stream+":dead")
 	if c.DeadStream == c.Stream {

@@ -70,6 +70,9 @@ func runDispatch(ctx context.Context, getenv func(string) string, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	if cfg.MetricsAddr != "" {
+		return runDispatchWithMetrics(ctx, cfg.MetricsAddr, d)
+	}
 	return d.Run(ctx)
 }
 

@@ -134,6 +134,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	// Requests by status, tokens and spend by project and model on /metrics
+	// come from the events too, whatever LLM_PROXY_EVENTS_SINKS says.
+	sinks = append(sinks, eventsink.NewMetricsSink(reg))
 	var emitter *eventsink.Emitter
 	if len(sinks) > 0 {
 		emitter = eventsink.NewEmitter(eventsink.EmitterOptions{

@@ -63,6 +63,8 @@ func typeFor(apiVersion, kind string) any {
 		return &networkingv1.NetworkPolicy{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		return &monitoringv1.ServiceMonitor{}
+	case "monitoring.coreos.com/v1/PodMonitor":
+		return &monitoringv1.PodMonitor{}
 	}
 	return nil // a Secret among them: the chart references secrets, never makes them
 }
@@ -181,7 +183,7 @@ func TestHelmChart(t *testing.T) {
 	}{
 		{"default", nil, []string{"ConfigMap", "Deployment", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"}},
 		{"production", []string{"values-production.yaml"}, []string{"ConfigMap", "Deployment", "Deployment",
-			"HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "Service", "Service", "ServiceMonitor"}},
+			"HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "PodMonitor", "Service", "Service", "ServiceMonitor"}},
 		{"embedded", []string{"values-embedded.yaml"}, []string{"ConfigMap", "Deployment", "NetworkPolicy", "Service"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -54,6 +54,7 @@ type limiter interface {
 type tokenCounter interface {
 	CountPrompt(model string, body []byte) int64
 	CountText(model, text string) int64
+	Loaded(model string) bool // false: the next count of model loads its encoding first
 }
 
 // eventEmitter takes one usage event per request; it must never block.

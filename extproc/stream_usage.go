@@ -91,10 +91,21 @@ func (st *stream) forgetBody() {
 // only when a token limit or budget applies, or the response lacks usage.
 func (st *stream) prompt() int64 {
 	if !st.usage.promptCounted {
+		st.awaitTokenizer()
 		st.usage.promptTokens = st.srv.tokenizer.CountPrompt(st.req.Model, st.usage.reqBody)
 		st.usage.promptCounted = true
 	}
 	return st.usage.promptTokens
+}
+
+// awaitTokenizer asks Envoy to wait longer for this message when the count
+// about to run must first load its encoding (usage.Tokenizer loads each at
+// its first use): on a fresh sidecar under load that can outlast Envoy's
+// message_timeout.
+func (st *stream) awaitTokenizer() {
+	if !st.srv.tokenizer.Loaded(st.req.Model) {
+		st.extendTimeout(tokenizeTimeout)
+	}
 }
 
 // watchResponse decides, from the response headers, how the body is read for
@@ -254,6 +265,7 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 			return u, usage.SourceProvider
 		}
 		text := st.usage.parser.Text()
+		st.awaitTokenizer()
 		completion := st.srv.tokenizer.CountText(st.req.Model, text)
 		if st.usage.parser.Truncated() && len(text) > 0 {
 			// Only the first part of a very long stream is kept: scale.

@@ -89,6 +89,21 @@ func NewTokenizer() *Tokenizer {
 	return t
 }
 
+// Loaded reports whether model's encoding is loaded: when it is not, the
+// next count of that model first loads it (a quarter of a second on an idle
+// machine, more on a busy one).
+func (t *Tokenizer) Loaded(model string) bool {
+	return t.loaded[t.encID(model)].Load()
+}
+
+// encID is the index of model's encoding in encodings and loaded.
+func (t *Tokenizer) encID(model string) uint8 {
+	if encodingFor(model) == encodingCL100k {
+		return 1
+	}
+	return 0
+}
+
 // Load loads every encoding now rather than at its first count.
 func (t *Tokenizer) Load() {
 	for _, get := range t.encodings {
@@ -142,10 +157,7 @@ func family(model, name string) bool {
 
 // counter starts a count in model's encoding.
 func (t *Tokenizer) counter(model string) counter {
-	c := counter{encID: 0, budget: exactTextLimit, cache: t.counts}
-	if encodingFor(model) == encodingCL100k {
-		c.encID = 1
-	}
+	c := counter{encID: t.encID(model), budget: exactTextLimit, cache: t.counts}
 	e := t.encodings[c.encID]()
 	c.enc, c.roles = e.enc, e.roles
 	return c

@@ -22,7 +22,12 @@ func TestTokenizerOffline(t *testing.T) {
 // A Tokenizer loads an encoding at its first count, only that one, and once.
 func TestTokenizerLoadsEncodingsWhenNeeded(t *testing.T) {
 	tok := NewTokenizer()
-	loaded := func(id int) bool { return tok.loaded[id].Load() }
+	loaded := func(id int) bool {
+		if got, model := tok.loaded[id].Load(), [2]string{"gpt-4.1-mini", "gpt-3.5-turbo"}[id]; tok.Loaded(model) != got {
+			t.Fatalf("Loaded(%s) = %v, the encoding says %v", model, tok.Loaded(model), got)
+		}
+		return tok.loaded[id].Load()
+	}
 	if loaded(0) || loaded(1) {
 		t.Fatal("NewTokenizer loaded an encoding")
 	}

@@ -130,7 +130,7 @@ var Vars = []Var{
 	{"LLM_PROXY_ENCRYPTION_KEY", "generated into the data dir (SQLite only)", "base64 of 32 bytes; seals projects' OpenAI keys (AES-256-GCM); required with PostgreSQL"},
 	{"LLM_PROXY_OLD_ENCRYPTION_KEYS", "", "comma-separated base64 keys that still decrypt values sealed before a rotation"},
 	{"LLM_PROXY_TOKEN_HASH_KEY", "generated into the data dir (SQLite only)", "base64 of ≥32 bytes; HMAC key under which proxy tokens are stored; required with PostgreSQL"},
-	{"LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002", "ext_proc gRPC listen address (health and reflection served too)"},
+	{"LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002", "ext_proc gRPC listen address (health and reflection served too): host:port, or unix:/absolute/path for a Unix socket shared with Envoy (faster on one host)"},
 	{"LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081", "management API, /metrics and /healthz listen address"},
 	{"LLM_PROXY_PPROF_ADDR", "", "loopback host:port serving Go's net/http/pprof profiles (off when unset; never on a public address)"},
 	{"LLM_PROXY_GRPC_KEEPALIVE_MIN_TIME", "10s", "shortest interval between Envoy's HTTP/2 pings the gRPC server accepts (with or without open streams); keep it below the sidecar cluster's connection_keepalive interval (30s in envoy/envoy.yaml) minus its jitter"},
@@ -178,7 +178,7 @@ func Load(getenv func(string) string) (Config, error) {
 		EncryptionKey:        p.key("LLM_PROXY_ENCRYPTION_KEY", 32, 32),
 		OldEncryptionKeys:    p.keys("LLM_PROXY_OLD_ENCRYPTION_KEYS"),
 		TokenHashKey:         p.key("LLM_PROXY_TOKEN_HASH_KEY", 32, 1024),
-		GRPCAddr:             p.addr("LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002"),
+		GRPCAddr:             p.listenAddr("LLM_PROXY_GRPC_ADDR", "127.0.0.1:9002"),
 		HTTPAddr:             p.addr("LLM_PROXY_HTTP_ADDR", "127.0.0.1:8081"),
 		PprofAddr:            p.loopback("LLM_PROXY_PPROF_ADDR"),
 		GRPCMaxRecvSize:      p.integer("LLM_PROXY_GRPC_MAX_RECV_BYTES", 64<<20, 4<<20, 1<<30),
@@ -313,6 +313,32 @@ func (p *parser) addr(name, def string) string {
 		p.fail(name, "must be host:port, got %q", v)
 	}
 	return v
+}
+
+// listenAddr reads host:port or unix:/absolute/path (see [ListenNetwork]).
+func (p *parser) listenAddr(name, def string) string {
+	v := p.str(name, def)
+	if network, path := ListenNetwork(v); network == "unix" {
+		if !filepath.IsAbs(path) {
+			p.fail(name, "a Unix socket must be unix:/absolute/path, got %q", v)
+		}
+		return v
+	}
+	return p.addr(name, def)
+}
+
+// ListenNetwork splits a listen address into what net.Listen takes:
+// "unix:/run/llm-proxy.sock" (or "unix:///run/llm-proxy.sock", gRPC's
+// spelling) is a Unix socket, anything else TCP host:port. The same string
+// is a gRPC dial target.
+func ListenNetwork(addr string) (network, address string) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if rest, ok := strings.CutPrefix(path, "//"); ok {
+			path = rest
+		}
+		return "unix", path
+	}
+	return "tcp", addr
 }
 
 // loopback reads an optional host:port that must be on a loopback address:

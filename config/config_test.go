@@ -264,3 +264,26 @@ func TestRedisPrefixWithoutBraces(t *testing.T) {
 		}
 	}
 }
+
+func TestGRPCAddrUnixSocket(t *testing.T) {
+	for addr, want := range map[string]string{
+		"unix:/run/llm-proxy/extproc.sock":   "/run/llm-proxy/extproc.sock",
+		"unix:///run/llm-proxy/extproc.sock": "/run/llm-proxy/extproc.sock",
+	} {
+		cfg, err := Load(env(map[string]string{"LLM_PROXY_GRPC_ADDR": addr}))
+		if err != nil {
+			t.Fatalf("%s: %v", addr, err)
+		}
+		if network, path := ListenNetwork(cfg.GRPCAddr); network != "unix" || path != want {
+			t.Errorf("%s: %s %s", addr, network, path)
+		}
+	}
+	if network, addr := ListenNetwork("127.0.0.1:9002"); network != "tcp" || addr != "127.0.0.1:9002" {
+		t.Errorf("host:port: %s %s", network, addr)
+	}
+	for _, bad := range []string{"unix:extproc.sock", "unix:", "9002"} {
+		if _, err := Load(env(map[string]string{"LLM_PROXY_GRPC_ADDR": bad})); err == nil || !strings.Contains(err.Error(), "LLM_PROXY_GRPC_ADDR") {
+			t.Errorf("%q accepted (%v)", bad, err)
+		}
+	}
+}

@@ -56,8 +56,10 @@ type RenderOptions struct {
 	// AdminPort is the port of Envoy's admin endpoint on 127.0.0.1.
 	// 0 keeps 9901. Give AdminAddr or AdminPort, not both.
 	AdminPort int
-	// ExtProcAddr is the llm-proxy ext_proc gRPC address, host:port.
-	// "" keeps 127.0.0.1:9002.
+	// ExtProcAddr is the llm-proxy ext_proc gRPC address: host:port, or
+	// unix:/absolute/path for a Unix socket shared with the sidecar
+	// (LLM_PROXY_GRPC_ADDR set the same), which costs both sides less per
+	// message than TCP on loopback. "" keeps 127.0.0.1:9002.
 	ExtProcAddr string
 	// ManageAddr is the llm-proxy management API address, host:port.
 	// "" keeps 127.0.0.1:8081.
@@ -98,17 +100,19 @@ var (
 	anchorListener = anchor{"listener address", "socket_address: { address: 127.0.0.1, port_value: 10000 }", 1}
 	anchorAdmin    = anchor{"admin address", "socket_address: { address: 127.0.0.1, port_value: 9901 }", 1}
 	anchorExtProc  = anchor{"ext_proc cluster endpoint", "socket_address: { address: 127.0.0.1, port_value: 9002 }", 1}
-	anchorManage   = anchor{"manage cluster endpoint", "socket_address: { address: 127.0.0.1, port_value: 8081 }", 1}
-	anchorUpstream = anchor{"openai cluster endpoint", "socket_address: { address: api.openai.com, port_value: 443 }", 1}
-	anchorCAFile   = anchor{"upstream CA bundle", "filename: /etc/ssl/certs/ca-certificates.crt", 1}
-	anchorSNI      = anchor{"upstream SNI", "sni: api.openai.com", 1}
-	anchorSAN      = anchor{"upstream certificate name", "exact: api.openai.com", 1}
+	// A Unix socket (pipe) endpoint needs a STATIC cluster.
+	anchorExtProcType = anchor{"ext_proc cluster type", "name: llm_proxy_extproc\n    type: STRICT_DNS", 1}
+	anchorManage      = anchor{"manage cluster endpoint", "socket_address: { address: 127.0.0.1, port_value: 8081 }", 1}
+	anchorUpstream    = anchor{"openai cluster endpoint", "socket_address: { address: api.openai.com, port_value: 443 }", 1}
+	anchorCAFile      = anchor{"upstream CA bundle", "filename: /etc/ssl/certs/ca-certificates.crt", 1}
+	anchorSNI         = anchor{"upstream SNI", "sni: api.openai.com", 1}
+	anchorSAN         = anchor{"upstream certificate name", "exact: api.openai.com", 1}
 	// Two /v1/ routes (JSON and other requests) rewrite the Host.
 	anchorHost      = anchor{"upstream Host rewrite", "host_rewrite_literal: api.openai.com", 2}
 	anchorKeepalive = anchor{"sidecar keepalive interval", "connection_keepalive:\n              interval: 30s", 1}
 
 	allAnchors = []anchor{
-		anchorListener, anchorAdmin, anchorExtProc, anchorManage, anchorUpstream,
+		anchorListener, anchorAdmin, anchorExtProc, anchorExtProcType, anchorManage, anchorUpstream,
 		anchorCAFile, anchorSNI, anchorSAN, anchorHost, anchorKeepalive,
 	}
 )
@@ -182,12 +186,25 @@ func render(src string, o RenderOptions) ([]byte, error) {
 			add(b.a, socket("127.0.0.1", b.port))
 		}
 	}
+	extProc := o.ExtProcAddr
+	if path, ok := strings.CutPrefix(extProc, "unix:"); ok {
+		path = strings.TrimPrefix(path, "//")
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("envoy: ExtProcAddr %q: a Unix socket must be unix:/absolute/path", o.ExtProcAddr)
+		}
+		if err := checkText("ExtProcAddr", path); err != nil {
+			return nil, err
+		}
+		add(anchorExtProc, "pipe: { path: "+quote(path)+" }")
+		add(anchorExtProcType, "name: llm_proxy_extproc\n    type: STATIC")
+		extProc = ""
+	}
 	for _, hp := range []struct {
 		field string
 		value string
 		a     anchor
 	}{
-		{"ExtProcAddr", o.ExtProcAddr, anchorExtProc},
+		{"ExtProcAddr", extProc, anchorExtProc},
 		{"ManageAddr", o.ManageAddr, anchorManage},
 		{"Upstream", o.Upstream, anchorUpstream},
 	} {

@@ -167,6 +167,31 @@ func TestRenderContainerAddresses(t *testing.T) {
 	envoytest.Validate(t, got)
 }
 
+// A Unix socket shared with the sidecar: a pipe endpoint in a STATIC cluster.
+func TestRenderExtProcUnixSocket(t *testing.T) {
+	for _, addr := range []string{"unix:/run/llm-proxy/extproc.sock", "unix:///run/llm-proxy/extproc.sock"} {
+		got, err := Render(RenderOptions{ExtProcAddr: addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := string(got)
+		for want, n := range map[string]int{
+			`pipe: { path: "/run/llm-proxy/extproc.sock" }`: 1,
+			"name: llm_proxy_extproc\n    type: STATIC":     1,
+			"port_value: 9002":                              0,
+			"name: llm_proxy_extproc\n    type: STRICT_DNS": 0,
+		} {
+			if c := strings.Count(s, want); c != n {
+				t.Errorf("%s: rendered config has %d × %q, want %d", addr, c, want, n)
+			}
+		}
+		envoytest.Validate(t, got)
+	}
+	if _, err := Render(RenderOptions{ExtProcAddr: "unix:extproc.sock"}); err == nil {
+		t.Error("a relative socket path was accepted")
+	}
+}
+
 func TestValidateRendered(t *testing.T) {
 	_, caFile := envoytest.UpstreamTLS(t, "api.openai.com")
 	cfg, err := Render(RenderOptions{

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,9 @@ type stackOptions struct {
 	env         map[string]string
 	// sidecarKeepalive shortens Envoy's pings to the sidecar (0: as shipped).
 	sidecarKeepalive time.Duration
+	// unixSocket puts the sidecar's gRPC server on a Unix socket shared with
+	// Envoy instead of TCP on loopback.
+	unixSocket bool
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -68,6 +72,16 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	}
 
 	grpcAddr := fmt.Sprintf("127.0.0.1:%d", envoytest.FreePort(t))
+	if o.unixSocket {
+		// A short directory of its own: a socket path may not exceed 107
+		// bytes, and a test's TempDir can.
+		dir, err := os.MkdirTemp("", "llmp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		grpcAddr = "unix:" + filepath.Join(dir, "extproc.sock")
+	}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", envoytest.FreePort(t))
 	env := map[string]string{
 		"LLM_PROXY_DATA_DIR":             s.dataDir,

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -284,7 +285,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	}
 
 	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	grpcLis, err := listenGRPC(ctx, &lc, cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("LLM_PROXY_GRPC_ADDR: %w", err)
 	}
@@ -390,4 +391,28 @@ func shutdown(timeout time.Duration, g *grpc.Server, h *health.Server, hs *http.
 	if err := hs.Shutdown(ctx); err != nil {
 		hs.Close()
 	}
+}
+
+// listenGRPC listens on host:port or on a Unix socket (unix:/path). A
+// socket file left by a sidecar that did not stop cleanly (nobody answers on
+// it) is removed first; a socket in use, or any other file at the path, is
+// an error, never taken over. The listener removes its socket when it closes.
+func listenGRPC(ctx context.Context, lc *net.ListenConfig, addr string) (net.Listener, error) {
+	network, address := config.ListenNetwork(addr)
+	if network == "unix" {
+		if fi, err := os.Lstat(address); err == nil {
+			if fi.Mode()&os.ModeSocket == 0 {
+				return nil, fmt.Errorf("%s exists and is not a socket", address)
+			}
+			var d net.Dialer
+			if conn, err := d.DialContext(ctx, "unix", address); err == nil {
+				conn.Close()
+				return nil, fmt.Errorf("%s is in use by another process", address)
+			}
+			if err := os.Remove(address); err != nil {
+				return nil, fmt.Errorf("remove stale socket: %w", err)
+			}
+		}
+	}
+	return lc.Listen(ctx, network, address)
 }

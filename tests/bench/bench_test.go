@@ -100,6 +100,12 @@ func BenchmarkGateway(b *testing.B) {
 		b.Fatal(err)
 	}
 	info := startSidecar(b, bins, up, map[string]string{"LLM_PROXY_LOG_LEVEL": "info"})
+	sockDir, err := os.MkdirTemp("", "llmp") // short: socket paths are limited to 107 bytes
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(sockDir) })
+	unix := startSidecar(b, bins, up, map[string]string{"LLM_PROXY_GRPC_ADDR": "unix:" + filepath.Join(sockDir, "extproc.sock")})
 	limited := startSidecar(b, bins, up, map[string]string{"LLM_PROXY_REDIS_URL": redis, "LLM_PROXY_REDIS_PREFIX": "bench-limits:"})
 	events := startSidecar(b, bins, up, map[string]string{
 		"LLM_PROXY_REDIS_URL": redis, "LLM_PROXY_REDIS_PREFIX": "bench-events:",
@@ -111,6 +117,7 @@ func BenchmarkGateway(b *testing.B) {
 	high := map[string]any{"requests_per_minute": 10_000_000, "tokens_per_minute": 1_000_000_000, "max_concurrent": 10_000}
 	plainTok := plain.token(b, map[string]any{}, map[string]any{})
 	infoTok := info.token(b, map[string]any{}, map[string]any{})
+	unixTok := unix.token(b, map[string]any{}, map[string]any{})
 	limitTok := limited.token(b, map[string]any{"limits": high, "monthly_budget_usd": 1_000_000}, map[string]any{"limits": high})
 	eventTok := events.token(b, map[string]any{}, map[string]any{})
 
@@ -142,12 +149,14 @@ func BenchmarkGateway(b *testing.B) {
 		{name: "wrk → upstream directly", to: direct, load: chat(plainTok)},
 		{name: "Envoy alone, chat", to: bare, load: chat(plainTok)},
 		{name: "llm-proxy, chat", to: via(plain), load: chat(plainTok), baseline: "Envoy alone, chat"},
+		{name: "llm-proxy, chat, Unix socket", to: via(unix), load: chat(unixTok), baseline: "Envoy alone, chat"},
 		{name: "llm-proxy, chat, info log", to: via(info), load: chat(infoTok), baseline: "Envoy alone, chat"},
 		{name: "llm-proxy, chat, Redis limits", to: via(limited), load: chat(limitTok), baseline: "Envoy alone, chat"},
 		{name: "llm-proxy, chat, Redis events", to: via(events), load: chat(eventTok), baseline: "Envoy alone, chat"},
 		{name: "llm-proxy, cache hit", to: via(plain), load: chat(plainTok, "Cache-Control", "public, max-age=3600"), baseline: "Envoy alone, chat"},
 		{name: "Envoy alone, SSE 200 chunks", to: bare, load: sse(plainTok)},
 		{name: "llm-proxy, SSE 200 chunks", to: via(plain), load: sse(plainTok), baseline: "Envoy alone, SSE 200 chunks"},
+		{name: "llm-proxy, SSE 200 chunks, Unix socket", to: via(unix), load: sse(unixTok), baseline: "Envoy alone, SSE 200 chunks"},
 		{name: "Envoy alone, GET /v1/models", to: bare, load: models(plainTok)},
 		{name: "llm-proxy, GET /v1/models", to: via(plain), load: models(plainTok, "Cache-Control", "no-cache"), baseline: "Envoy alone, GET /v1/models"},
 		// A GET is cached for the default TTL unless its client says
@@ -158,7 +167,7 @@ func BenchmarkGateway(b *testing.B) {
 	for i := range rows {
 		r := &rows[i]
 		r.script = wrkScript(b, r.load)
-		if strings.Contains(r.name, "SSE") {
+		if strings.Contains(r.name, "SSE") { // per-chunk figures
 			r.chunks = countEvents(b, r.to.url, r.load)
 		}
 		runWrk(b, r.script, r.to.url+r.load.path, conns, 2*time.Second) // warm-up: connections, caches, JIT of nothing

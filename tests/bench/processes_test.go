@@ -114,6 +114,9 @@ func startSidecar(b *testing.B, bins binaries, up upstream, settings map[string]
 	b.Helper()
 	dataDir := b.TempDir()
 	s := &sidecar{grpcAddr: freeAddr(b)}
+	if addr, ok := settings["LLM_PROXY_GRPC_ADDR"]; ok {
+		s.grpcAddr = addr // e.g. a Unix socket
+	}
 	httpAddr := freeAddr(b)
 	s.manageURL = "http://" + httpAddr
 	env := []string{
@@ -125,7 +128,9 @@ func startSidecar(b *testing.B, bins binaries, up upstream, settings map[string]
 		"LLM_PROXY_LOG_LEVEL=warn",
 	}
 	for k, v := range settings {
-		env = append(env, k+"="+v)
+		if k != "LLM_PROXY_GRPC_ADDR" {
+			env = append(env, k+"="+v)
+		}
 	}
 	s.process = start(b, env, bins.proxy, "serve")
 	s.cmd.Stdout = io.Discard // the request log: its cost is measured, its text is not

@@ -1,19 +1,13 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
-
-	llmproxycli "github.com/llm-proxy/llm-proxy/cmd/llm-proxy/cli"
-	"github.com/llm-proxy/llm-proxy/tests/envoytest"
 )
 
 var composeSecrets = []string{
@@ -74,22 +68,11 @@ func TestComposeFile(t *testing.T) {
 					vars[k] = *v
 				}
 			}
-			args := slices.Clone([]string(cfgSvc.Command))
-			out := filepath.Join(t.TempDir(), "envoy.yaml")
-			args[slices.Index(args, "--out")+1] = out
 			if vars["LLM_PROXY_ENVOY_UPSTREAM_CA"] != "" {
 				// The fake's CA exists only in the running stack.
 				vars["LLM_PROXY_ENVOY_UPSTREAM_CA"] = "/etc/ssl/certs/ca-certificates.crt"
 			}
-			var logs bytes.Buffer
-			if err := llmproxycli.Run(context.Background(), args, func(k string) string { return vars[k] }, &logs, &logs); err != nil {
-				t.Fatalf("%v\n%s", err, logs.String())
-			}
-			cfg, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			envoytest.Validate(t, cfg)
+			renderEnvoy(t, cfgSvc.Command, vars)
 		})
 	}
 	// Without the secrets, compose refuses to start and says where they go.

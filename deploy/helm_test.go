@@ -288,26 +288,37 @@ func checkEnvoyConfig(t *testing.T, pod corev1.PodSpec) {
 		for _, e := range c.Env {
 			env[e.Name] = e.Value
 		}
-		out := filepath.Join(t.TempDir(), "envoy.yaml")
-		args := slices.Clone(c.Args)
-		if i := slices.Index(args, "--out"); i >= 0 && i+1 < len(args) {
-			args[i+1] = out
-		}
-		var logs bytes.Buffer
-		if err := cli.Run(context.Background(), args, func(k string) string { return env[k] }, &logs, &logs); err != nil {
-			t.Fatalf("envoy-config as the init container runs it: %v\n%s", err, logs.String())
-		}
-		cfg, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg := renderEnvoy(t, c.Args, env)
 		if !strings.Contains(string(cfg), `socket_address: { address: "0.0.0.0", port_value: 10000 }`) {
 			t.Error("Envoy does not listen on every interface of the pod")
 		}
-		envoytest.Validate(t, cfg)
 		return
 	}
 	t.Fatal("no envoy-config init container")
+}
+
+// renderEnvoy runs `llm-proxy envoy-config` with args and env as a
+// container of a deployment file would, its --out file in a temporary
+// directory, checks the result with envoy --mode validate and returns it.
+func renderEnvoy(t *testing.T, args []string, env map[string]string) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "envoy.yaml")
+	args = slices.Clone(args)
+	i := slices.Index(args, "--out")
+	if i < 0 || i+1 >= len(args) {
+		t.Fatalf("envoy-config %v writes no file", args)
+	}
+	args[i+1] = out
+	var logs bytes.Buffer
+	if err := cli.Run(context.Background(), args, func(k string) string { return env[k] }, &logs, &logs); err != nil {
+		t.Fatalf("envoy-config %v: %v\n%s", args, err, logs.String())
+	}
+	cfg, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoytest.Validate(t, cfg)
+	return cfg
 }
 
 // Values that would deploy something broken are refused at render time.

@@ -93,25 +93,13 @@ func TestRequestLimitExactAcrossReplicas(t *testing.T) {
 	p := a.createProject("replicas", realKey)
 	limited := a.createToken(map[string]any{"project_id": p.ID, "limits": map[string]any{"requests_per_minute": 50}})
 
-	var mu sync.Mutex
-	statuses := map[int]int{}
-	var wg sync.WaitGroup
-	for i := range 200 {
-		s := a
-		if i%2 == 1 {
-			s = b
+	statuses := statusesOf(200, func(i int) reply {
+		r := send(t, "GET", []*stack{a, b}[i%2].envoyURL+"/v1/models", limited.Token, "")
+		if r.status == 429 && (r.errorField("code") != "rate_limit_exceeded" || r.header.Get("Retry-After") == "") {
+			t.Errorf("429 without rate_limit_exceeded or retry-after: %v %s", r.header, r.body)
 		}
-		wg.Go(func() {
-			r := send(t, "GET", s.envoyURL+"/v1/models", limited.Token, "")
-			if r.status == 429 && (r.errorField("code") != "rate_limit_exceeded" || r.header.Get("Retry-After") == "") {
-				t.Errorf("429 without rate_limit_exceeded or retry-after: %v %s", r.header, r.body)
-			}
-			mu.Lock()
-			statuses[r.status]++
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+		return r
+	})
 	if statuses[200] != 50 || statuses[429] != 150 {
 		t.Fatalf("statuses %v, want exactly 50×200 and 150×429", statuses)
 	}

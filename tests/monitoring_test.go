@@ -3,8 +3,6 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,12 +146,12 @@ func monitoringExprs(t *testing.T) map[string]string {
 	return out
 }
 
+// scrape returns a /metrics page after a newline, so that every series
+// starts with one; "" while it cannot be read.
 func scrape(url string) string {
-	resp, err := http.Get(url)
+	b, err := body(url)
 	if err != nil {
 		return ""
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return "\n" + string(b)
+	return "\n" + b
 }

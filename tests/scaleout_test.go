@@ -65,19 +65,9 @@ func TestScaleOutOnRedisCluster(t *testing.T) {
 
 	t.Run("limits exact across replicas", func(t *testing.T) {
 		tok := replicas[0].createToken(map[string]any{"project_id": p.ID, "limits": map[string]any{"requests_per_minute": 5}})
-		statuses := map[int]int{}
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		for i := range 10 {
-			s := replicas[i%3]
-			wg.Go(func() {
-				r := send(t, "GET", s.envoyURL+"/v1/models", tok.Token, "")
-				mu.Lock()
-				statuses[r.status]++
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
+		statuses := statusesOf(10, func(i int) reply {
+			return send(t, "GET", replicas[i%3].envoyURL+"/v1/models", tok.Token, "")
+		})
 		if statuses[200] != 5 || statuses[429] != 5 {
 			t.Fatalf("statuses %v, want exactly 5×200 and 5×429", statuses)
 		}
@@ -338,13 +328,11 @@ func drained(t *testing.T, replicas ...*stack) int64 {
 // never touched is absent, which means 0.
 func (s *stack) metricOrZero(t *testing.T, series string) int64 {
 	t.Helper()
-	resp, err := http.Get(s.manageURL + "/metrics")
+	b, err := body(s.manageURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(b, "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
@@ -356,16 +344,43 @@ func (s *stack) metricOrZero(t *testing.T, series string) int64 {
 	return 0
 }
 
+// statusesOf runs n requests at once, request(i) sending the i-th, and
+// counts their statuses.
+func statusesOf(n int, request func(i int) reply) map[int]int {
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r := request(i)
+			mu.Lock()
+			statuses[r.status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return statuses
+}
+
+// body returns the body of a GET of url.
+func body(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
 // readyz returns the body of a replica's /readyz.
 func readyz(t *testing.T, s *stack) string {
 	t.Helper()
-	resp, err := http.Get(s.manageURL + "/readyz")
+	b, err := body(s.manageURL + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return b
 }
 
 // runDispatch starts `llm-proxy dispatch` in process and returns what stops

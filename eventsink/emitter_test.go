@@ -236,17 +236,21 @@ func TestEmitNeverBlocks(t *testing.T) {
 	e.Emit(newTestEvent(0))
 	<-sink.entered // Run holds event 0 and is stuck in Write
 
+	// With the sink stuck for a minute, an Emit that waited for it would
+	// not return before then: returning at all is the proof (the bound is
+	// only for reporting the hang; no test asserts how fast).
 	const n = 1000
-	began := time.Now()
-	for i := range n {
-		t0 := time.Now()
-		e.Emit(newTestEvent(i + 1))
-		if d := time.Since(t0); d > 100*time.Millisecond {
-			t.Fatalf("Emit %d took %v", i, d)
+	emitted := make(chan struct{})
+	go func() {
+		defer close(emitted)
+		for i := range n {
+			e.Emit(newTestEvent(i + 1))
 		}
-	}
-	if d := time.Since(began); d > time.Second {
-		t.Fatalf("%d Emits took %v", n, d)
+	}()
+	select {
+	case <-emitted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Emit blocked on a stuck sink")
 	}
 	if got := counterValue(e.metrics.dropped); got < n-queue {
 		t.Fatalf("dropped = %v, want at least %d", got, n-queue)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,9 @@ var (
 	ErrInvalidEntry = errors.New("invalid cache entry")
 	// ErrNoProject: the project id is empty. Every entry belongs to a project.
 	ErrNoProject = errors.New("cache: empty project id")
+	// ErrInvalidPrefix: [Cache.PurgePrefix] was given a prefix that does not
+	// start with '/' or holds a control character.
+	ErrInvalidPrefix = errors.New("cache: a path prefix starts with '/' and holds no control characters")
 )
 
 // Defaults of [Options].
@@ -95,6 +99,9 @@ type backend interface {
 	del(ctx context.Context, project, key string) (int, error)
 	delProject(ctx context.Context, project string) (int, error)
 	delAll(ctx context.Context) (int, error)
+	// delPrefix removes the entries whose Path starts with prefix, of
+	// project or, when project is "", of every project.
+	delPrefix(ctx context.Context, project, prefix string) (int, error)
 }
 
 // locker is the optional cross-replica lock of a backend (Redis).
@@ -147,7 +154,8 @@ func (c *Cache) Get(ctx context.Context, projectID, key string) (*Entry, bool, e
 
 // Set stores e under projectID and key for what is left of e.TTL after
 // e.StoredAt (set to now when zero), replacing any entry there. Only the
-// headers of [StoredHeaders] are kept. It refuses an entry over the size
+// headers of [StoredHeaders] are kept; e.Path, if set, must start with '/'
+// and hold no control characters. It refuses an entry over the size
 // limit with [ErrTooLarge] and an invalid or already stale one with
 // [ErrInvalidEntry]. e is copied; the caller may reuse it.
 func (c *Cache) Set(ctx context.Context, projectID, key string, e *Entry) error {
@@ -156,6 +164,9 @@ func (c *Cache) Set(ctx context.Context, projectID, key string, e *Entry) error 
 	}
 	if e == nil || e.Status < 100 || e.Status > 999 {
 		return ErrInvalidEntry
+	}
+	if e.Path != "" && !validPrefix(e.Path) {
+		return fmt.Errorf("%w: path %q", ErrInvalidEntry, e.Path)
 	}
 	now := c.now()
 	s := e.sanitized(now)
@@ -190,6 +201,32 @@ func (c *Cache) PurgeProject(ctx context.Context, projectID string) (int, error)
 		return 0, ErrNoProject
 	}
 	return c.count(c.b.delProject(ctx, projectID))
+}
+
+// PurgePrefix removes the entries whose request path (see [Entry.Path])
+// starts with prefix — a plain string prefix, so "/v1/models" also matches
+// "/v1/models-x" and "/v1/models/" only what lies below — of projectID or,
+// when projectID is "", of every project. It returns how many were really
+// removed. Entries stored without a path are never matched.
+func (c *Cache) PurgePrefix(ctx context.Context, projectID, prefix string) (int, error) {
+	if !validPrefix(prefix) {
+		return 0, ErrInvalidPrefix
+	}
+	return c.count(c.b.delPrefix(ctx, projectID, prefix))
+}
+
+// validPrefix: a path prefix starts with '/' and holds no control
+// characters (the Redis index separates path and key with NUL).
+func validPrefix(p string) bool {
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] < ' ' || p[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // PurgeAll removes every entry of the cache (for Redis, every key under the

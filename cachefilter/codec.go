@@ -10,23 +10,25 @@ import (
 
 // The Redis value of an entry is a compact binary envelope:
 //
-//	magic 'C', version 1, flags (bit 0: stream),
+//	magic 'C', version 2, flags (bit 0: stream),
 //	uvarint status, varint stored-at (Unix ns), varint TTL (ns),
 //	uvarint header count, then per header uvarint-length name and value,
-//	then the body (the rest).
+//	uvarint-length path, then the body (the rest).
+//
+// Version 1 is the same without the path; it still decodes (Path "").
 //
 // It holds only what an Entry holds, and entries hold no secrets (see
 // [StoredHeaders]).
 const (
 	codecMagic   = 'C'
-	codecVersion = 1
+	codecVersion = 2
 	flagStream   = 1
 )
 
 var errCorrupt = errors.New("corrupt cache entry")
 
 func encodeEntry(e *Entry) []byte {
-	b := make([]byte, 0, len(e.Body)+64+32*len(e.Header))
+	b := make([]byte, 0, len(e.Body)+len(e.Path)+64+32*len(e.Header))
 	var flags byte
 	if e.Stream {
 		flags |= flagStream
@@ -45,6 +47,7 @@ func encodeEntry(e *Entry) []byte {
 		b = appendString(b, k)
 		b = appendString(b, e.Header[k])
 	}
+	b = appendString(b, e.Path)
 	return append(b, e.Body...)
 }
 
@@ -58,7 +61,7 @@ func decodeEntry(b []byte) (*Entry, error) {
 	if len(b) < 3 || b[0] != codecMagic {
 		return nil, errCorrupt
 	}
-	if b[1] != codecVersion {
+	if b[1] != codecVersion && b[1] != 1 {
 		return nil, fmt.Errorf("cache entry version %d: %w", b[1], errCorrupt)
 	}
 	d := decoder{b: b[3:]}
@@ -74,6 +77,9 @@ func decodeEntry(b []byte) (*Entry, error) {
 	for range n {
 		k := d.string()
 		e.Header[k] = d.string()
+	}
+	if b[1] >= 2 {
+		e.Path = d.string()
 	}
 	if d.err != nil || e.Status < 100 || e.Status > 999 {
 		return nil, errCorrupt

@@ -18,6 +18,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		Stream:   true,
 		StoredAt: time.Unix(1_700_000_000, 123456789),
 		TTL:      90 * time.Second,
+		Path:     "/v1/chat/completions",
 	}
 	b := encodeEntry(in)
 	out, err := decodeEntry(b)
@@ -42,6 +43,21 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 }
 
+// An entry written before entries kept their path (version 1) still
+// decodes, without one.
+func TestCodecDecodesVersion1(t *testing.T) {
+	t.Parallel()
+	v1 := []byte{codecMagic, 1, flagStream, 0xc8, 0x01, 0x00, 0x02, 0x01, 0x01, 'k', 0x01, 'v', 'b', 'o', 'd', 'y'}
+	e, err := decodeEntry(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Entry{Status: 200, Header: map[string]string{"k": "v"}, Body: []byte("body"), Stream: true, StoredAt: time.Unix(0, 0), TTL: 1}
+	if d := entryDiff(e, want); d != "" {
+		t.Fatalf("version 1: %s", d)
+	}
+}
+
 // entryDiff says how got differs from want, field by field; "" if in none.
 func entryDiff(got, want *Entry) string {
 	var diffs []string
@@ -62,6 +78,9 @@ func entryDiff(got, want *Entry) string {
 	}
 	if got.TTL != want.TTL {
 		diffs = append(diffs, fmt.Sprintf("TTL %v, want %v", got.TTL, want.TTL))
+	}
+	if got.Path != want.Path {
+		diffs = append(diffs, fmt.Sprintf("path %q, want %q", got.Path, want.Path))
 	}
 	return strings.Join(diffs, "; ")
 }
@@ -108,6 +127,7 @@ func FuzzEncodeEntry(f *testing.F) {
 	f.Add(99, false, int64(0), int64(0), "", "", "", "", []byte(nil))
 	f.Add(1000, false, int64(-1), int64(-1), "a", "\x00\xff", "a", "", []byte{0})
 	f.Fuzz(func(t *testing.T, status int, stream bool, storedAt, ttl int64, k1, v1, k2, v2 string, body []byte) {
+		path := k1 + v2 // a path of the fuzzer's choosing without another argument
 		in := &Entry{
 			Status:   status,
 			Header:   map[string]string{k1: v1, k2: v2},
@@ -115,6 +135,7 @@ func FuzzEncodeEntry(f *testing.F) {
 			Stream:   stream,
 			StoredAt: time.Unix(0, storedAt),
 			TTL:      time.Duration(ttl),
+			Path:     path,
 		}
 		b := encodeEntry(in)
 		out, err := decodeEntry(b)

@@ -40,13 +40,17 @@
 //     timeout; Get reports the error and the caller serves the request as a
 //     miss. Failures count in llm_proxy_cache_backend_errors_total and
 //     llm_proxy_cache_requests_total{result="error"}.
-//   - Purge reports the entries really removed (expired ones do not count).
+//   - Purge reports the entries really removed (expired ones do not count),
+//     by key, by project, by path prefix ([Entry.Path], set by the caller)
+//     or all.
 //
 // # Backends
 //
 // [NewMemory] keeps entries in an otter cache bounded by bytes, with
 // per-entry expiry; it starts no goroutine. [NewRedis] keeps each entry as
-// one key, <prefix><project>:<key>, with a native TTL (SET PX) and a compact
-// binary value; purges SCAN by pattern. Package cachetest is the
-// conformance suite both pass.
+// one key, <prefix>{<project>}:<key>, with a native TTL (SET PX) and a
+// compact binary value, and a per-project index of entry paths in the same
+// Cluster slot, updated with the entry in one script; purges SCAN by
+// pattern, and [Cache.PurgePrefix] walks the index. Package cachetest is
+// the conformance suite both pass.
 package cachefilter

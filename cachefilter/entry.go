@@ -29,6 +29,10 @@ type Entry struct {
 	StoredAt time.Time
 	// TTL is how long the entry stays fresh after StoredAt.
 	TTL time.Duration
+	// Path is the request path (without query) whose response this is;
+	// [Cache.PurgePrefix] finds the entry by it. An entry stored without
+	// one is purged only by key, by project or with everything.
+	Path string
 }
 
 // entryOverhead is what an entry costs beyond its body and headers, in bytes,
@@ -37,7 +41,7 @@ const entryOverhead = 256
 
 // size is what e counts against the size limits.
 func (e *Entry) size() int {
-	n := len(e.Body) + entryOverhead
+	n := len(e.Body) + len(e.Path) + entryOverhead
 	for k, v := range e.Header {
 		n += len(k) + len(v) + 16
 	}

@@ -3,6 +3,7 @@ package cachefilter
 import (
 	"context"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -77,17 +78,25 @@ func (m *memory) del(_ context.Context, project, key string) (int, error) {
 }
 
 func (m *memory) delProject(_ context.Context, project string) (int, error) {
-	return m.delWhere(func(k memKey) bool { return k.project == project }), nil
+	return m.delWhere(func(k memKey, _ *Entry) bool { return k.project == project }), nil
 }
 
 func (m *memory) delAll(context.Context) (int, error) {
-	return m.delWhere(func(memKey) bool { return true }), nil
+	return m.delWhere(func(memKey, *Entry) bool { return true }), nil
 }
 
-func (m *memory) delWhere(match func(memKey) bool) int {
+// delPrefix finds entries by the path each keeps; project "" matches every
+// project.
+func (m *memory) delPrefix(_ context.Context, project, prefix string) (int, error) {
+	return m.delWhere(func(k memKey, e *Entry) bool {
+		return (project == "" || k.project == project) && strings.HasPrefix(e.Path, prefix)
+	}), nil
+}
+
+func (m *memory) delWhere(match func(memKey, *Entry) bool) int {
 	var keys []memKey
-	for k := range m.c.Keys() {
-		if match(k) {
+	for k, e := range m.c.All() {
+		if match(k, e) {
 			keys = append(keys, k)
 		}
 	}

@@ -184,3 +184,56 @@ func TestRedisUnreachable(t *testing.T) {
 		})
 	}
 }
+
+// The path index lies beside its project's entries (one hash tag), holds
+// "<path>\x00<key>" scored by expiry, lives no longer than its entries, and
+// goes with a project purge and with everything; no key is left behind.
+func TestRedisPathIndex(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, testenv.Redis(t))
+	prefix := testPrefix()
+	cache := cachefilter.NewRedis(c, cachefilter.Options{Prefix: prefix, Timeout: suiteTimeout})
+	ctx := context.Background()
+	set := func(key, path string, ttl time.Duration) {
+		t.Helper()
+		if err := cache.Set(ctx, "p:1", key, &cachefilter.Entry{Status: 200, Body: []byte("x"), TTL: ttl, Path: path}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	index := prefix + "{p%3A1}!paths"
+	set("short", "/v1/short", 200*time.Millisecond)
+	set("k", "/v1/models", time.Minute)
+	if n, err := c.Exists(ctx, prefix+"{p%3A1}:k").Result(); err != nil || n != 1 {
+		t.Fatalf("entry key: exists=%d err=%v", n, err)
+	}
+	members, err := c.ZRangeWithScores(ctx, index, 0, -1).Result()
+	if err != nil || len(members) != 2 || members[1].Member != "/v1/models\x00k" {
+		t.Fatalf("index = %v, %v", members, err)
+	}
+	if ttl := c.PTTL(ctx, index).Val(); ttl <= 50*time.Second || ttl > time.Minute {
+		t.Fatalf("index TTL %v, want that of its longest-lived entry (1m)", ttl)
+	}
+	// The next store prunes the member of the entry that expired.
+	time.Sleep(400 * time.Millisecond)
+	set("k2", "/v1/files", time.Minute)
+	if got := c.ZRange(ctx, index, 0, -1).Val(); len(got) != 2 || got[0] != "/v1/models\x00k" || got[1] != "/v1/files\x00k2" {
+		t.Fatalf("index after pruning = %q", got)
+	}
+	if n, err := cache.PurgeProject(ctx, "p:1"); err != nil || n != 2 {
+		t.Fatalf("PurgeProject = %d, %v", n, err)
+	}
+	if n := c.Exists(ctx, index).Val(); n != 0 {
+		t.Fatal("the index outlived its project's purge")
+	}
+	set("k", "/v1/models", time.Minute)
+	if n, err := cache.PurgeAll(ctx); err != nil || n != 1 {
+		t.Fatalf("PurgeAll = %d, %v", n, err)
+	}
+	testenv.ForEachNode(t, c, func(ctx context.Context, n redis.UniversalClient) error {
+		keys, err := n.Keys(ctx, prefix+"*").Result()
+		if err == nil && len(keys) > 0 {
+			err = fmt.Errorf("keys left after PurgeAll: %q", keys)
+		}
+		return err
+	})
+}

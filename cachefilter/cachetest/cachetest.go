@@ -47,6 +47,7 @@ func Run(t *testing.T, newCache NewCache) {
 		{"TenantIsolation", testTenants},
 		{"PurgeCounts", testPurge},
 		{"PurgeExpiredNotCounted", testPurgeExpired},
+		{"PurgePrefix", testPurgePrefix},
 		{"CoalescingOneLeader", testCoalesce},
 		{"CoalescingLeaderFails", testCoalesceFail},
 		{"CoalescingWaitBounded", testCoalesceWait},
@@ -122,13 +123,14 @@ func testGetSet(t *testing.T, newCache NewCache) {
 	in.Header["authorization"] = "Bearer sk-secret"
 	in.Header["x-request-id"] = "req-1"
 	in.Stream = true
+	in.Path = "/v1/models"
 	mustSet(t, c, "p1", "k1", in)
 	in.Body[0] = 'X' // Set copied the entry
 	e, ok, err := c.Get(ctx, "p1", "k1")
 	if err != nil || !ok {
 		t.Fatalf("Get after Set: ok=%v err=%v", ok, err)
 	}
-	if string(e.Body) != `{"a":1}` || e.Status != 200 || !e.Stream || e.TTL != time.Hour {
+	if string(e.Body) != `{"a":1}` || e.Status != 200 || !e.Stream || e.TTL != time.Hour || e.Path != "/v1/models" {
 		t.Fatalf("Get = %+v", e)
 	}
 	want := map[string]string{"content-type": "application/json", "openai-model": "gpt-test"}
@@ -290,6 +292,78 @@ func testPurgeExpired(t *testing.T, newCache NewCache) {
 	h.Advance(700 * time.Millisecond)
 	n, err = c.PurgeProject(ctx, "p")
 	purged(t, "PurgeProject with an expired entry", 1, n, err)
+}
+
+// pathEntry is an entry that knows its request path.
+func pathEntry(path string, ttl time.Duration) *cachefilter.Entry {
+	e := entry(path, ttl)
+	e.Path = path
+	return e
+}
+
+func testPurgePrefix(t *testing.T, newCache NewCache) {
+	h := newCache(t, testMaxEntry)
+	c, ctx := h.Cache, context.Background()
+	for i, path := range []string{"/v1/models", "/v1/models/gpt-4", "/v1/models-x", "/v1/chat/completions", "/v1/files/a*b", "/v1/files/axb"} {
+		mustSet(t, c, "p1", fmt.Sprint("k", i), pathEntry(path, time.Hour))
+	}
+	mustSet(t, c, "p1", "nopath", entry("no path", time.Hour))
+	mustSet(t, c, "p2", "k0", pathEntry("/v1/models", time.Hour))
+	mustSet(t, c, "p*", "k0", pathEntry("/v1/models", time.Hour))
+
+	n, err := c.PurgePrefix(ctx, "p1", "/v1/models/")
+	purged(t, `PurgePrefix(p1, "/v1/models/")`, 1, n, err)
+	n, err = c.PurgePrefix(ctx, "p1", "/v1/models")
+	purged(t, `PurgePrefix(p1, "/v1/models")`, 2, n, err) // and /v1/models-x: a string prefix
+	n, err = c.PurgePrefix(ctx, "p1", "/v1/models")
+	purged(t, "second PurgePrefix", 0, n, err)
+	// Glob characters are literal.
+	n, err = c.PurgePrefix(ctx, "p1", "/v1/files/a*")
+	purged(t, `PurgePrefix(p1, "/v1/files/a*")`, 1, n, err)
+	n, err = c.PurgePrefix(ctx, "p1", "/v1/chat/completions/longer")
+	purged(t, "PurgePrefix longer than every path", 0, n, err)
+	for _, k := range []string{"k0", "k1", "k2", "k4"} {
+		if got := get(t, c, "p1", k); got != "" {
+			t.Errorf("p1/%s survived its prefix purge: %q", k, got)
+		}
+	}
+	for project, key := range map[string]string{"p2": "k0", "p*": "k0"} {
+		if got := get(t, c, project, key); got != "/v1/models" {
+			t.Errorf("purging p1's prefix touched project %q: got %q", project, got)
+		}
+	}
+
+	// Every project: p1's remaining /v1/ entries, p2's and p*'s; never an
+	// entry without a path.
+	n, err = c.PurgePrefix(ctx, "", "/v1/")
+	purged(t, `PurgePrefix("", "/v1/")`, 4, n, err)
+	if got := get(t, c, "p1", "nopath"); got != "no path" {
+		t.Fatalf("an entry without a path was purged by prefix: %q", got)
+	}
+
+	// Expired entries do not count; the index does not count as an entry.
+	mustSet(t, c, "p3", "short", pathEntry("/v1/short", 300*time.Millisecond))
+	mustSet(t, c, "p3", "long", pathEntry("/v1/long", time.Hour))
+	h.Advance(700 * time.Millisecond)
+	n, err = c.PurgePrefix(ctx, "p3", "/")
+	purged(t, "PurgePrefix with an expired entry", 1, n, err)
+	mustSet(t, c, "p3", "again", pathEntry("/v1/again", time.Hour))
+	n, err = c.PurgeProject(ctx, "p3")
+	purged(t, "PurgeProject of indexed entries", 1, n, err)
+	n, err = c.PurgePrefix(ctx, "p3", "/")
+	purged(t, "PurgePrefix after PurgeProject", 0, n, err)
+	mustSet(t, c, "p3", "again", pathEntry("/v1/again", time.Hour))
+	n, err = c.PurgeAll(ctx)
+	purged(t, "PurgeAll of indexed entries", 2, n, err)
+
+	for _, bad := range []string{"", "v1/models", "/v1/\x00", "/v1/\n"} {
+		if _, err := c.PurgePrefix(ctx, "p1", bad); !errors.Is(err, cachefilter.ErrInvalidPrefix) {
+			t.Errorf("PurgePrefix(%q) = %v, want ErrInvalidPrefix", bad, err)
+		}
+	}
+	if err := c.Set(ctx, "p1", "k", pathEntry("no-slash", time.Hour)); !errors.Is(err, cachefilter.ErrInvalidEntry) {
+		t.Errorf("Set with a path without '/' = %v, want ErrInvalidEntry", err)
+	}
 }
 
 func testEviction(t *testing.T, newCache NewCache) {

@@ -69,6 +69,9 @@ type fakeSidecar struct {
 	// gzBody is what the sidecar read of the last /v1/gz… response body, and
 	// gzEncoding the content-encoding of its response headers.
 	gzBody, gzEncoding string
+
+	// health is the sidecar's grpc.health.v1 service, which Envoy checks.
+	health *health.Server
 }
 
 func (f *fakeSidecar) gzSeen() (body, encoding string) {
@@ -297,9 +300,9 @@ func startSidecar(t *testing.T) (*fakeSidecar, string, func()) {
 	}
 	// Go's default 4 MiB receive limit is below Envoy's 8 MiB buffered body.
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
-	f := &fakeSidecar{}
+	f := &fakeSidecar{health: health.NewServer()}
 	extprocv3.RegisterExternalProcessorServer(gs, f)
-	healthpb.RegisterHealthServer(gs, health.NewServer())
+	healthpb.RegisterHealthServer(gs, f.health)
 	go gs.Serve(l)
 	t.Cleanup(gs.Stop)
 	return f, l.Addr().String(), gs.Stop

@@ -134,6 +134,16 @@ const DayLayout = "2006-01-02"
 // roll-up, where (ProjectID, Day, Model, PriceVersion) is the key and the
 // counts are sums. As in OpenAI's usage object, CachedTokens are a part of
 // PromptTokens and ReasoningTokens a part of CompletionTokens.
+//
+// Requests counts the requests that went upstream or were served from the
+// cache: those that can cost. Errors counts the requests whose client got an
+// error status (>= 400) — what a gateway user sees fail: those the sidecar
+// refused after authenticating them (limits, budget, a bad body; not in
+// Requests, as they never reached OpenAI) and those the upstream answered
+// with 4xx or 5xx (in Requests). It matches the usage events' status, so the
+// requests metric's codes >= 400 agree with it, except for refusals before
+// authentication, which have no project. A client that went away mid-answer
+// is no error.
 type UsageRecord struct {
 	ProjectID    string
 	Day          string // UTC date in [DayLayout], e.g. "2025-03-04"
@@ -141,6 +151,7 @@ type UsageRecord struct {
 	PriceVersion string // the price table version CostMicroUSD was computed with
 
 	Requests         int64
+	Errors           int64
 	PromptTokens     int64
 	CompletionTokens int64
 	CachedTokens     int64
@@ -152,6 +163,7 @@ type UsageRecord struct {
 // records of one key are summed.
 func (u *UsageRecord) Add(v UsageRecord) {
 	u.Requests += v.Requests
+	u.Errors += v.Errors
 	u.PromptTokens += v.PromptTokens
 	u.CompletionTokens += v.CompletionTokens
 	u.CachedTokens += v.CachedTokens

@@ -12,12 +12,12 @@ import (
 
 // usageColumns is the column list every usage query selects, in the order
 // [scanUsage] reads.
-const usageColumns = "project_id, day, model, price_version, requests, prompt_tokens, " +
+const usageColumns = "project_id, day, model, price_version, requests, errors, prompt_tokens, " +
 	"completion_tokens, cached_tokens, reasoning_tokens, cost_micro_usd"
 
 func scanUsage(row scanner) (UsageRecord, error) {
 	var u UsageRecord
-	err := row.Scan(&u.ProjectID, &u.Day, &u.Model, &u.PriceVersion, &u.Requests, &u.PromptTokens,
+	err := row.Scan(&u.ProjectID, &u.Day, &u.Model, &u.PriceVersion, &u.Requests, &u.Errors, &u.PromptTokens,
 		&u.CompletionTokens, &u.CachedTokens, &u.ReasoningTokens, &u.CostMicroUSD)
 	return u, err
 }
@@ -64,9 +64,10 @@ func addUsage(ctx context.Context, tx *sql.Tx, records []UsageRecord) error {
 	// the stored row. SQLite (3.24+) and PostgreSQL spell it alike.
 	stmt, err := tx.PrepareContext(ctx,
 		`INSERT INTO usage_daily (`+usageColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		 ON CONFLICT (project_id, day, model, price_version) DO UPDATE SET
 		   requests          = usage_daily.requests          + excluded.requests,
+		   errors            = usage_daily.errors            + excluded.errors,
 		   prompt_tokens     = usage_daily.prompt_tokens     + excluded.prompt_tokens,
 		   completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens,
 		   cached_tokens     = usage_daily.cached_tokens     + excluded.cached_tokens,
@@ -77,7 +78,7 @@ func addUsage(ctx context.Context, tx *sql.Tx, records []UsageRecord) error {
 	}
 	defer stmt.Close()
 	for _, r := range mergeUsage(records) {
-		_, err := stmt.ExecContext(ctx, r.ProjectID, r.Day, r.Model, r.PriceVersion, r.Requests,
+		_, err := stmt.ExecContext(ctx, r.ProjectID, r.Day, r.Model, r.PriceVersion, r.Requests, r.Errors,
 			r.PromptTokens, r.CompletionTokens, r.CachedTokens, r.ReasoningTokens, r.CostMicroUSD)
 		if err != nil {
 			return fmt.Errorf("project %s, day %s, model %q: %w", r.ProjectID, r.Day, r.Model, err)
@@ -104,7 +105,7 @@ func checkUsageRecord(r UsageRecord) error {
 	if err := checkDay(r.Day); err != nil {
 		return fmt.Errorf("project %s: %w", r.ProjectID, err)
 	}
-	if min(r.Requests, r.PromptTokens, r.CompletionTokens, r.CachedTokens, r.ReasoningTokens, r.CostMicroUSD) < 0 {
+	if min(r.Requests, r.Errors, r.PromptTokens, r.CompletionTokens, r.CachedTokens, r.ReasoningTokens, r.CostMicroUSD) < 0 {
 		return fmt.Errorf("project %s, day %s, model %q: negative count or cost", r.ProjectID, r.Day, r.Model)
 	}
 	return nil

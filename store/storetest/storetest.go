@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"OutstandingMicroUSD", testOutstandingMicroUSD},
 		{"LegacyToken", testLegacyToken},
 		{"MigrateLegacy", testMigrateLegacy},
+		{"MigrateUsageErrors", testMigrateUsageErrors},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -221,7 +222,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 // migrationFiles are the migrations the store embeds, oldest first.
 var migrationFiles = []string{
 	"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql",
-	"00005_deferred_charges.sql", "00006_legacy_tokens.sql",
+	"00005_deferred_charges.sql", "00006_legacy_tokens.sql", "00007_usage_errors.sql",
 }
 
 func migrationStatus(t *testing.T, st *store.Store) string {

@@ -18,8 +18,8 @@ func mustAddUsage(t *testing.T, st *store.Store, records ...store.UsageRecord) {
 }
 
 func usageString(u store.UsageRecord) string {
-	return fmt.Sprintf("{%s %s %q %q requests:%d prompt:%d completion:%d cached:%d reasoning:%d cost:%d}",
-		u.ProjectID, u.Day, u.Model, u.PriceVersion, u.Requests, u.PromptTokens, u.CompletionTokens,
+	return fmt.Sprintf("{%s %s %q %q requests:%d errors:%d prompt:%d completion:%d cached:%d reasoning:%d cost:%d}",
+		u.ProjectID, u.Day, u.Model, u.PriceVersion, u.Requests, u.Errors, u.PromptTokens, u.CompletionTokens,
 		u.CachedTokens, u.ReasoningTokens, u.CostMicroUSD)
 }
 
@@ -72,7 +72,7 @@ func testUsage(t *testing.T, s suite) {
 	rec := func(project, day, model, version string, n int64) store.UsageRecord {
 		return store.UsageRecord{
 			ProjectID: project, Day: day, Model: model, PriceVersion: version,
-			Requests: n, PromptTokens: 100 * n, CompletionTokens: 10 * n, CachedTokens: 50 * n,
+			Requests: n, Errors: 2 * n, PromptTokens: 100 * n, CompletionTokens: 10 * n, CachedTokens: 50 * n,
 			ReasoningTokens: 5 * n, CostMicroUSD: 123 * n,
 		}
 	}
@@ -153,6 +153,31 @@ func testUsage(t *testing.T, s suite) {
 	checkCost(t, st, "p3", "2025-03-01", "2025-03-01", 1<<53)
 }
 
+// testMigrateUsageErrors: rolling 00007 (and those after it) back and forth keeps the roll-up
+// but its error counts, which come back as 0; more errors add up again.
+func testMigrateUsageErrors(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	rec := store.UsageRecord{ProjectID: "p1", Day: "2025-03-01", Model: "gpt-4o", PriceVersion: "v1",
+		Requests: 3, Errors: 2, PromptTokens: 30, CompletionTokens: 6, CostMicroUSD: 135}
+	mustAddUsage(t, st, rec)
+	checkUsage(t, st, "p1", "2025-03-01", "2025-03-01", []store.UsageRecord{rec})
+	for range len(migrationFiles) - 6 { // down to 00006
+		if err := st.Migrate(ctx, "down", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkStates(t, migrationStatus(t, st), 6)
+	if err := st.Migrate(ctx, "up", nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.Errors = 0
+	checkUsage(t, st, "p1", "2025-03-01", "2025-03-01", []store.UsageRecord{rec})
+	mustAddUsage(t, st, store.UsageRecord{ProjectID: "p1", Day: "2025-03-01", Model: "gpt-4o", PriceVersion: "v1", Errors: 1})
+	rec.Errors = 1
+	checkUsage(t, st, "p1", "2025-03-01", "2025-03-01", []store.UsageRecord{rec})
+}
+
 func testUsageInvalid(t *testing.T, s suite) {
 	ctx := t.Context()
 	st := s.migrated(t)
@@ -167,6 +192,7 @@ func testUsageInvalid(t *testing.T, s suite) {
 		{"impossible day", func(u *store.UsageRecord) { u.Day = "2025-02-30" }},
 		{"timestamp, not a day", func(u *store.UsageRecord) { u.Day = "2025-03-01T00:00:00Z" }},
 		{"negative requests", func(u *store.UsageRecord) { u.Requests = -1 }},
+		{"negative errors", func(u *store.UsageRecord) { u.Errors = -1 }},
 		{"negative tokens", func(u *store.UsageRecord) { u.ReasoningTokens = -1 }},
 		{"negative cost", func(u *store.UsageRecord) { u.CostMicroUSD = -1 }},
 	} {

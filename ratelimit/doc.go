@@ -43,10 +43,11 @@
 // Concurrency is a set of in-flight request ids, each with a lease end
 // ([Options.Lease], default 10 minutes): Done removes the id, and a replica
 // that dies before Done loses its slots when their leases end. A request may
-// outlive the lease — a stream may run as long as the route timeout (900 s)
-// — so the caller renews it while the request lives: the ext_proc stream
-// calls [Admission.Renew] on its response messages, which reaches the
-// backend once per Lease/3 and sets the lease end to a full lease from then.
+// outlive the lease — a stream has no overall deadline in envoy.yaml, only
+// a 600 s idle timeout — so the caller renews it while the request lives:
+// the ext_proc stream calls [Admission.Renew] on its response messages,
+// which reaches the backend once per Lease/3 and sets the lease end to a
+// full lease from then.
 // A slot whose lease ended before its renewal is not taken again (Renew
 // reports [ErrLeaseEnded]): another request may hold it. A stream gets
 // messages only when Envoy sends some, so the lease must also exceed the

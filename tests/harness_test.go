@@ -56,6 +56,10 @@ type stackOptions struct {
 	// unixSocket puts the sidecar's gRPC server on a Unix socket shared with
 	// Envoy instead of TCP on loopback.
 	unixSocket bool
+	// upstreamVia, when set, is given the fake upstream's address and
+	// returns the one Envoy's openai cluster dials instead (a front that
+	// fails connections on demand, say).
+	upstreamVia func(t testing.TB, addr string) string
 }
 
 func startStack(t testing.TB, o stackOptions) *stack {
@@ -123,13 +127,17 @@ func startStack(t testing.TB, o stackOptions) *stack {
 		s.mgmtToken = env["LLM_PROXY_MANAGEMENT_TOKEN"]
 	}
 
+	upstreamAddr := up.Addr()
+	if o.upstreamVia != nil {
+		upstreamAddr = o.upstreamVia(t, upstreamAddr)
+	}
 	listener, admin := envoytest.FreePort(t), envoytest.FreePort(t)
 	cfg, err := envoy.Render(envoy.RenderOptions{
 		ListenerPort:     listener,
 		AdminPort:        admin,
 		ExtProcAddr:      grpcAddr,
 		ManageAddr:       httpAddr,
-		Upstream:         up.Addr(),
+		Upstream:         upstreamAddr,
 		UpstreamCAFile:   caFile,
 		SidecarKeepalive: o.sidecarKeepalive,
 	})

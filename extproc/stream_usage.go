@@ -229,15 +229,25 @@ func (st *stream) settle(ctx context.Context) {
 	st.recordUsage()
 }
 
-// recordUsage adds a request that went upstream to the usage roll-up.
+// recordUsage adds an authenticated request to its project's usage roll-up:
+// as a request when it went upstream, as an error when its client got an
+// error status (store.UsageRecord says which count what). A refusal is
+// recorded with nothing but its error.
 func (st *stream) recordUsage() {
-	if !st.forwarded() {
-		return
+	if st.principal.TokenID == "" {
+		return // refused before authentication: no project to count it against
+	}
+	var requests, failed int64
+	if st.forwarded() {
+		requests = 1
+	}
+	if st.denial != nil || st.status >= 400 { // the status the usage event carries
+		failed = 1
 	}
 	u := st.usage.used
 	st.srv.usage.Record(st.srv.now(), store.UsageRecord{
 		ProjectID: st.principal.ProjectID, Model: st.req.Model, PriceVersion: st.srv.prices.Version,
-		Requests: 1, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+		Requests: requests, Errors: failed, PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
 		CachedTokens: u.CachedTokens, ReasoningTokens: u.ReasoningTokens, CostMicroUSD: st.usage.cost,
 	})
 }

@@ -3,8 +3,12 @@ package store
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -49,6 +53,13 @@ func nullString(s string) any {
 // the caller never learnt, say) is skipped, not an error, so a writer may
 // retry a batch safely. Every event must have an ID and an Action;
 // otherwise nothing is written.
+//
+// Each stored event takes the next position of the audit chain, in id
+// order within the batch, with its hash over its content and the hash
+// before it ([AuditHash]; [Store.VerifyAudit] checks them). Appends are
+// serialised, across every process sharing the database (an advisory lock
+// on PostgreSQL, the database's single writer on SQLite), so the chain
+// never forks.
 func (s *Store) AddAudit(ctx context.Context, events []AuditEvent) error {
 	if len(events) == 0 {
 		return nil
@@ -77,19 +88,30 @@ func (s *Store) AddAudit(ctx context.Context, events []AuditEvent) error {
 	// each other in one order, so they cannot deadlock on PostgreSQL.
 	slices.SortFunc(rows, func(a, b AuditEvent) int { return cmp.Compare(a.ID, b.ID) })
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		seq, prev, err := s.lockAuditChain(ctx, tx)
+		if err != nil {
+			return err
+		}
 		stmt, err := tx.PrepareContext(ctx,
-			`INSERT INTO audit_events (`+auditColumns+`)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			`INSERT INTO audit_events (`+auditColumns+`, seq, prev_hash, hash)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 			 ON CONFLICT (id) DO NOTHING`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, e := range rows {
-			_, err := stmt.ExecContext(ctx, e.ID, toMicros(e.Time), e.Action, e.Actor, nullString(e.ProjectID),
-				e.TargetType, e.TargetID, e.RequestID, e.ClientAddress, e.Outcome, e.Detail)
+			hash := AuditHash(prev, seq+1, e)
+			res, err := stmt.ExecContext(ctx, e.ID, toMicros(e.Time), e.Action, e.Actor, nullString(e.ProjectID),
+				e.TargetType, e.TargetID, e.RequestID, e.ClientAddress, e.Outcome, e.Detail, seq+1, prev, hash)
 			if err != nil {
 				return fmt.Errorf("event %s: %w", e.ID, err)
+			}
+			// An event already stored is skipped and takes no position.
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("event %s: %w", e.ID, err)
+			} else if n == 1 {
+				seq, prev = seq+1, hash
 			}
 		}
 		return nil
@@ -144,6 +166,15 @@ func (s *Store) ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, stri
 	}
 	if q.Actor != "" {
 		where = append(where, "actor = "+arg(q.Actor))
+	}
+	if q.TokenID != "" {
+		where = append(where, "target_type = '"+AuditTargetToken+"' AND target_id = "+arg(q.TokenID))
+	}
+	if q.Outcome != "" {
+		where = append(where, "outcome = "+arg(q.Outcome))
+	}
+	if q.ClientAddress != "" {
+		where = append(where, "client_address = "+arg(q.ClientAddress))
 	}
 	if !q.From.IsZero() {
 		where = append(where, "time >= "+arg(toMicros(q.From)))
@@ -210,4 +241,122 @@ func decodeCursor(cursor string) (micros int64, id string, err error) {
 		return 0, "", ErrInvalidCursor
 	}
 	return micros, id, nil
+}
+
+// auditChainLock is the PostgreSQL advisory lock (a transaction lock) that
+// serialises appends to the audit chain across every replica sharing the
+// database; SQLite needs none: its one writer at a time takes the database
+// lock when the transaction begins (_txlock=immediate).
+const auditChainLock int64 = 0x6c6c6d7061756474 // "llmpaudt"
+
+// lockAuditChain takes the audit chain for tx, until it ends, and returns
+// the position and hash of its last event (0 and "" while it is empty).
+func (s *Store) lockAuditChain(ctx context.Context, tx *sql.Tx) (seq int64, hash string, err error) {
+	if s.dialect == DialectPostgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, auditChainLock); err != nil {
+			return 0, "", fmt.Errorf("lock the audit chain: %w", err)
+		}
+	}
+	err = tx.QueryRowContext(ctx,
+		`SELECT seq, hash FROM audit_events WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("read the end of the audit chain: %w", err)
+	}
+	return seq, hash, nil
+}
+
+// AuditHash returns the hash the audit chain stores for e at position seq
+// after an event whose hash is prev ("" for the first): the hex SHA-256 of
+// prev, a newline, and the JSON array of seq and e's stored fields in
+// column order (id, time in unix microseconds, action, actor, project id,
+// target type and id, request id, client address, outcome, detail). Anyone
+// holding an export can recompute it.
+func AuditHash(prev string, seq int64, e AuditEvent) string {
+	content, _ := json.Marshal([]any{seq, e.ID, toMicros(e.Time), e.Action, e.Actor, e.ProjectID,
+		e.TargetType, e.TargetID, e.RequestID, e.ClientAddress, e.Outcome, e.Detail}) // strings and integers always marshal
+	h := sha256.New()
+	h.Write([]byte(prev))
+	h.Write([]byte{'\n'})
+	h.Write(content)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// AuditVerification is what [Store.VerifyAudit] found.
+type AuditVerification struct {
+	Checked   int64       // chained events checked, up to the first broken link
+	Unchained int64       // events stored before the chain began (no position)
+	Head      string      // the hash of the last event checked: record it elsewhere to detect a truncated log later
+	Broken    *AuditBreak // the first broken link; nil when the whole chain holds
+}
+
+// AuditBreak is the first link of the audit chain that does not hold.
+type AuditBreak struct {
+	Seq    int64  // its position in the chain
+	ID     string // the event stored there ("" when the position is missing)
+	Reason string // what does not hold, e.g. "its content does not match its hash"
+}
+
+// auditVerifyBatch is how many events VerifyAudit reads at once.
+const auditVerifyBatch = 1000
+
+// VerifyAudit walks the audit chain from its first event and reports the
+// first link that does not hold: a missing position (an event deleted, or
+// taken out of the chain), an event whose prev_hash is not the hash of the
+// one before it, or whose content (any field) no longer matches its hash.
+// Deleting the newest events leaves a chain that holds: compare Head with
+// one recorded earlier to see that.
+func (s *Store) VerifyAudit(ctx context.Context) (AuditVerification, error) {
+	var v AuditVerification
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_events WHERE seq IS NULL`).Scan(&v.Unchained); err != nil {
+		return v, fmt.Errorf("verify audit: %w", err)
+	}
+	type link struct {
+		e              AuditEvent
+		seq            int64
+		prevHash, hash string
+	}
+	scan := func(row scanner) (link, error) {
+		var (
+			l       link
+			micros  int64
+			project sql.NullString
+		)
+		err := row.Scan(&l.e.ID, &micros, &l.e.Action, &l.e.Actor, &project, &l.e.TargetType, &l.e.TargetID,
+			&l.e.RequestID, &l.e.ClientAddress, &l.e.Outcome, &l.e.Detail, &l.seq, &l.prevHash, &l.hash)
+		l.e.Time = fromMicros(micros)
+		l.e.ProjectID = project.String
+		return l, err
+	}
+	var last int64
+	for {
+		links, err := queryAll(ctx, s.db, scan, `SELECT `+auditColumns+`, seq, prev_hash, hash FROM audit_events
+			WHERE seq > $1 ORDER BY seq LIMIT $2`, last, auditVerifyBatch)
+		if err != nil {
+			return v, fmt.Errorf("verify audit: %w", err)
+		}
+		for _, l := range links {
+			var reason string
+			switch {
+			case l.seq != last+1:
+				v.Broken = &AuditBreak{Seq: last + 1, Reason: fmt.Sprintf("no event at this position (the next is at %d, event %s)", l.seq, l.e.ID)}
+				return v, nil
+			case l.prevHash != v.Head:
+				reason = "its prev_hash is not the hash of the event before it"
+			case AuditHash(v.Head, l.seq, l.e) != l.hash:
+				reason = "its content does not match its hash"
+			}
+			if reason != "" {
+				v.Broken = &AuditBreak{Seq: l.seq, ID: l.e.ID, Reason: reason}
+				return v, nil
+			}
+			v.Checked++
+			v.Head, last = l.hash, l.seq
+		}
+		if len(links) < auditVerifyBatch {
+			return v, nil
+		}
+	}
 }

@@ -298,11 +298,17 @@ type PageQuery struct {
 // AuditQuery selects a page of the audit log for [Store.ListAudit]. Empty
 // and zero fields do not filter.
 type AuditQuery struct {
-	ProjectID string    // only events of this project
-	Action    string    // only events with this action
-	Actor     string    // only events by this actor, e.g. "admin-ui"
-	From      time.Time // only events at or after From
-	To        time.Time // only events before To
+	ProjectID string // only events of this project
+	Action    string // only events with this action
+	Actor     string // only events by this actor, e.g. "admin-ui"
+	// TokenID keeps only events about this token (target type
+	// [AuditTargetToken]): its creation, changes and revocation, and the
+	// requests refused for it.
+	TokenID       string
+	Outcome       string    // only events with this outcome, [AuditOutcomeSuccess] or [AuditOutcomeDenied]
+	ClientAddress string    // only events from this client address, exactly as stored
+	From          time.Time // only events at or after From
+	To            time.Time // only events before To
 	// Limit is the page size, 1 to [MaxAuditLimit]; 0 means [DefaultAuditLimit].
 	Limit int
 	// Cursor continues a listing where the previous page ended: the next

@@ -50,12 +50,15 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"Usage", testUsage},
 		{"UsageInvalid", testUsageInvalid},
 		{"UsageConcurrent", testUsageConcurrent},
+		{"BudgetUses", testBudgetUses},
 		{"MigrateAudit", testMigrateAudit},
 		{"Audit", testAudit},
 		{"AuditInvalid", testAuditInvalid},
 		{"AuditPaging", testAuditPaging},
 		{"AuditPagingConcurrent", testAuditPagingConcurrent},
 		{"AuditFilters", testAuditFilters},
+		{"AuditChain", testAuditChain},
+		{"AuditChainConcurrent", testAuditChainConcurrent},
 		{"MigrateDeferred", testMigrateDeferred},
 		{"ProjectAllowFlags", testProjectAllowFlags},
 		{"Deferred", testDeferred},
@@ -223,6 +226,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 var migrationFiles = []string{
 	"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql",
 	"00005_deferred_charges.sql", "00006_legacy_tokens.sql", "00007_usage_errors.sql",
+	"00008_audit_search.sql", "00009_audit_chain.sql",
 }
 
 func migrationStatus(t *testing.T, st *store.Store) string {

@@ -2,6 +2,8 @@ package adminapi
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +30,7 @@ type auditWriter interface {
 type auditReader interface {
 	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, string, error)
 	GetAudit(ctx context.Context, id string) (store.AuditEvent, error)
+	VerifyAudit(ctx context.Context) (store.AuditVerification, error)
 }
 
 var _ auditReader = (*store.Store)(nil)
@@ -206,11 +209,22 @@ type auditListJSON struct {
 	NextCursor *string               `json:"next_cursor"`
 }
 
-// listAudit answers GET /manage/audit?project_id=&action=&from=&to=&limit=&cursor=.
+// listAudit answers GET /manage/audit?project_id=&action=&actor=&token_id=
+// &outcome=&client_address=&from=&to=&limit=&cursor=: a page of JSON, or
+// every matching event as JSON lines (see exportAudit).
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q, err := s.auditQuery(r)
 	if err != nil {
 		writeError(w, r, err)
+		return
+	}
+	jsonl, err := wantsJSONL(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if jsonl {
+		s.exportAudit(w, r, q)
 		return
 	}
 	events, next, err := s.auditEvents.ListAudit(r.Context(), q)
@@ -227,6 +241,112 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		page.NextCursor = &next
 	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// ndjson is the media type of the audit log's JSON lines export.
+const ndjson = "application/x-ndjson"
+
+// wantsJSONL reports whether the audit listing is asked for as JSON lines:
+// format=jsonl, or an Accept header naming application/x-ndjson (and
+// format absent). format=json asks for the page whatever Accept says.
+func wantsJSONL(r *http.Request) (bool, error) {
+	switch f := r.URL.Query().Get("format"); f {
+	case "jsonl":
+		return true, nil
+	case "json":
+		return false, nil
+	case "":
+	default:
+		return false, invalid(codeInvalidValue, "format", "format must be json or jsonl, not %q.", f)
+	}
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), ndjson) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// exportAudit writes every event q selects, newest first, one JSON object
+// (the page's event shape) per line, reading the store a page at a time
+// and flushing each page, so an export of a million rows holds one page in
+// memory. It starts at q.Cursor when given and ignores q.Limit. Once the
+// first line is out the status is sent: a store error after it aborts the
+// response (the client sees a cut connection, never a short export that
+// looks complete).
+func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, q store.AuditQuery) {
+	q.Limit = store.MaxAuditLimit
+	flusher, _ := w.(http.Flusher)
+	started := false
+	for {
+		events, next, err := s.auditEvents.ListAudit(r.Context(), q)
+		if err != nil {
+			if !started {
+				writeError(w, r, listError("export audit", err))
+				return
+			}
+			// net/http's way to end a response as failed once its status is
+			// out: the connection is cut, and nothing is logged as a crash.
+			zerolog.Ctx(r.Context()).Error().Err(err).Msg("audit export cut short")
+			panic(http.ErrAbortHandler)
+		}
+		if !started {
+			w.Header().Set("Content-Type", ndjson)
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		var buf []byte
+		for _, e := range events {
+			b, _ := json.Marshal(eventsink.AuditView(e)) // strings only: it always marshals
+			buf = append(append(buf, b...), '\n')
+		}
+		if _, err := w.Write(buf); err != nil {
+			return // the client went away
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if next == "" {
+			return
+		}
+		q.Cursor = next
+	}
+}
+
+// AuditVerification is the answer of GET /manage/audit/verify: whether the
+// audit log's hash chain holds, and if not its first broken link.
+type AuditVerification struct {
+	Object      string      `json:"object"` // "audit.verification"
+	Intact      bool        `json:"intact"`
+	Checked     int64       `json:"checked"`
+	Unchained   int64       `json:"unchained"`
+	Head        string      `json:"head"`
+	FirstBroken *AuditBreak `json:"first_broken"`
+}
+
+// AuditBreak is the first link of the audit chain that does not hold.
+type AuditBreak struct {
+	Seq    int64  `json:"seq"`
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// verifyAudit answers GET /manage/audit/verify.
+func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
+	v, err := s.auditEvents.VerifyAudit(r.Context())
+	if err != nil {
+		writeError(w, r, fmt.Errorf("verify audit: %w", err))
+		return
+	}
+	out := AuditVerification{Object: "audit.verification", Intact: v.Broken == nil,
+		Checked: v.Checked, Unchained: v.Unchained, Head: v.Head}
+	if b := v.Broken; b != nil {
+		out.FirstBroken = &AuditBreak{Seq: b.Seq, ID: b.ID, Reason: b.Reason}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // getAudit answers GET /manage/audit/{id}: one event.
@@ -254,6 +374,24 @@ func (s *Server) auditQuery(r *http.Request) (store.AuditQuery, error) {
 	}
 	if len(q.Actor) > maxActorLen || !utf8.ValidString(q.Actor) || hasControl(q.Actor) {
 		return q, invalid(codeInvalidValue, "actor", "actor must be at most %d characters of UTF-8 text without control characters, e.g. admin-ui.", maxActorLen)
+	}
+	q.TokenID = v.Get("token_id")
+	if q.TokenID != "" && !validID(q.TokenID) {
+		return q, invalid(codeInvalidValue, "token_id", "token_id must be a token id: letters, digits, '_' and '-', at most %d characters.", maxIDLen)
+	}
+	switch q.Outcome = v.Get("outcome"); q.Outcome {
+	case "", store.AuditOutcomeSuccess, store.AuditOutcomeDenied:
+	default:
+		return q, invalid(codeInvalidValue, "outcome", "outcome must be %s or %s.", store.AuditOutcomeSuccess, store.AuditOutcomeDenied)
+	}
+	if a := v.Get("client_address"); a != "" {
+		// Stored addresses are canonical (see clientAddress): match any
+		// spelling of the same address.
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return q, invalid(codeInvalidValue, "client_address", "client_address must be an IP address such as 203.0.113.7 or 2001:db8::1.")
+		}
+		q.ClientAddress = ip.Unmap().String()
 	}
 	if q.Action != "" && !slices.Contains(store.AuditActions(), q.Action) {
 		return q, invalid(codeInvalidValue, "action", "action %q is not an audit action; use one of %s.",

@@ -223,6 +223,7 @@ func (s *Server) routes() {
 
 	s.mux.HandleFunc("GET /manage/audit", s.listAudit)
 	s.mux.HandleFunc("GET /manage/audit/{id}", s.getAudit)
+	s.mux.HandleFunc("GET /manage/audit/verify", s.verifyAudit)
 	s.mux.HandleFunc("POST /manage/cache/purge", s.purgeCache)
 }
 

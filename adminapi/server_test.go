@@ -1013,7 +1013,7 @@ func (c *checkingStore) ProjectUsage(ctx context.Context, projectID, fromDay, to
 }
 
 func (c *checkingStore) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, string, error) {
-	c.check("ListAudit", []string{q.ProjectID}, q.Action, q.Cursor)
+	c.check("ListAudit", []string{q.ProjectID, q.TokenID}, q.Action, q.Cursor, q.Actor, q.Outcome, q.ClientAddress)
 	return c.projectStore.ListAudit(ctx, q)
 }
 

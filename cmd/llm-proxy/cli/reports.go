@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 )
 
@@ -146,10 +149,27 @@ func auditDetail(tw *tabwriter.Writer, a eventsink.AuditJSON) {
 
 func newAuditCmd(e *env) *cobra.Command {
 	var (
+// verifyDetail prints what GET /manage/audit/verify found.
+func verifyDetail(tw *tabwriter.Writer, v adminapi.AuditVerification) {
+	state := "intact"
+	if !v.Intact {
+		state = "BROKEN"
+	}
+	row(tw, "chain:", state)
+	row(tw, "checked:", strconv.FormatInt(v.Checked, 10))
+	row(tw, "unchained:", strconv.FormatInt(v.Unchained, 10))
+	row(tw, "head:", cmp.Or(v.Head, "-"))
+	if b := v.FirstBroken; b != nil {
+		row(tw, "first broken link:", fmt.Sprintf("position %d, event %s: %s", b.Seq, cmp.Or(b.ID, "-"), b.Reason))
+	}
+}
+
 		conn                      connection
 		project, action, from, to string
 		limit                     int
 	)
+		actor, token, outcome     string
+		client                    string
 	list := &cobra.Command{
 		Use:   "list [filters]",
 		Short: "List audit events, newest first",
@@ -158,7 +178,8 @@ func newAuditCmd(e *env) *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
-			for k, v := range map[string]string{"project_id": project, "action": action, "from": from, "to": to} {
+			for k, v := range map[string]string{"project_id": project, "action": action, "from": from, "to": to,
+				"actor": actor, "token_id": token, "outcome": outcome, "client_address": client} {
 				if v != "" {
 					q.Set(k, v)
 				}
@@ -172,6 +193,10 @@ func newAuditCmd(e *env) *cobra.Command {
 	list.Flags().StringVar(&to, "to", "", "only events before this time (RFC 3339)")
 	list.Flags().IntVar(&limit, "limit", 100, "show at most this many; 0 shows all")
 
+	list.Flags().StringVar(&actor, "actor", "", "only events by this actor, e.g. admin-ui")
+	list.Flags().StringVar(&token, "token", "", "only events about this token (its id)")
+	list.Flags().StringVar(&outcome, "outcome", "", "only events with this outcome: success or denied")
+	list.Flags().StringVar(&client, "client", "", "only events from this client IP address")
 	get := &cobra.Command{
 		Use:     "get EVENT_ID",
 		Short:   "Show one audit event",
@@ -181,7 +206,30 @@ func newAuditCmd(e *env) *cobra.Command {
 			return show(cmd, e, &conn, http.MethodGet, "/manage/audit/"+url.PathEscape(args[0]), nil, auditDetail)
 		},
 	}
-	cmd := group("audit", "Read the audit log", "  llm-proxy audit list --limit 20", list, get)
+	verify := &cobra.Command{
+		Use:     "verify",
+		Short:   "Check the audit log's hash chain; exits 1 naming the first broken link",
+		Example: "  llm-proxy audit verify",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := conn.fetch(cmd, e, http.MethodGet, "/manage/audit/verify", nil)
+			if err != nil {
+				return err
+			}
+			if err := render(e.stdout, conn.output, raw, verifyDetail); err != nil {
+				return err
+			}
+			var v adminapi.AuditVerification
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("read the API's answer: %w", err)
+			}
+			if b := v.FirstBroken; b != nil {
+				return fmt.Errorf("the audit chain is broken at position %d (event %s): %s", b.Seq, cmp.Or(b.ID, "-"), b.Reason)
+			}
+			return nil
+		},
+	}
+	cmd := group("audit", "Read the audit log", "  llm-proxy audit list --limit 20", list, get, verify)
 	conn.bind(cmd)
 	return cmd
 }

@@ -17,16 +17,20 @@ type cachePurger interface {
 	Purge(ctx context.Context, projectID, key string) (int, error)
 	PurgeProject(ctx context.Context, projectID string) (int, error)
 	PurgeAll(ctx context.Context) (int, error)
+	PurgePrefix(ctx context.Context, projectID, prefix string) (int, error)
 }
 
 var _ cachePurger = (*cachefilter.Cache)(nil)
 
 // purgeRequest names what to purge: one request's entry (project_id plus
-// request), a project's entries (project_id alone), or everything (all).
+// request), a project's entries (project_id alone), the entries whose path
+// starts with prefix (of project_id, or of every project without it), or
+// everything (all).
 type purgeRequest struct {
 	ProjectID optional[string] `json:"project_id"`
 	All       optional[bool]   `json:"all"`
 	Request   *purgeTarget     `json:"request"`
+	Prefix    optional[string] `json:"prefix"`
 }
 
 // purgeTarget is the request whose cached response goes: the same method,
@@ -41,13 +45,21 @@ type purgeTarget struct {
 
 func (req purgeRequest) validate() error {
 	all := req.All.has() && req.All.Value
+	prefix := req.Prefix.has()
 	switch {
-	case all && (req.ProjectID.has() || req.Request != nil):
-		return invalid(codeInvalidValue, "all", "all purges everything; give it without project_id and request.")
+	case all && (req.ProjectID.has() || req.Request != nil || prefix):
+		return invalid(codeInvalidValue, "all", "all purges everything; give it without project_id, request and prefix.")
 	case all:
 		return nil
+	case prefix && req.Request != nil:
+		return invalid(codeInvalidValue, "prefix", "Give prefix or request, not both.")
+	case prefix && !validPurgePrefix(req.Prefix.Value):
+		return invalid(codeInvalidValue, "prefix",
+			"prefix must be the start of an absolute path without query, at most %d printable ASCII characters, '%%' only in escapes like %%2F, and no ';' or '?'.", maxPurgePathLen)
+	case prefix && !req.ProjectID.has():
+		return nil // every project's
 	case !req.ProjectID.has() || req.ProjectID.Value == "":
-		return invalid(codeMissingField, "project_id", "project_id is required unless all is true.")
+		return invalid(codeMissingField, "project_id", "project_id is required unless all is true or prefix is given.")
 	}
 	if err := checkIDParam("project_id", req.ProjectID.Value); err != nil {
 		return err
@@ -109,6 +121,12 @@ func validPurgePath(p string) bool {
 	return true
 }
 
+// validPurgePrefix reports whether p is a path prefix the cache can match:
+// a valid purge path without a query.
+func validPurgePrefix(p string) bool {
+	return validPurgePath(p) && !strings.Contains(p, "?")
+}
+
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
@@ -133,6 +151,9 @@ func (s *Server) purgeCache(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case req.All.has() && req.All.Value:
 		n, err = s.cache.PurgeAll(r.Context())
+	case req.Prefix.has():
+		target = "prefix " + req.Prefix.Value
+		n, err = s.cache.PurgePrefix(r.Context(), req.ProjectID.Value, req.Prefix.Value)
 	case req.Request != nil:
 		t := req.Request
 		path, query, _ := strings.Cut(t.Path, "?")

@@ -96,7 +96,8 @@ type harness struct {
 	hasher authz.Hasher
 	inv    *recordingInvalidator
 	audit  *storeAudit
-	authz  *authz.Authorizer // only with harnessOptions.authorizer
+	authz  *authz.Authorizer  // only with harnessOptions.authorizer
+	cache  *cachefilter.Cache // only with harnessOptions.cache
 	logs   *testenv.LogBuffer
 	now    time.Time
 	srv    *httptest.Server
@@ -238,7 +239,8 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	}
 	opts.LoginFailureLimit, opts.LoginFailureWindow, opts.Registerer = o.loginLimit, o.loginWindow, o.registerer
 	if o.cache {
-		opts.Cache = cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20})
+		h.cache = cachefilter.NewMemory(cachefilter.Options{MaxBytes: 1 << 20})
+		opts.Cache = h.cache
 	}
 	s, err := New(opts)
 	if err != nil {

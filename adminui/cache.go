@@ -25,14 +25,20 @@ func (u *UI) showCache(w http.ResponseWriter, r *http.Request, sess *session, st
 	u.render(w, r, sess, status, "cache", view{Title: "Cache", Nav: "cache", Error: msg, Data: cacheView{Projects: projects}})
 }
 
-// purgeCache purges a project's entries, one request's entry, or all, and
-// says how many entries went.
+// purgeCache purges a project's entries, one request's entry, the entries
+// under a path prefix (of a project or of every project), or all, and says
+// how many entries went.
 func (u *UI) purgeCache(w http.ResponseWriter, r *http.Request, sess *session) {
 	f := r.PostForm
 	var body map[string]any
 	switch f.Get("scope") {
 	case "all":
 		body = map[string]any{"all": true}
+	case "prefix":
+		body = map[string]any{"prefix": f.Get("prefix")}
+		if p := f.Get("project_id"); p != "" {
+			body["project_id"] = p
+		}
 	case "request":
 		body = map[string]any{"project_id": f.Get("project_id"), "request": map[string]any{
 			"method": f.Get("method"), "path": f.Get("path"),

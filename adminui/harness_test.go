@@ -21,6 +21,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
 	"github.com/llm-proxy/llm-proxy/authz"
+	"github.com/llm-proxy/llm-proxy/cachefilter"
 	"github.com/llm-proxy/llm-proxy/eventsink"
 	"github.com/llm-proxy/llm-proxy/store"
 	"github.com/llm-proxy/llm-proxy/tests/testenv"
@@ -45,7 +46,8 @@ type harnessOptions struct {
 	now        func() time.Time // the console's clock; nil: time.Now
 	metrics    prometheus.Gatherer
 	dead       func(context.Context) (int64, error)
-	redis      bool // sessions in Redis (testenv's), under a prefix of the test's own
+	redis      bool               // sessions in Redis (testenv's), under a prefix of the test's own
+	cache      *cachefilter.Cache // the response cache the API purges; nil: off
 }
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
@@ -72,14 +74,18 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { auditLog.Close(context.Background()) })
-	api, err := adminapi.New(adminapi.Options{
+	apiOpts := adminapi.Options{
 		Store: st, Keyring: keys, Hasher: hasher,
 		Invalidator:       authz.NewAuthorizer(st, hasher, keys, authz.Options{}),
 		ManagementToken:   testToken,
 		Audit:             auditLog,
 		TrustedHops:       adminapi.DefaultTrustedHops,
 		LoginFailureLimit: o.loginLimit,
-	})
+	}
+	if o.cache != nil { // a nil *Cache in the interface would not read as "off"
+		apiOpts.Cache = o.cache
+	}
+	api, err := adminapi.New(apiOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

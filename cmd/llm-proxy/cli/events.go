@@ -62,6 +62,7 @@ func purgerOrNil(c *cachefilter.Cache) interface {
 	Purge(ctx context.Context, projectID, key string) (int, error)
 	PurgeProject(ctx context.Context, projectID string) (int, error)
 	PurgeAll(ctx context.Context) (int, error)
+	PurgePrefix(ctx context.Context, projectID, prefix string) (int, error)
 } {
 	if c == nil {
 		return nil

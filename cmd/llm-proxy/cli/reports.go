@@ -240,25 +240,37 @@ func newCacheCmd(e *env) *cobra.Command {
 		project      string
 		all          bool
 		method, path string
+		prefix       string
 	)
 	purge := &cobra.Command{
-		Use:   "purge (--project PROJECT_ID [--method M --path P] | --all)",
+		Use:   "purge (--project PROJECT_ID [--method M --path P] | --prefix PATH [--project PROJECT_ID] | --all)",
 		Short: "Remove cached responses",
 		Long: `Remove a project's cached responses, one request's entry (--method and --path, for
-a request without a body), or every entry (--all), and print how many went.`,
+a request without a body), the entries whose request path starts with --prefix (of --project,
+or of every project without it; a plain string prefix, so /v1/models also matches /v1/models-x),
+or every entry (--all), and print how many went.`,
 		Example: `  llm-proxy cache purge --project proj_…
   llm-proxy cache purge --project proj_… --method GET --path /v1/models
+  llm-proxy cache purge --prefix /v1/models/ --project proj_…
+  llm-proxy cache purge --prefix /v1/files
   llm-proxy cache purge --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var body map[string]any
 			switch {
-			case all && project != "":
-				return usageErrorf("give --project or --all, not both")
+			case all && (project != "" || prefix != ""):
+				return usageErrorf("give --project or --prefix, or --all, not both")
 			case all:
 				body = map[string]any{"all": true}
+			case prefix != "" && (method != "" || path != ""):
+				return usageErrorf("give --prefix or --method and --path, not both")
+			case prefix != "":
+				body = map[string]any{"prefix": prefix}
+				if project != "" {
+					body["project_id"] = project
+				}
 			case project == "":
-				return usageErrorf("give --project PROJECT_ID or --all")
+				return usageErrorf("give --project PROJECT_ID or --all (or --prefix PATH)")
 			case (method == "") != (path == ""):
 				return usageErrorf("--method and --path go together")
 			default:
@@ -278,6 +290,7 @@ a request without a body), or every entry (--all), and print how many went.`,
 	purge.Flags().BoolVar(&all, "all", false, "purge every entry of every project")
 	purge.Flags().StringVar(&method, "method", "", "with --path: one request's entry, e.g. GET")
 	purge.Flags().StringVar(&path, "path", "", "with --method: the request's path and query, e.g. /v1/models")
+	purge.Flags().StringVar(&prefix, "prefix", "", "the entries whose request path (without query) starts with this, e.g. /v1/models/")
 	cmd := group("cache", "Manage the response cache", "  llm-proxy cache purge --project proj_…", purge)
 	conn.bind(cmd)
 	return cmd

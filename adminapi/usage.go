@@ -32,11 +32,15 @@ type UsageReport struct {
 }
 
 // UsageRow is one day's use of one model at one price-table version.
+// Requests are those that went upstream (or were served from the cache);
+// Errors those whose client got an error status, refused by the proxy (not
+// in Requests) or failed upstream (in Requests), as [store.UsageRecord] says.
 type UsageRow struct {
 	Date             string `json:"date"`
 	Model            string `json:"model"`
 	PriceVersion     string `json:"price_version"`
 	Requests         int64  `json:"requests"`
+	Errors           int64  `json:"errors"`
 	PromptTokens     int64  `json:"prompt_tokens"`
 	CompletionTokens int64  `json:"completion_tokens"`
 	CachedTokens     int64  `json:"cached_tokens"`
@@ -48,6 +52,7 @@ type UsageRow struct {
 // UsageTotal is the sum of a report's rows.
 type UsageTotal struct {
 	Requests         int64 `json:"requests"`
+	Errors           int64 `json:"errors"`
 	PromptTokens     int64 `json:"prompt_tokens"`
 	CompletionTokens int64 `json:"completion_tokens"`
 	TotalTokens      int64 `json:"total_tokens"`
@@ -63,6 +68,7 @@ func usageView(projectID, from, to string, records []store.UsageRecord) UsageRep
 			Model:            u.Model,
 			PriceVersion:     u.PriceVersion,
 			Requests:         u.Requests,
+			Errors:           u.Errors,
 			PromptTokens:     u.PromptTokens,
 			CompletionTokens: u.CompletionTokens,
 			CachedTokens:     u.CachedTokens,
@@ -71,6 +77,7 @@ func usageView(projectID, from, to string, records []store.UsageRecord) UsageRep
 			CostUSD:          USD(u.CostMicroUSD),
 		})
 		out.Total.Requests += u.Requests
+		out.Total.Errors += u.Errors
 		out.Total.PromptTokens += u.PromptTokens
 		out.Total.CompletionTokens += u.CompletionTokens
 		out.Total.TotalTokens += total

@@ -23,11 +23,13 @@ func TestProjectUsage(t *testing.T) {
 	other := h.createProject("Other", rawKey2)
 	h.addUsage(
 		store.UsageRecord{ProjectID: id, Day: "2025-03-02", Model: "gpt-4o", PriceVersion: "2025-01",
-			Requests: 2, PromptTokens: 1000, CompletionTokens: 200, CachedTokens: 400, ReasoningTokens: 0, CostMicroUSD: 4_500},
+			Requests: 2, Errors: 1, PromptTokens: 1000, CompletionTokens: 200, CachedTokens: 400, ReasoningTokens: 0, CostMicroUSD: 4_500},
 		store.UsageRecord{ProjectID: id, Day: "2025-03-01", Model: "gpt-4o-mini", PriceVersion: "2025-01",
 			Requests: 1, PromptTokens: 10, CompletionTokens: 5, CostMicroUSD: 123},
 		store.UsageRecord{ProjectID: id, Day: "2025-03-01", Model: "gpt-4o", PriceVersion: "2025-01",
-			Requests: 3, PromptTokens: 300, CompletionTokens: 30, CachedTokens: 100, ReasoningTokens: 20, CostMicroUSD: 1_500_000},
+			Requests: 3, Errors: 2, PromptTokens: 300, CompletionTokens: 30, CachedTokens: 100, ReasoningTokens: 20, CostMicroUSD: 1_500_000},
+		// Requests refused by the proxy before their body was read: errors only.
+		store.UsageRecord{ProjectID: id, Day: "2025-03-01", Model: "", PriceVersion: "2025-01", Errors: 4},
 		store.UsageRecord{ProjectID: id, Day: "2025-03-01", Model: "gpt-4o", PriceVersion: "2025-03",
 			Requests: 1, PromptTokens: 1, CompletionTokens: 1, CostMicroUSD: 1},
 		store.UsageRecord{ProjectID: id, Day: "2025-02-28", Model: "gpt-4o", PriceVersion: "2025-01", Requests: 9, CostMicroUSD: 9},
@@ -37,9 +39,9 @@ func TestProjectUsage(t *testing.T) {
 
 	out := h.do(req{method: "GET", path: "/manage/projects/" + id + "/usage?from=2025-03-01&to=2025-03-02"})
 	wantStatus(t, out, 200)
-	row := func(date, model, version string, requests, prompt, completion, cached, reasoning int, cost float64) map[string]any {
+	row := func(date, model, version string, requests, errors, prompt, completion, cached, reasoning int, cost float64) map[string]any {
 		return map[string]any{
-			"date": date, "model": model, "price_version": version, "requests": float64(requests),
+			"date": date, "model": model, "price_version": version, "requests": float64(requests), "errors": float64(errors),
 			"prompt_tokens": float64(prompt), "completion_tokens": float64(completion),
 			"cached_tokens": float64(cached), "reasoning_tokens": float64(reasoning),
 			"total_tokens": float64(prompt + completion), "cost_usd": cost,
@@ -48,13 +50,14 @@ func TestProjectUsage(t *testing.T) {
 	want := map[string]any{
 		"object": "list", "project_id": id, "from": "2025-03-01", "to": "2025-03-02",
 		"data": []any{
-			row("2025-03-01", "gpt-4o", "2025-01", 3, 300, 30, 100, 20, 1.5),
-			row("2025-03-01", "gpt-4o", "2025-03", 1, 1, 1, 0, 0, 0.000001),
-			row("2025-03-01", "gpt-4o-mini", "2025-01", 1, 10, 5, 0, 0, 0.000123),
-			row("2025-03-02", "gpt-4o", "2025-01", 2, 1000, 200, 400, 0, 0.0045),
+			row("2025-03-01", "", "2025-01", 0, 4, 0, 0, 0, 0, 0),
+			row("2025-03-01", "gpt-4o", "2025-01", 3, 2, 300, 30, 100, 20, 1.5),
+			row("2025-03-01", "gpt-4o", "2025-03", 1, 0, 1, 1, 0, 0, 0.000001),
+			row("2025-03-01", "gpt-4o-mini", "2025-01", 1, 0, 10, 5, 0, 0, 0.000123),
+			row("2025-03-02", "gpt-4o", "2025-01", 2, 1, 1000, 200, 400, 0, 0.0045),
 		},
 		"total": map[string]any{
-			"requests": float64(7), "prompt_tokens": float64(1311), "completion_tokens": float64(236),
+			"requests": float64(7), "errors": float64(7), "prompt_tokens": float64(1311), "completion_tokens": float64(236),
 			"total_tokens": float64(1547), "cost_usd": 1.504624,
 		},
 	}
@@ -71,8 +74,8 @@ func TestProjectUsage(t *testing.T) {
 	// Both ends are included.
 	out = h.do(req{method: "GET", path: "/manage/projects/" + id + "/usage?from=2025-02-28&to=2025-03-03"})
 	wantStatus(t, out, 200)
-	if n := len(out.body["data"].([]any)); n != 6 {
-		t.Errorf("2025-02-28..2025-03-03: %d rows, want 6: %s", n, out.raw)
+	if n := len(out.body["data"].([]any)); n != 7 {
+		t.Errorf("2025-02-28..2025-03-03: %d rows, want 7: %s", n, out.raw)
 	}
 	out = h.do(req{method: "GET", path: "/manage/projects/" + id + "/usage?from=2025-03-03&to=2025-03-03"})
 	if data := out.body["data"].([]any); len(data) != 1 || data[0].(map[string]any)["date"] != "2025-03-03" {
@@ -124,7 +127,7 @@ func TestProjectUsageEmpty(t *testing.T) {
 	want := map[string]any{
 		"object": "list", "project_id": id, "from": "2024-01-01", "to": "2024-12-31", "data": []any{},
 		"total": map[string]any{
-			"requests": float64(0), "prompt_tokens": float64(0), "completion_tokens": float64(0),
+			"requests": float64(0), "errors": float64(0), "prompt_tokens": float64(0), "completion_tokens": float64(0),
 			"total_tokens": float64(0), "cost_usd": float64(0),
 		},
 	}

@@ -185,6 +185,11 @@ func TestOperatorCommands(t *testing.T) {
 
 	// Usage: one project's report, or one per project.
 	o.json("UsageReport", nil, "usage", "--project", p.ID, "--from", "2025-03-01", "--to", "2025-03-31")
+	lines = strings.Split(strings.TrimSpace(o.mustRun("usage", "--project", p.ID, "--from", "2025-03-01", "--to", "2025-03-31")), "\n")
+	if len(lines) != 2 || strings.Join(strings.Fields(lines[0]), " ") != "PROJECT DATE MODEL REQUESTS ERRORS PROMPT COMPLETION TOTAL TOKENS COST" ||
+		strings.Join(strings.Fields(lines[1]), " ") != p.ID+" 2025-03-01..2025-03-31 (total) 0 0 0 0 0 $0" {
+		t.Errorf("usage table:\n%s", strings.Join(lines, "\n"))
+	}
 	var reports []json.RawMessage
 	if err := json.Unmarshal([]byte(o.mustRun("usage", "-o", "json")), &reports); err != nil || len(reports) != 1 {
 		t.Fatalf("usage of every project: %v, %d reports", err, len(reports))

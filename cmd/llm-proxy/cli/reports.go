@@ -25,6 +25,7 @@ type usageOut struct {
 		Date             string      `json:"date"`
 		Model            string      `json:"model"`
 		Requests         int64       `json:"requests"`
+		Errors           int64       `json:"errors"`
 		PromptTokens     int64       `json:"prompt_tokens"`
 		CompletionTokens int64       `json:"completion_tokens"`
 		TotalTokens      int64       `json:"total_tokens"`
@@ -32,6 +33,7 @@ type usageOut struct {
 	} `json:"data"`
 	Total struct {
 		Requests         int64       `json:"requests"`
+		Errors           int64       `json:"errors"`
 		PromptTokens     int64       `json:"prompt_tokens"`
 		CompletionTokens int64       `json:"completion_tokens"`
 		TotalTokens      int64       `json:"total_tokens"`
@@ -40,14 +42,14 @@ type usageOut struct {
 }
 
 func usageTable(tw *tabwriter.Writer, reports []usageOut) {
-	row(tw, "PROJECT", "DATE", "MODEL", "REQUESTS", "PROMPT", "COMPLETION", "TOTAL TOKENS", "COST")
+	row(tw, "PROJECT", "DATE", "MODEL", "REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "TOTAL TOKENS", "COST")
 	for _, r := range reports {
 		for _, d := range r.Data {
-			row(tw, r.ProjectID, d.Date, d.Model, fmt.Sprint(d.Requests), fmt.Sprint(d.PromptTokens),
+			row(tw, r.ProjectID, d.Date, d.Model, fmt.Sprint(d.Requests), fmt.Sprint(d.Errors), fmt.Sprint(d.PromptTokens),
 				fmt.Sprint(d.CompletionTokens), fmt.Sprint(d.TotalTokens), "$"+d.CostUSD.String())
 		}
 		t := r.Total
-		row(tw, r.ProjectID, r.From+".."+r.To, "(total)", fmt.Sprint(t.Requests), fmt.Sprint(t.PromptTokens),
+		row(tw, r.ProjectID, r.From+".."+r.To, "(total)", fmt.Sprint(t.Requests), fmt.Sprint(t.Errors), fmt.Sprint(t.PromptTokens),
 			fmt.Sprint(t.CompletionTokens), fmt.Sprint(t.TotalTokens), "$"+t.CostUSD.String())
 	}
 }
@@ -147,8 +149,6 @@ func auditDetail(tw *tabwriter.Writer, a eventsink.AuditJSON) {
 	row(tw, "detail:", a.Detail)
 }
 
-func newAuditCmd(e *env) *cobra.Command {
-	var (
 // verifyDetail prints what GET /manage/audit/verify found.
 func verifyDetail(tw *tabwriter.Writer, v adminapi.AuditVerification) {
 	state := "intact"
@@ -164,12 +164,14 @@ func verifyDetail(tw *tabwriter.Writer, v adminapi.AuditVerification) {
 	}
 }
 
+func newAuditCmd(e *env) *cobra.Command {
+	var (
 		conn                      connection
 		project, action, from, to string
-		limit                     int
-	)
 		actor, token, outcome     string
 		client                    string
+		limit                     int
+	)
 	list := &cobra.Command{
 		Use:   "list [filters]",
 		Short: "List audit events, newest first",
@@ -191,12 +193,12 @@ func verifyDetail(tw *tabwriter.Writer, v adminapi.AuditVerification) {
 	list.Flags().StringVar(&action, "action", "", "only events with this action, e.g. token.revoke")
 	list.Flags().StringVar(&from, "from", "", "only events at or after this time (RFC 3339)")
 	list.Flags().StringVar(&to, "to", "", "only events before this time (RFC 3339)")
-	list.Flags().IntVar(&limit, "limit", 100, "show at most this many; 0 shows all")
-
 	list.Flags().StringVar(&actor, "actor", "", "only events by this actor, e.g. admin-ui")
 	list.Flags().StringVar(&token, "token", "", "only events about this token (its id)")
 	list.Flags().StringVar(&outcome, "outcome", "", "only events with this outcome: success or denied")
 	list.Flags().StringVar(&client, "client", "", "only events from this client IP address")
+	list.Flags().IntVar(&limit, "limit", 100, "show at most this many; 0 shows all")
+
 	get := &cobra.Command{
 		Use:     "get EVENT_ID",
 		Short:   "Show one audit event",

@@ -15,6 +15,7 @@ const dashboardDays = 30
 type period struct {
 	Name     string
 	Requests int64
+	Errors   int64 // refused by the gateway or failed upstream (store.UsageRecord.Errors)
 	Tokens   int64
 	Cost     int64 // micro-USD
 }
@@ -73,6 +74,7 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, sess *session) {
 				if row.Date >= start {
 					per := &v.Periods[i]
 					per.Requests, per.Tokens, per.Cost = per.Requests+row.Requests, per.Tokens+row.TotalTokens, per.Cost+c
+					per.Errors += row.Errors
 				}
 			}
 		}
@@ -82,7 +84,9 @@ func (u *UI) dashboard(w http.ResponseWriter, r *http.Request, sess *session) {
 		}
 	}
 	for _, m := range models {
-		v.TopModels = append(v.TopModels, *m)
+		if m.Requests > 0 { // not a model only refused requests named
+			v.TopModels = append(v.TopModels, *m)
+		}
 	}
 	v.TopProjects, v.TopModels = top(v.TopProjects), top(v.TopModels)
 	v.Requests, v.Cost = dailyCharts(from, to, rows)

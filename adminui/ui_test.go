@@ -423,21 +423,21 @@ func TestUsageCSV(t *testing.T) {
 	p := b.post("/admin/projects", "/admin/projects", url.Values{"name": {"team-a"}, "openai_api_key": {"sk-test-0123456789"}})
 	pid := strings.TrimPrefix(p.header.Get("Location"), "/admin/projects/")
 	err := h.store.AddUsage(context.Background(), []store.UsageRecord{
-		{ProjectID: pid, Day: "2026-03-04", Model: "gpt-4o-mini", PriceVersion: "v1", Requests: 3, PromptTokens: 30, CompletionTokens: 12, CostMicroUSD: 1234},
+		{ProjectID: pid, Day: "2026-03-04", Model: "gpt-4o-mini", PriceVersion: "v1", Requests: 3, Errors: 2, PromptTokens: 30, CompletionTokens: 12, CostMicroUSD: 1234},
 		{ProjectID: pid, Day: "2026-03-05", Model: "=cmd", PriceVersion: "v1", Requests: 1, PromptTokens: 5, CompletionTokens: 1, CostMicroUSD: 2_500_000},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	csv := b.get("/admin/usage.csv?project_id=" + pid + "&from=2026-03-01&to=2026-03-31")
-	want := "date,model,price_version,requests,prompt_tokens,completion_tokens,cached_tokens,reasoning_tokens,total_tokens,cost_usd\n" +
-		"2026-03-04,gpt-4o-mini,v1,3,30,12,0,0,42,0.001234\n" +
-		"2026-03-05,'=cmd,v1,1,5,1,0,0,6,2.5\n"
+	want := "date,model,price_version,requests,errors,prompt_tokens,completion_tokens,cached_tokens,reasoning_tokens,total_tokens,cost_usd\n" +
+		"2026-03-04,gpt-4o-mini,v1,3,2,30,12,0,0,42,0.001234\n" +
+		"2026-03-05,'=cmd,v1,1,0,5,1,0,0,6,2.5\n"
 	if csv.status != http.StatusOK || csv.body != want || csv.header.Get("Content-Type") != "text/csv; charset=utf-8" {
 		t.Errorf("CSV: %d %s\n%q\nwant\n%q", csv.status, csv.header.Get("Content-Type"), csv.body, want)
 	}
 	page := b.get("/admin/usage?project_id=" + pid + "&from=2026-03-01&to=2026-03-31")
-	for _, want := range []string{"From 2026-03-01 to 2026-03-31: requests 4, tokens 48, spend $2.50.", "<title>2026-03-04: 3</title>", "<title>2026-03-05: $2.50</title>"} {
+	for _, want := range []string{"From 2026-03-01 to 2026-03-31: requests 4, errors 2, tokens 48, spend $2.50.", "<title>2026-03-04: 3</title>", "<title>2026-03-05: $2.50</title>"} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("usage page lacks %q", want)
 		}
@@ -638,11 +638,12 @@ func TestDashboard(t *testing.T) {
 	}
 	a, c := pid("alpha"), pid("gamma")
 	err := h.store.AddUsage(context.Background(), []store.UsageRecord{
-		{ProjectID: a, Day: "2026-03-31", Model: "gpt-4o", PriceVersion: "v", Requests: 2, PromptTokens: 10, CompletionTokens: 5, CostMicroUSD: 1_000_000},
-		{ProjectID: a, Day: "2026-03-25", Model: "gpt-4o-mini", PriceVersion: "v", Requests: 3, PromptTokens: 30, CompletionTokens: 0, CostMicroUSD: 10},
+		{ProjectID: a, Day: "2026-03-31", Model: "gpt-4o", PriceVersion: "v", Requests: 2, Errors: 1, PromptTokens: 10, CompletionTokens: 5, CostMicroUSD: 1_000_000},
+		{ProjectID: a, Day: "2026-03-31", Model: "", PriceVersion: "v", Errors: 2}, // refused by the gateway: errors, no requests
+		{ProjectID: a, Day: "2026-03-25", Model: "gpt-4o-mini", PriceVersion: "v", Requests: 3, Errors: 4, PromptTokens: 30, CompletionTokens: 0, CostMicroUSD: 10},
 		{ProjectID: c, Day: "2026-03-24", Model: "gpt-4o", PriceVersion: "v", Requests: 4, PromptTokens: 40, CompletionTokens: 4, CostMicroUSD: 2_000_000},
-		{ProjectID: c, Day: "2026-03-02", Model: "gpt-4o", PriceVersion: "v", Requests: 5, PromptTokens: 50, CompletionTokens: 5, CostMicroUSD: 500_000},
-		{ProjectID: c, Day: "2026-03-01", Model: "gpt-4o", PriceVersion: "v", Requests: 100, PromptTokens: 1, CompletionTokens: 1, CostMicroUSD: 1}, // 31 days back: out
+		{ProjectID: c, Day: "2026-03-02", Model: "gpt-4o", PriceVersion: "v", Requests: 5, Errors: 8, PromptTokens: 50, CompletionTokens: 5, CostMicroUSD: 500_000},
+		{ProjectID: c, Day: "2026-03-01", Model: "gpt-4o", PriceVersion: "v", Requests: 100, Errors: 100, PromptTokens: 1, CompletionTokens: 1, CostMicroUSD: 1}, // 31 days back: out
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -651,6 +652,10 @@ func TestDashboard(t *testing.T) {
 	stats := regexp.MustCompile(`data-stat="requests">([0-9,]+)<`).FindAllStringSubmatch(p.body, -1)
 	if len(stats) != 3 || stats[0][1] != "2" || stats[1][1] != "5" || stats[2][1] != "14" {
 		t.Errorf("requests today / 7 / 30 days: %q", stats)
+	}
+	errs := regexp.MustCompile(`data-stat="errors">([0-9,]+)<`).FindAllStringSubmatch(p.body, -1)
+	if len(errs) != 3 || errs[0][1] != "3" || errs[1][1] != "7" || errs[2][1] != "15" {
+		t.Errorf("errors today / 7 / 30 days: %q", errs)
 	}
 	for _, want := range []string{
 		"$3.50", // spend over 30 days
@@ -672,6 +677,9 @@ func TestDashboard(t *testing.T) {
 	}
 	if strings.Contains(p.body, "2026-03-01") {
 		t.Error("the dashboard shows a day 31 days back")
+	}
+	if strings.Contains(p.body, `<td></td><td class="num">0</td>`) {
+		t.Error("top models list the model-less row of refused requests")
 	}
 	if strings.Index(p.body, ">gamma</a>") > strings.Index(p.body, ">alpha</a>") {
 		t.Error("top projects are not ordered by spend")

@@ -114,10 +114,10 @@ func (u *UI) usageCSV(w http.ResponseWriter, r *http.Request, sess *session) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="usage-`+pid+`-`+rep.From+`-`+rep.To+`.csv"`)
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"date", "model", "price_version", "requests", "prompt_tokens", "completion_tokens",
+	cw.Write([]string{"date", "model", "price_version", "requests", "errors", "prompt_tokens", "completion_tokens",
 		"cached_tokens", "reasoning_tokens", "total_tokens", "cost_usd"})
 	for _, row := range rep.Data {
-		cw.Write([]string{row.Date, cell(row.Model), cell(row.PriceVersion), itoa(row.Requests), itoa(row.PromptTokens),
+		cw.Write([]string{row.Date, cell(row.Model), cell(row.PriceVersion), itoa(row.Requests), itoa(row.Errors), itoa(row.PromptTokens),
 			itoa(row.CompletionTokens), itoa(row.CachedTokens), itoa(row.ReasoningTokens), itoa(row.TotalTokens),
 			row.CostUSD.String()})
 	}

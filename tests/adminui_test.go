@@ -217,9 +217,9 @@ func TestAdminUIInBrowser(t *testing.T) {
 	if err != nil {
 		fail("read the usage row", err)
 	}
-	if len(cells) != 8 || cells[1] != "gpt-4.1-mini" || cells[2] != "1" ||
-		cells[3] != fmt.Sprint(promptTokens) || cells[4] != fmt.Sprint(completionTokens) {
-		t.Errorf("usage row %q, want gpt-4.1-mini, 1 request, %d + %d tokens", cells, promptTokens, completionTokens)
+	if len(cells) != 9 || cells[1] != "gpt-4.1-mini" || cells[2] != "1" || cells[3] != "0" ||
+		cells[4] != fmt.Sprint(promptTokens) || cells[5] != fmt.Sprint(completionTokens) {
+		t.Errorf("usage row %q, want gpt-4.1-mini, 1 request, 0 errors, %d + %d tokens", cells, promptTokens, completionTokens)
 	}
 	shot("usage")
 

@@ -183,6 +183,7 @@ func TestTokensPerMinuteReserveAndSettle(t *testing.T) {
 	}
 
 	var used, successes int64
+	refused := int64(1) // the oversized request: an error in the roll-up, not a request
 	for i := 0; i < 100; i++ {
 		b := body(i)
 		r := send(t, "POST", url, tok.Token, b)
@@ -190,6 +191,7 @@ func TestTokensPerMinuteReserveAndSettle(t *testing.T) {
 			if r.errorField("code") != "rate_limit_exceeded" || r.header.Get("Retry-After") == "" {
 				t.Fatalf("429: %v %s", r.header, r.body)
 			}
+			refused++
 			break
 		}
 		if r.status != 200 {
@@ -228,19 +230,20 @@ func TestTokensPerMinuteReserveAndSettle(t *testing.T) {
 			} `json:"data"`
 			Total struct {
 				Requests    int64   `json:"requests"`
+				Errors      int64   `json:"errors"`
 				TotalTokens int64   `json:"total_tokens"`
 				CostUSD     float64 `json:"cost_usd"`
 			} `json:"total"`
 		}
 		s.mustManage("GET", "/manage/projects/"+p.ID+"/usage", nil, 200, &u)
-		if u.Total.Requests == successes && u.Total.TotalTokens == used {
+		if u.Total.Requests == successes && u.Total.Errors == refused && u.Total.TotalTokens == used {
 			if u.Total.CostUSD <= 0 || len(u.Data) == 0 || u.Data[0].PriceVersion == "" {
 				t.Fatalf("usage without cost or price version: %+v", u)
 			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("usage API after %v: %+v, want %d requests and %d tokens", hangBound, u.Total, successes, used)
+			t.Fatalf("usage API after %v: %+v, want %d requests, %d errors and %d tokens", hangBound, u.Total, successes, refused, used)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -2,7 +2,9 @@
 //
 // The usage roll-up ([Rollup]) sums settled requests per project, day, model
 // and price-table version in memory and flushes the sums to the store in
-// batches, which budgets and the usage API read.
+// batches, which budgets and the usage API read. [BudgetMetrics] puts on
+// /metrics how much of its monthly budget each project has used, from what
+// the roll-up has flushed.
 //
 // Usage events are the per-request record: one [llmproxyv1.UsageEvent] per
 // proxied request (forwarded, cache hit, denied, failed or aborted), built

@@ -51,7 +51,9 @@ func TestMonitoringContent(t *testing.T) {
 		// The smallest budget, for a refused request body.
 		"LLM_PROXY_MAX_BUFFERED_BYTES": "1048576",
 	}})
-	p1 := s.createProject("monitoring", realKey)
+	// A budget, so that the budget-use gauge has a project to report.
+	var p1 project
+	s.mustManage("POST", "/manage/projects", map[string]any{"name": "monitoring", "openai_api_key": realKey, "monthly_budget_usd": 1}, 201, &p1)
 	tok := s.createToken(map[string]any{"project_id": p1.ID, "limits": map[string]any{"requests_per_minute": 4}})
 	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}`
 	for i, want := range []int{200, 200, 503, 200, 429} {
@@ -68,6 +70,11 @@ func TestMonitoringContent(t *testing.T) {
 		}
 	}
 	drained(t, s)
+	budgetUse := "\nllm_proxy_budget_used_ratio{project_id=\"" + p1.ID + "\"} "
+	waitFor(t, "the project's budget use on /metrics once its spend is flushed", func() bool {
+		page := scrape(s.manageURL + "/metrics")
+		return strings.Contains(page, budgetUse) && !strings.Contains(page, budgetUse+"0\n")
+	})
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", envoytest.FreePort(t))
 	runDispatch(t, map[string]string{
 		"LLM_PROXY_REDIS_URL":             testenv.Redis(t),

@@ -96,6 +96,9 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		}
 	}
 	rollup := eventsink.NewRollup(st)
+	// How much of its monthly budget each project has used, on /metrics:
+	// read from the roll-up's store when scraped.
+	eventsink.NewBudgetMetrics(st, reg, log.With().Str("component", "budget").Logger())
 	auditLog, err := eventsink.NewAuditLog(st, eventsink.AuditOptions{
 		JSONLPath: cfg.AuditFile, Registerer: reg, Logger: log.With().Str("component", "audit").Logger(),
 	})

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,20 +41,12 @@ func TestHealthzFollowsSidecarHealth(t *testing.T) {
 	e := envoytest.Start(t, cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 
-	// healthFlags is the sidecar host's health_flags line in Envoy's
-	// /clusters: "healthy", or the failed checks ("/failed_active_hc").
 	healthFlags := func() string {
-		out, err := e.Admin("/clusters")
+		flags, err := e.HealthFlags("llm_proxy_extproc")
 		if err != nil {
-			t.Fatalf("admin /clusters: %v", err)
+			t.Fatal(err)
 		}
-		for _, l := range strings.Split(out, "\n") {
-			if strings.HasPrefix(l, "llm_proxy_extproc::") && strings.Contains(l, "::health_flags::") {
-				return l[strings.LastIndex(l, "::")+2:]
-			}
-		}
-		t.Fatalf("no llm_proxy_extproc host in /clusters:\n%s", out)
-		return ""
+		return flags
 	}
 	waitFlags := func(want string) {
 		t.Helper()

@@ -190,17 +190,11 @@ func envoyStats(t *testing.T, s *stack, filter string) map[string]int64 {
 // openAIHealthFlags is the openai host's health_flags in Envoy's /clusters.
 func openAIHealthFlags(t *testing.T, s *stack) string {
 	t.Helper()
-	out, err := s.envoy.Admin("/clusters")
+	flags, err := s.envoy.HealthFlags("openai")
 	if err != nil {
-		t.Fatalf("admin /clusters: %v", err)
+		t.Fatal(err)
 	}
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "openai::") && strings.Contains(l, "::health_flags::") {
-			return l[strings.LastIndex(l, "::")+2:]
-		}
-	}
-	t.Fatalf("no openai host in /clusters:\n%s", out)
-	return ""
+	return flags
 }
 
 // flakyFront forwards TCP connections to a target (the fake upstream),

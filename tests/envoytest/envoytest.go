@@ -258,6 +258,22 @@ func (e *Envoy) Admin(path string) (string, error) {
 	return string(b), nil
 }
 
+// HealthFlags returns the health_flags Envoy's /clusters shows for the
+// first host of cluster: "healthy", or the failed checks, e.g.
+// "/failed_active_hc" or "/failed_outlier_check".
+func (e *Envoy) HealthFlags(cluster string) (string, error) {
+	out, err := e.Admin("/clusters")
+	if err != nil {
+		return "", err
+	}
+	for l := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(l, cluster+"::") && strings.Contains(l, "::health_flags::") {
+			return l[strings.LastIndex(l, "::")+2:], nil
+		}
+	}
+	return "", fmt.Errorf("no host of cluster %s in /clusters", cluster)
+}
+
 // Logs returns everything Envoy has written so far (its log and the stdout
 // access log).
 func (e *Envoy) Logs() string {

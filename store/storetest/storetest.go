@@ -51,7 +51,6 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"UsageInvalid", testUsageInvalid},
 		{"UsageConcurrent", testUsageConcurrent},
 		{"BudgetUses", testBudgetUses},
-		{"BudgetUses", testBudgetUses},
 		{"MigrateAudit", testMigrateAudit},
 		{"Audit", testAudit},
 		{"AuditInvalid", testAuditInvalid},

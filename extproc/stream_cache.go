@@ -181,7 +181,7 @@ func (st *stream) captureChunk(chunk []byte, end bool) {
 	}
 	st.cache.capture.End()
 	if st.cache.capture.Complete() {
-		e := &cachefilter.Entry{Status: st.status, Header: st.cache.headers, Body: st.cache.capture.Bytes(),
+		e := &cachefilter.Entry{Status: st.status, Path: st.path, Header: st.cache.headers, Body: st.cache.capture.Bytes(),
 			Stream: st.cache.capture.Stream(), TTL: st.cache.ttl}
 		if err := st.srv.cache.Set(st.ctx, st.principal.ProjectID, st.cache.key, e); err != nil {
 			st.logger().Warn().Err(err).Msg("cache store failed")

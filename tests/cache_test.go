@@ -302,6 +302,26 @@ func testCache(t *testing.T, s *stack) {
 			t.Fatal("project purge touched another project")
 		}
 	})
+
+	t.Run("purge by path prefix: only the entries under it go", func(t *testing.T) {
+		// Entries stored by real traffic: a model list and a chat answer.
+		call(t, s, "GET", "/v1/models", ta.Token, "", nil)
+		call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(8), map[string]string{"Cache-Control": optIn})
+		if !isHit(call(t, s, "GET", "/v1/models", ta.Token, "", nil)) || !isHit(call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(8), map[string]string{"Cache-Control": optIn})) {
+			t.Fatal("entries not stored")
+		}
+		var out struct{ Purged int }
+		s.mustManage("POST", "/manage/cache/purge", map[string]any{"project_id": pa.ID, "prefix": "/v1/models"}, 200, &out)
+		if out.Purged != 1 {
+			t.Fatalf("prefix purge removed %d entries, want 1", out.Purged)
+		}
+		if isHit(call(t, s, "GET", "/v1/models", ta.Token, "", nil)) {
+			t.Fatal("the model list was still cached after its prefix was purged")
+		}
+		if !isHit(call(t, s, "POST", "/v1/chat/completions", ta.Token, chat(8), map[string]string{"Cache-Control": optIn})) {
+			t.Fatal("a prefix purge of /v1/models took the chat answer too")
+		}
+	})
 }
 
 // TestCacheRedisDownStillServes: an unreachable cache is a miss, not an error.

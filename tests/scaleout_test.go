@@ -112,12 +112,13 @@ func TestScaleOutOnRedisCluster(t *testing.T) {
 	})
 
 	t.Run("cache shared, purged on every master", func(t *testing.T) {
-		tok := replicas[0].createToken(map[string]any{"project_id": p.ID})
 		cacheKeys := func() map[string]int { // master address → entries
 			var mu sync.Mutex
 			out := map[string]int{}
 			testenv.ForEachNode(t, rdb, func(ctx context.Context, n redis.UniversalClient) error {
-				keys, err := n.Keys(ctx, prefix+"cache:"+p.ID+":*").Result()
+				// <prefix>cache:{<project>}:<key>; a project's path index
+				// ("…}!paths") is not an entry.
+				keys, err := n.Keys(ctx, prefix+"cache:{*}:*").Result()
 				mu.Lock()
 				defer mu.Unlock()
 				out[n.(*redis.Client).Options().Addr] += len(keys)
@@ -125,16 +126,20 @@ func TestScaleOutOnRedisCluster(t *testing.T) {
 			})
 			return out
 		}
-		// Entries land on the master of their key's slot: store until each
-		// of the three holds one.
-		var bodies []string
+		// A project's entries share its hash tag, so one slot and one
+		// master: store one entry for each of new projects until every
+		// master holds one.
+		type entry struct{ token, body string }
+		var entries []entry
 		for i := 0; ; i++ {
+			pi := replicas[0].createProject(fmt.Sprintf("cache-%d", i), realKey)
+			tok := replicas[0].createToken(map[string]any{"project_id": pi.ID})
 			body := fmt.Sprintf(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"cached question %d"}]}`, i)
 			r := call(t, replicas[i%3], "POST", "/v1/chat/completions", tok.Token, body, map[string]string{"Cache-Control": optIn})
 			if r.status != 200 || isHit(r) {
 				t.Fatalf("store %d: %d %q", i, r.status, r.header.Get("Cache-Status"))
 			}
-			bodies = append(bodies, body)
+			entries = append(entries, entry{tok.Token, body})
 			held := 0
 			for _, n := range cacheKeys() {
 				if n > 0 {
@@ -145,13 +150,13 @@ func TestScaleOutOnRedisCluster(t *testing.T) {
 				break
 			}
 			if i == 60 {
-				t.Fatalf("60 entries, still not on all three masters: %v", cacheKeys())
+				t.Fatalf("60 projects' entries, still not on all three masters: %v", cacheKeys())
 			}
 		}
 		// Each entry is a hit on the two replicas that did not store it.
-		for i, body := range bodies {
+		for i, en := range entries {
 			for _, s := range []*stack{replicas[(i+1)%3], replicas[(i+2)%3]} {
-				r := call(t, s, "POST", "/v1/chat/completions", tok.Token, body, map[string]string{"Cache-Control": optIn})
+				r := call(t, s, "POST", "/v1/chat/completions", en.token, en.body, map[string]string{"Cache-Control": optIn})
 				if r.status != 200 || !isHit(r) {
 					t.Fatalf("entry %d on another replica: %d %q", i, r.status, r.header.Get("Cache-Status"))
 				}
@@ -159,15 +164,15 @@ func TestScaleOutOnRedisCluster(t *testing.T) {
 		}
 		var purged struct{ Purged int }
 		replicas[2].mustManage("POST", "/manage/cache/purge", map[string]any{"all": true}, 200, &purged)
-		if purged.Purged != len(bodies) {
-			t.Fatalf("purged %d entries, want %d", purged.Purged, len(bodies))
+		if purged.Purged != len(entries) {
+			t.Fatalf("purged %d entries, want %d", purged.Purged, len(entries))
 		}
 		for addr, n := range cacheKeys() {
 			if n != 0 {
 				t.Errorf("master %s still holds %d entries", addr, n)
 			}
 		}
-		r := call(t, replicas[1], "POST", "/v1/chat/completions", tok.Token, bodies[0], map[string]string{"Cache-Control": optIn})
+		r := call(t, replicas[1], "POST", "/v1/chat/completions", entries[0].token, entries[0].body, map[string]string{"Cache-Control": optIn})
 		if isHit(r) {
 			t.Fatal("a purged entry was still a hit")
 		}

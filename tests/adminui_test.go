@@ -74,6 +74,12 @@ func TestAdminUIInBrowser(t *testing.T) {
 		}
 		return v
 	}
+	// A form's POST or GET loads a new document. Until it has, the old one
+	// may already hold what the next step waits for (a row, a flash), and a
+	// screenshot taken mid-navigation can hang: stale marks the document
+	// being left, and fresh waits in the next one only.
+	stale := func(step string) { eval(step, `document.documentElement.dataset.stale = "1"`) }
+	fresh := func(sel string) string { return "html:not([data-stale]) " + sel }
 	shot := func(name string) {
 		t.Helper()
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -224,8 +230,9 @@ func TestAdminUIInBrowser(t *testing.T) {
 	shot("usage")
 
 	// Revoke the token: the gateway refuses it from then on.
-	run("revoke", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("tokens")),
-		chromedp.Click(css(`#tokens button.danger`)), chromedp.WaitVisible(css(".flash")))
+	run("open tokens", chromedp.Navigate(base+"tokens?project_id="+pid), chromedp.WaitVisible(id("tokens")))
+	stale("mark the tokens page")
+	run("revoke", chromedp.Click(css(`#tokens button.danger`)), chromedp.WaitVisible(css(fresh(".flash"))))
 	if got := text(".flash"); !strings.HasSuffix(got, "… revoked.") || text("#tokens tbody td:nth-child(3)") != "revoked" {
 		t.Errorf("after revoking: flash %q", got)
 	}
@@ -256,9 +263,10 @@ func TestAdminUIInBrowser(t *testing.T) {
 
 	// The audit page shows the revocation, by admin-ui from the browser's
 	// address as Envoy saw it.
-	run("open audit", chromedp.Navigate(base+"audit"), chromedp.WaitVisible(id("audit")),
-		chromedp.SetValue(id("action"), "token.revoke"), chromedp.SendKeys(id("actor"), "admin-ui"),
-		chromedp.Click(css(".filters button")), chromedp.WaitVisible(css(`#audit tr[data-action="token.revoke"]`)))
+	run("open audit", chromedp.Navigate(base+"audit"), chromedp.WaitVisible(id("audit")))
+	stale("mark the unfiltered audit page")
+	run("filter audit", chromedp.SetValue(id("action"), "token.revoke"), chromedp.SendKeys(id("actor"), "admin-ui"),
+		chromedp.Click(css(".filters button")), chromedp.WaitVisible(css(fresh(`#audit tr[data-action="token.revoke"]`))))
 	shot("audit")
 	rows := eval("count rows", `document.querySelectorAll("#audit tbody tr").length`)
 	if rows != 1.0 || text("#audit tbody td:nth-child(3)") != "admin-ui" || text("#audit tbody td:nth-child(5)") != envoySaw {
@@ -271,9 +279,10 @@ func TestAdminUIInBrowser(t *testing.T) {
 	shot("audit-event")
 
 	// Purge the whole cache.
-	run("purge", chromedp.Navigate(base+"cache"), chromedp.WaitVisible(id("purge")),
-		chromedp.Click(css(`input[name="scope"][value="all"]`)),
-		chromedp.Click(css("#purge button")), chromedp.WaitVisible(css(".flash")))
+	run("open cache", chromedp.Navigate(base+"cache"), chromedp.WaitVisible(id("purge")))
+	stale("mark the cache page")
+	run("purge", chromedp.Click(css(`input[name="scope"][value="all"]`)),
+		chromedp.Click(css("#purge button")), chromedp.WaitVisible(css(fresh(".flash"))))
 	if got := text(".flash"); !strings.HasPrefix(got, "Purged ") {
 		t.Errorf("purge: %q", got)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -134,8 +135,10 @@ func TestBrokenServiceFails(t *testing.T) {
 }
 
 func TestDiscoverRedisWithoutBinaries(t *testing.T) {
+	// No engine either: DOCKER_HOST names a socket nobody listens on.
+	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "no-engine.sock"))
 	if dockerEngine() == nil {
-		t.Skip("a Docker engine is running: discovery would use it")
+		t.Fatal("an engine answers at a socket that does not exist")
 	}
 	t.Setenv("PATH", t.TempDir())
 	t.Setenv(RedisEnv, "")

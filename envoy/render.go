@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/llm-proxy/llm-proxy/config"
 	"net"
 	"sort"
 	"strconv"
@@ -187,8 +188,7 @@ func render(src string, o RenderOptions) ([]byte, error) {
 		}
 	}
 	extProc := o.ExtProcAddr
-	if path, ok := strings.CutPrefix(extProc, "unix:"); ok {
-		path = strings.TrimPrefix(path, "//")
+	if network, path := config.ListenNetwork(extProc); network == "unix" {
 		if !strings.HasPrefix(path, "/") {
 			return nil, fmt.Errorf("envoy: ExtProcAddr %q: a Unix socket must be unix:/absolute/path", o.ExtProcAddr)
 		}

@@ -103,16 +103,16 @@ type usageChunkFilter struct {
 // until its next call (the answer to Envoy is sent before that).
 func (f *usageChunkFilter) filter(chunk []byte, end bool) (out []byte, changed bool) {
 	held := len(f.pending) > 0
+	clean := 0 // how much of chunk is known to be whole events to pass
 	if !held {
-		n := 0
-		for n < len(chunk) {
-			l := eventLen(chunk[n:])
-			if l < 0 || isUsageOnly(chunk[n:n+l]) {
+		for clean < len(chunk) {
+			l := eventLen(chunk[clean:])
+			if l < 0 || isUsageOnly(chunk[clean:clean+l]) {
 				break
 			}
-			n += l
+			clean += l
 		}
-		if n == len(chunk) {
+		if clean == len(chunk) {
 			return chunk, false
 		}
 	}
@@ -136,8 +136,9 @@ func (f *usageChunkFilter) filter(chunk []byte, end bool) (out []byte, changed b
 		}
 		f.pending, chunk = f.pending[:0], chunk[e:]
 	}
-	// The events of chunk, in place: only a usage-only one is cut out.
-	start, i := 0, 0
+	// The events of chunk, in place (from where the scan above stopped):
+	// only a usage-only one is cut out.
+	start, i := 0, clean
 	for i < len(chunk) {
 		l := eventLen(chunk[i:])
 		if l < 0 {
@@ -208,7 +209,7 @@ func eventLen(b []byte) int {
 // stream says "usage":null, so only an event whose usage is an object is
 // decoded.
 func isUsageOnly(ev []byte) bool {
-	if !hasObjectKey(ev, "usage") {
+	if !hasObjectKey(ev, usageKey) {
 		return false
 	}
 	var data []byte
@@ -227,15 +228,18 @@ func isUsageOnly(ev []byte) bool {
 	return chunk.Choices != nil && len(chunk.Choices) == 0 && len(chunk.Usage) > 0 && !bytes.Equal(chunk.Usage, []byte("null"))
 }
 
-// hasObjectKey reports whether "name" appears in b as a key whose value is
-// an object. A quote inside a JSON string is escaped, so the quoted name is
-// found only where it is a key. It searches for name and its closing quote
-// rather than the opening quote: quotes are everywhere in JSON, so a search
-// led by one would stop at nearly every byte.
-func hasObjectKey(b []byte, name string) bool {
-	needle := name + `"`
+// usageKey is the needle hasObjectKey looks for: the name and its closing
+// quote.
+var usageKey = []byte(`usage"`)
+
+// hasObjectKey reports whether needle (a key's name and closing quote)
+// appears in b, after an opening quote, as a key whose value is an object. A
+// quote inside a JSON string is escaped, so the quoted name is found only
+// where it is a key. The needle leaves out the opening quote: quotes are
+// everywhere in JSON, so a search led by one would stop at nearly every byte.
+func hasObjectKey(b, needle []byte) bool {
 	for {
-		i := bytes.Index(b, []byte(needle))
+		i := bytes.Index(b, needle)
 		if i < 0 {
 			return false
 		}

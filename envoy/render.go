@@ -45,14 +45,16 @@ type RenderOptions struct {
 	// ListenerAddr is the client-facing listener's ip:port, e.g.
 	// 0.0.0.0:10000 in a container, whose clients come from outside it.
 	// "" keeps 127.0.0.1:10000 (or ListenerPort on 127.0.0.1). Envoy binds
-	// it, so the host must be an IP address.
+	// it, so the host must be an IP address. Port 0 lets Envoy choose a free
+	// port (tests read it back from the admin endpoint's /listeners).
 	ListenerAddr string
 	// ListenerPort is the port of the client-facing listener on 127.0.0.1.
 	// 0 keeps 10000. Give ListenerAddr or ListenerPort, not both.
 	ListenerPort int
 	// AdminAddr is the ip:port of Envoy's admin endpoint. "" keeps
 	// 127.0.0.1:9901 (or AdminPort on 127.0.0.1). Whoever reaches it can
-	// stop Envoy: keep it on loopback or a port no Service exposes.
+	// stop Envoy: keep it on loopback or a port no Service exposes. Port 0
+	// lets Envoy choose (--admin-address-path tells which).
 	AdminAddr string
 	// AdminPort is the port of Envoy's admin endpoint on 127.0.0.1.
 	// 0 keeps 9901. Give AdminAddr or AdminPort, not both.
@@ -172,7 +174,7 @@ func render(src string, o RenderOptions) ([]byte, error) {
 		case b.addr != "" && b.port != 0:
 			return nil, fmt.Errorf("envoy: give %s or %s, not both", b.field, b.portField)
 		case b.addr != "":
-			host, port, err := splitHostPort(b.field, b.addr)
+			host, port, err := splitHostPort(b.field, b.addr, true)
 			if err != nil {
 				return nil, err
 			}
@@ -211,7 +213,7 @@ func render(src string, o RenderOptions) ([]byte, error) {
 		if hp.value == "" {
 			continue
 		}
-		host, port, err := splitHostPort(hp.field, hp.value)
+		host, port, err := splitHostPort(hp.field, hp.value, false)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +257,9 @@ func render(src string, o RenderOptions) ([]byte, error) {
 	return []byte(b.String()), nil
 }
 
-func splitHostPort(field, v string) (string, int, error) {
+// splitHostPort reads host:port. Port 0 is accepted only for an address Envoy
+// binds (it then picks a free port); an address it dials needs a real one.
+func splitHostPort(field, v string, bound bool) (string, int, error) {
 	host, portStr, err := net.SplitHostPort(v)
 	if err != nil {
 		return "", 0, fmt.Errorf("envoy: %s %q: want host:port: %v", field, v, err)
@@ -269,6 +273,9 @@ func splitHostPort(field, v string) (string, int, error) {
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
 		return "", 0, fmt.Errorf("envoy: %s %q: bad port: %v", field, v, err)
+	}
+	if port == 0 && bound {
+		return host, 0, nil
 	}
 	if err := checkPort(field, port); err != nil {
 		return "", 0, err

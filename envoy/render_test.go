@@ -117,7 +117,8 @@ func TestRenderRejectsBadOptions(t *testing.T) {
 		{AdminAddr: "127.0.0.1:9901", AdminPort: 9901},
 		{ListenerAddr: "envoy.local:10000"}, // Envoy binds it: an IP address
 		{AdminAddr: "0.0.0.0"},
-		{ListenerAddr: "0.0.0.0:0"},
+		{ListenerAddr: "0.0.0.0:-1"},
+		{ManageAddr: "127.0.0.1:0"}, // dialed: port 0 only where Envoy binds
 	} {
 		if _, err := Render(o); err == nil {
 			t.Errorf("Render(%+v) succeeded, want an error", o)

@@ -62,7 +62,7 @@ func TestCLIChat(t *testing.T) {
 // what is wrong when a part cannot be reached.
 func TestCLIDoctor(t *testing.T) {
 	s := startStack(t, stackOptions{})
-	admin := fmt.Sprintf("http://127.0.0.1:%d", s.adminPort)
+	admin := "http://" + s.envoy.AdminAddr()
 	stdout, _, err := s.runCLI("doctor", "--envoy-admin", admin)
 	if err != nil {
 		t.Fatalf("doctor on a healthy stack: %v\n%s", err, stdout)

@@ -39,10 +39,6 @@ type stack struct {
 	dataDir   string
 	logs      *testenv.LogBuffer
 
-	envoyConfig  []byte
-	listenerPort int
-	adminPort    int
-
 	stopProxy context.CancelFunc
 	proxyDone chan error
 	proxyEnv  map[string]string
@@ -131,10 +127,11 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if o.upstreamVia != nil {
 		upstreamAddr = o.upstreamVia(t, upstreamAddr)
 	}
-	listener, admin := envoytest.FreePort(t), envoytest.FreePort(t)
+	// Envoy chooses its ports: a port found free here could be taken by
+	// another test's process before Envoy binds it.
 	cfg, err := envoy.Render(envoy.RenderOptions{
-		ListenerPort:     listener,
-		AdminPort:        admin,
+		ListenerAddr:     "127.0.0.1:0",
+		AdminAddr:        "127.0.0.1:0",
 		ExtProcAddr:      grpcAddr,
 		ManageAddr:       httpAddr,
 		Upstream:         upstreamAddr,
@@ -144,9 +141,12 @@ func startStack(t testing.TB, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.envoyConfig, s.listenerPort, s.adminPort = cfg, listener, admin
 	s.envoy = envoytest.Start(t, cfg)
-	s.envoyURL = fmt.Sprintf("http://127.0.0.1:%d", listener)
+	listener, err := s.envoy.ListenerAddr("llm_proxy_ingress")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.envoyURL = "http://" + listener
 	s.waitThroughEnvoy()
 	return s
 }

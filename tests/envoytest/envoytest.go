@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -258,6 +260,37 @@ func (e *Envoy) Admin(path string) (string, error) {
 	return string(b), nil
 }
 
+// ListenerAddr returns the address listener name is bound to, as Envoy's
+// /listeners reports it: the way to learn the port of a listener configured
+// with port 0, which no other process can take between choosing and binding.
+func (e *Envoy) ListenerAddr(name string) (string, error) {
+	out, err := e.Admin("/listeners?format=json")
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		ListenerStatuses []struct {
+			Name         string `json:"name"`
+			LocalAddress struct {
+				SocketAddress struct {
+					Address   string `json:"address"`
+					PortValue int    `json:"port_value"`
+				} `json:"socket_address"`
+			} `json:"local_address"`
+		} `json:"listener_statuses"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		return "", fmt.Errorf("envoytest: /listeners: %w", err)
+	}
+	for _, l := range doc.ListenerStatuses {
+		if l.Name == name {
+			sa := l.LocalAddress.SocketAddress
+			return net.JoinHostPort(sa.Address, strconv.Itoa(sa.PortValue)), nil
+		}
+	}
+	return "", fmt.Errorf("envoytest: no listener %q in /listeners: %s", name, out)
+}
+
 // HealthFlags returns the health_flags Envoy's /clusters shows for the
 // first host of cluster: "healthy", or the failed checks, e.g.
 // "/failed_active_hc" or "/failed_outlier_check".
@@ -303,7 +336,9 @@ func (e *Envoy) Stop() {
 	})
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
+// process may take it before the caller binds it; for Envoy's own listeners
+// prefer port 0 and [Envoy.ListenerAddr].
 func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -71,6 +71,36 @@ func appendEvent(b []byte, ev *llmproxyv1.UsageEvent) ([]byte, error) {
 	b = append(b, `,"aborted":`...)
 	b = strconv.AppendBool(b, ev.GetAborted())
 	b = appendStringField(b, "error_code", ev.GetErrorCode())
+	b = appendStringField(b, "response_model", ev.GetResponseModel())
+	b = append(b, `,"finish_reasons":[`...)
+	for i, r := range ev.GetFinishReasons() {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, r)
+	}
+	b = append(b, ']')
+	b = appendStringField(b, "end_user", ev.GetEndUser())
+	b = appendStringField(b, "trace_id", ev.GetTraceId())
+	b = appendStringField(b, "span_id", ev.GetSpanId())
+	b = appendStringField(b, "parent_span_id", ev.GetParentSpanId())
+	b = appendStringField(b, "limit_decision", ev.GetLimitDecision())
+	if c := ev.GetCapture(); c != nil {
+		b = append(b, `,"capture":{"request":`...)
+		b = appendString(b, c.GetRequest())
+		b = append(b, `,"request_truncated":`...)
+		b = strconv.AppendBool(b, c.GetRequestTruncated())
+		b = appendStringField(b, "response", c.GetResponse())
+		b = append(b, `,"response_truncated":`...)
+		b = strconv.AppendBool(b, c.GetResponseTruncated())
+		b = appendStringField(b, "request_content_type", c.GetRequestContentType())
+		b = append(b, `,"request_bytes":`...)
+		b = appendInt64(b, c.GetRequestBytes())
+		b = appendStringField(b, "response_content_type", c.GetResponseContentType())
+		b = append(b, `,"response_bytes":`...)
+		b = appendInt64(b, c.GetResponseBytes())
+		b = append(b, '}')
+	}
 	return append(b, '}'), nil
 }
 

@@ -29,6 +29,16 @@ func fill(t *testing.T, r *rand.Rand, m protoreflect.Message) {
 		if r.IntN(8) == 0 && fd.Kind() != protoreflect.MessageKind {
 			continue // some zero values: they must be written too
 		}
+		if fd.IsList() {
+			if fd.Kind() != protoreflect.StringKind {
+				t.Fatalf("repeated field %s of kind %s: teach appendEvent and this test about it", fd.FullName(), fd.Kind())
+			}
+			l := m.Mutable(fd).List()
+			for range r.IntN(4) {
+				l.Append(protoreflect.ValueOfString(randomString(r)))
+			}
+			continue
+		}
 		var v protoreflect.Value
 		switch fd.Kind() {
 		case protoreflect.StringKind:
@@ -108,7 +118,8 @@ func TestAppendEventMatchesProtoJSON(t *testing.T) {
 
 func TestAppendEventExact(t *testing.T) {
 	ev := &llmproxyv1.UsageEvent{Id: "e1", Time: &timestamppb.Timestamp{Seconds: 1764633600, Nanos: 5_000_000}, RequestId: "r1",
-		Model: "gpt-\xff", Status: 200, LatencyMs: 12.5, Usage: &llmproxyv1.Usage{PromptTokens: 12, TotalTokens: 15}, CostMicroUsd: 60}
+		Model: "gpt-\xff", Status: 200, LatencyMs: 12.5, Usage: &llmproxyv1.Usage{PromptTokens: 12, TotalTokens: 15}, CostMicroUsd: 60,
+		FinishReasons: []string{"stop", "length"}, Capture: &llmproxyv1.Capture{Request: `{"a":1}`, ResponseTruncated: true, ResponseBytes: 300000}}
 	got, err := MarshalEvent(ev)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +127,10 @@ func TestAppendEventExact(t *testing.T) {
 	want := `{"id":"e1","time":"2025-12-02T00:00:00.005Z","request_id":"r1","project_id":"","token_id":"","method":"","path":"",` +
 		`"model":"gpt-` + "\uFFFD" + `","status":200,"stream":false,"cache_status":"","outcome":"","latency_ms":12.5,"ttfb_ms":0,` +
 		`"usage":{"prompt_tokens":"12","completion_tokens":"0","cached_tokens":"0","reasoning_tokens":"0","total_tokens":"15"},` +
-		`"usage_source":"","cost_usd":0,"cost_micro_usd":"60","price_version":"","client_address":"","aborted":false,"error_code":""}`
+		`"usage_source":"","cost_usd":0,"cost_micro_usd":"60","price_version":"","client_address":"","aborted":false,"error_code":"",` +
+		`"response_model":"","finish_reasons":["stop","length"],"end_user":"","trace_id":"","span_id":"","parent_span_id":"","limit_decision":"",` +
+		`"capture":{"request":"{\"a\":1}","request_truncated":false,"response":"","response_truncated":true,"request_content_type":"","request_bytes":"0",` +
+		`"response_content_type":"","response_bytes":"300000"}}`
 	if string(got) != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}

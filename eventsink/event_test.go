@@ -3,6 +3,7 @@ package eventsink
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -40,6 +41,15 @@ func fullEvent() *llmproxyv1.UsageEvent {
 		ClientAddress: "203.0.113.7",
 		Aborted:       true,
 		ErrorCode:     "rate_limit_exceeded",
+		ResponseModel: "gpt-4.1-mini-2025-04-14",
+		FinishReasons: []string{"stop", "tool_calls"},
+		EndUser:       "user-42",
+		TraceId:       "4bf92f3577b34da6a3ce929d0e0e4736",
+		SpanId:        "00f067aa0ba902b7",
+		ParentSpanId:  "b7ad6b7169203331",
+		LimitDecision: "allowed",
+		Capture: &llmproxyv1.Capture{Request: `{"model":"gpt-4.1-mini"}`, RequestTruncated: true, Response: `{"id":"c1"}`,
+			RequestContentType: "application/json", RequestBytes: 70000, ResponseContentType: "text/event-stream", ResponseBytes: 900},
 	}
 }
 
@@ -104,6 +114,17 @@ func TestEventJSONShape(t *testing.T) {
 		"client_address": "203.0.113.7",
 		"aborted":        true,
 		"error_code":     "rate_limit_exceeded",
+		"response_model": "gpt-4.1-mini-2025-04-14",
+		"end_user":       "user-42",
+		"trace_id":       "4bf92f3577b34da6a3ce929d0e0e4736",
+		"span_id":        "00f067aa0ba902b7",
+		"parent_span_id": "b7ad6b7169203331",
+		"limit_decision": "allowed",
+		"finish_reasons": []any{"stop", "tool_calls"},
+		"capture": map[string]any{
+			"request": `{"model":"gpt-4.1-mini"}`, "request_truncated": true, "response": `{"id":"c1"}`, "response_truncated": false,
+			"request_content_type": "application/json", "request_bytes": "70000", "response_content_type": "text/event-stream", "response_bytes": "900",
+		},
 		"usage": map[string]any{
 			"prompt_tokens":     "12",
 			"completion_tokens": "5",
@@ -122,6 +143,12 @@ func TestEventJSONShape(t *testing.T) {
 			}
 			if len(gotSub) != len(sub) {
 				t.Errorf("%s has keys %v", k, sortedKeys(gotSub))
+			}
+			continue
+		}
+		if l, ok := v.([]any); ok {
+			if fmt.Sprint(m[k]) != fmt.Sprint(l) {
+				t.Errorf("%s = %#v, want %#v", k, m[k], v)
 			}
 			continue
 		}

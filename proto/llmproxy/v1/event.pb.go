@@ -89,7 +89,30 @@ type UsageEvent struct {
 	Aborted bool `protobuf:"varint,21,opt,name=aborted,proto3" json:"aborted,omitempty"`
 	// OpenAI-style error code of the error the client received (e.g.
 	// "invalid_api_key", "rate_limit_exceeded"); empty on success.
-	ErrorCode     string `protobuf:"bytes,22,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorCode string `protobuf:"bytes,22,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// Model the upstream answered with (the response's "model", e.g.
+	// "gpt-4o-2024-08-06"); empty when the response named none.
+	ResponseModel string `protobuf:"bytes,23,opt,name=response_model,json=responseModel,proto3" json:"response_model,omitempty"`
+	// Why generation stopped, one per choice in choice order ("stop",
+	// "length", "tool_calls", "content_filter"), or the Responses API's status
+	// ("completed", "incomplete"); empty when the response had none.
+	FinishReasons []string `protobuf:"bytes,24,rep,name=finish_reasons,json=finishReasons,proto3" json:"finish_reasons,omitempty"`
+	// The end user the request body names ("user" or "safety_identifier"),
+	// as the client sent it to OpenAI; empty when none.
+	EndUser string `protobuf:"bytes,25,opt,name=end_user,json=endUser,proto3" json:"end_user,omitempty"`
+	// W3C trace context of the request, lower-case hex: the trace it belongs
+	// to (the client's traceparent's, or a new one), the span llm-proxy gave
+	// it (and sent upstream as the parent), and the client's span when the
+	// client sent a traceparent. Empty when tracing is off.
+	TraceId      string `protobuf:"bytes,26,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	SpanId       string `protobuf:"bytes,27,opt,name=span_id,json=spanId,proto3" json:"span_id,omitempty"`
+	ParentSpanId string `protobuf:"bytes,28,opt,name=parent_span_id,json=parentSpanId,proto3" json:"parent_span_id,omitempty"`
+	// What the rate limiter decided: "allowed", "limited", or "" when no
+	// limit applied to the request.
+	LimitDecision string `protobuf:"bytes,29,opt,name=limit_decision,json=limitDecision,proto3" json:"limit_decision,omitempty"`
+	// The request and response bodies, when the project captures them (off
+	// by default); unset otherwise.
+	Capture       *Capture `protobuf:"bytes,30,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +301,174 @@ func (x *UsageEvent) GetErrorCode() string {
 	return ""
 }
 
+func (x *UsageEvent) GetResponseModel() string {
+	if x != nil {
+		return x.ResponseModel
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetFinishReasons() []string {
+	if x != nil {
+		return x.FinishReasons
+	}
+	return nil
+}
+
+func (x *UsageEvent) GetEndUser() string {
+	if x != nil {
+		return x.EndUser
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetSpanId() string {
+	if x != nil {
+		return x.SpanId
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetParentSpanId() string {
+	if x != nil {
+		return x.ParentSpanId
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetLimitDecision() string {
+	if x != nil {
+		return x.LimitDecision
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetCapture() *Capture {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
+// Capture holds a request's bodies as the project's capture settings keep
+// them: redacted (secrets always, the project's patterns) before the event
+// leaves the process, and cut at the project's caps.
+type Capture struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request body, JSON as the client sent it; empty for a body that is
+	// not JSON (multipart audio, images, files), of which only the type and
+	// size are kept.
+	Request string `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// Whether request was cut at the cap.
+	RequestTruncated bool `protobuf:"varint,2,opt,name=request_truncated,json=requestTruncated,proto3" json:"request_truncated,omitempty"`
+	// The response body; for a stream, the events merged into one object in
+	// the shape of the non-stream response (chat.completion, or the Responses
+	// API's response). Empty for a body that is not JSON.
+	Response string `protobuf:"bytes,3,opt,name=response,proto3" json:"response,omitempty"`
+	// Whether response was cut at the cap (for a stream: the merged text).
+	ResponseTruncated bool `protobuf:"varint,4,opt,name=response_truncated,json=responseTruncated,proto3" json:"response_truncated,omitempty"`
+	// Content-Type and size in bytes of each body as it passed.
+	RequestContentType  string `protobuf:"bytes,5,opt,name=request_content_type,json=requestContentType,proto3" json:"request_content_type,omitempty"`
+	RequestBytes        int64  `protobuf:"varint,6,opt,name=request_bytes,json=requestBytes,proto3" json:"request_bytes,omitempty"`
+	ResponseContentType string `protobuf:"bytes,7,opt,name=response_content_type,json=responseContentType,proto3" json:"response_content_type,omitempty"`
+	ResponseBytes       int64  `protobuf:"varint,8,opt,name=response_bytes,json=responseBytes,proto3" json:"response_bytes,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *Capture) Reset() {
+	*x = Capture{}
+	mi := &file_llmproxy_v1_event_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capture) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capture) ProtoMessage() {}
+
+func (x *Capture) ProtoReflect() protoreflect.Message {
+	mi := &file_llmproxy_v1_event_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capture.ProtoReflect.Descriptor instead.
+func (*Capture) Descriptor() ([]byte, []int) {
+	return file_llmproxy_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Capture) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *Capture) GetRequestTruncated() bool {
+	if x != nil {
+		return x.RequestTruncated
+	}
+	return false
+}
+
+func (x *Capture) GetResponse() string {
+	if x != nil {
+		return x.Response
+	}
+	return ""
+}
+
+func (x *Capture) GetResponseTruncated() bool {
+	if x != nil {
+		return x.ResponseTruncated
+	}
+	return false
+}
+
+func (x *Capture) GetRequestContentType() string {
+	if x != nil {
+		return x.RequestContentType
+	}
+	return ""
+}
+
+func (x *Capture) GetRequestBytes() int64 {
+	if x != nil {
+		return x.RequestBytes
+	}
+	return 0
+}
+
+func (x *Capture) GetResponseContentType() string {
+	if x != nil {
+		return x.ResponseContentType
+	}
+	return ""
+}
+
+func (x *Capture) GetResponseBytes() int64 {
+	if x != nil {
+		return x.ResponseBytes
+	}
+	return 0
+}
+
 // Usage counts the tokens of one request, in the shape of OpenAI's "usage"
 // object. For the Responses API, input and output tokens are reported as
 // prompt and completion tokens.
@@ -299,7 +490,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_llmproxy_v1_event_proto_msgTypes[1]
+	mi := &file_llmproxy_v1_event_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +502,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_llmproxy_v1_event_proto_msgTypes[1]
+	mi := &file_llmproxy_v1_event_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +515,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_llmproxy_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_llmproxy_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Usage) GetPromptTokens() int64 {
@@ -366,7 +557,7 @@ var File_llmproxy_v1_event_proto protoreflect.FileDescriptor
 
 const file_llmproxy_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x17llmproxy/v1/event.proto\x12\vllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x05\n" +
+	"\x17llmproxy/v1/event.proto\x12\vllmproxy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\a\n" +
 	"\n" +
 	"UsageEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
@@ -395,7 +586,24 @@ const file_llmproxy_v1_event_proto_rawDesc = "" +
 	"\x0eclient_address\x18\x14 \x01(\tR\rclientAddress\x12\x18\n" +
 	"\aaborted\x18\x15 \x01(\bR\aaborted\x12\x1d\n" +
 	"\n" +
-	"error_code\x18\x16 \x01(\tR\terrorCode\"\xcc\x01\n" +
+	"error_code\x18\x16 \x01(\tR\terrorCode\x12%\n" +
+	"\x0eresponse_model\x18\x17 \x01(\tR\rresponseModel\x12%\n" +
+	"\x0efinish_reasons\x18\x18 \x03(\tR\rfinishReasons\x12\x19\n" +
+	"\bend_user\x18\x19 \x01(\tR\aendUser\x12\x19\n" +
+	"\btrace_id\x18\x1a \x01(\tR\atraceId\x12\x17\n" +
+	"\aspan_id\x18\x1b \x01(\tR\x06spanId\x12$\n" +
+	"\x0eparent_span_id\x18\x1c \x01(\tR\fparentSpanId\x12%\n" +
+	"\x0elimit_decision\x18\x1d \x01(\tR\rlimitDecision\x12.\n" +
+	"\acapture\x18\x1e \x01(\v2\x14.llmproxy.v1.CaptureR\acapture\"\xcd\x02\n" +
+	"\aCapture\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12+\n" +
+	"\x11request_truncated\x18\x02 \x01(\bR\x10requestTruncated\x12\x1a\n" +
+	"\bresponse\x18\x03 \x01(\tR\bresponse\x12-\n" +
+	"\x12response_truncated\x18\x04 \x01(\bR\x11responseTruncated\x120\n" +
+	"\x14request_content_type\x18\x05 \x01(\tR\x12requestContentType\x12#\n" +
+	"\rrequest_bytes\x18\x06 \x01(\x03R\frequestBytes\x122\n" +
+	"\x15response_content_type\x18\a \x01(\tR\x13responseContentType\x12%\n" +
+	"\x0eresponse_bytes\x18\b \x01(\x03R\rresponseBytes\"\xcc\x01\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x03R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x03R\x10completionTokens\x12#\n" +
@@ -415,20 +623,22 @@ func file_llmproxy_v1_event_proto_rawDescGZIP() []byte {
 	return file_llmproxy_v1_event_proto_rawDescData
 }
 
-var file_llmproxy_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_llmproxy_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_llmproxy_v1_event_proto_goTypes = []any{
 	(*UsageEvent)(nil),            // 0: llmproxy.v1.UsageEvent
-	(*Usage)(nil),                 // 1: llmproxy.v1.Usage
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*Capture)(nil),               // 1: llmproxy.v1.Capture
+	(*Usage)(nil),                 // 2: llmproxy.v1.Usage
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_llmproxy_v1_event_proto_depIdxs = []int32{
-	2, // 0: llmproxy.v1.UsageEvent.time:type_name -> google.protobuf.Timestamp
-	1, // 1: llmproxy.v1.UsageEvent.usage:type_name -> llmproxy.v1.Usage
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 0: llmproxy.v1.UsageEvent.time:type_name -> google.protobuf.Timestamp
+	2, // 1: llmproxy.v1.UsageEvent.usage:type_name -> llmproxy.v1.Usage
+	1, // 2: llmproxy.v1.UsageEvent.capture:type_name -> llmproxy.v1.Capture
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_llmproxy_v1_event_proto_init() }
@@ -442,7 +652,7 @@ func file_llmproxy_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_llmproxy_v1_event_proto_rawDesc), len(file_llmproxy_v1_event_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3,18 +3,21 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/llm-proxy/llm-proxy/policy"
 )
 
 // projectColumns is the column list every project query selects, in the
 // order [scanProject] reads.
 const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, " +
 	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, cache_post, " +
-	"allow_background, allow_batches, created_at, updated_at"
+	"allow_background, allow_batches, capture, created_at, updated_at"
 
 func scanProject(row scanner) (Project, error) {
 	var (
@@ -22,11 +25,15 @@ func scanProject(row scanner) (Project, error) {
 		rpm, tpm, conc   sql.NullInt64
 		budget           sql.NullInt64
 		created, updated int64
+		capture          string
 	)
 	err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active,
-		&rpm, &tpm, &conc, &budget, &p.CachePOST, &p.AllowBackground, &p.AllowBatches, &created, &updated)
+		&rpm, &tpm, &conc, &budget, &p.CachePOST, &p.AllowBackground, &p.AllowBatches, &capture, &created, &updated)
 	if err != nil {
 		return Project{}, err
+	}
+	if p.Capture, err = decodeCapture(capture); err != nil {
+		return Project{}, fmt.Errorf("project %s: %w", p.ID, err)
 	}
 	p.Limits = Limits{RequestsPerMinute: fromNullInt64(rpm), TokensPerMinute: fromNullInt64(tpm), MaxConcurrent: fromNullInt64(conc)}
 	p.MonthlyBudgetMicroUSD = fromNullInt64(budget)
@@ -47,10 +54,10 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		p.UpdatedAt = p.CreatedAt
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active,
 		nullInt64(p.Limits.RequestsPerMinute), nullInt64(p.Limits.TokensPerMinute), nullInt64(p.Limits.MaxConcurrent),
-		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches,
+		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches, encodeCapture(p.Capture),
 		toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create project %s: %w", p.ID, conflict(err))
@@ -163,6 +170,9 @@ func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (
 	if u.AllowBatches != nil {
 		a.set("allow_batches", *u.AllowBatches)
 	}
+	if u.Capture != nil {
+		a.set("capture", encodeCapture(*u.Capture))
+	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("projects", id, projectColumns)
 	p, err := scanProject(s.db.QueryRowContext(ctx, q, args...))
@@ -207,4 +217,28 @@ func projectExists(ctx context.Context, tx *sql.Tx, id string) error {
 		return fmt.Errorf("project %s: %w", id, ErrNotFound)
 	}
 	return err
+}
+
+// encodeCapture stores a project's capture settings as JSON; the settings of
+// a project that never turned capture on are stored as "".
+func encodeCapture(c policy.Capture) string {
+	if !c.Enabled && c.RequestMaxBytes == 0 && c.ResponseMaxBytes == 0 && len(c.Redact) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err) // a struct of ints, bools and strings always encodes
+	}
+	return string(b)
+}
+
+func decodeCapture(s string) (policy.Capture, error) {
+	var c policy.Capture
+	if s == "" {
+		return c, nil
+	}
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		return policy.Capture{}, fmt.Errorf("capture settings: %w", err)
+	}
+	return c, nil
 }

@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"time"
+
+	"github.com/llm-proxy/llm-proxy/policy"
 )
 
 // Errors returned by [Store] methods; callers test them with errors.Is.
@@ -40,8 +42,11 @@ type Project struct {
 	// stores them as given, so a zero Project allows neither.
 	AllowBackground bool
 	AllowBatches    bool
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// Capture says whether request and response bodies are copied into
+	// usage events, and how; the zero value captures nothing.
+	Capture   policy.Capture
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // ProjectUpdate changes a project. Pointer fields change when non-nil, and
@@ -61,6 +66,7 @@ type ProjectUpdate struct {
 	CachePOST             *bool
 	AllowBackground       *bool
 	AllowBatches          *bool
+	Capture               *policy.Capture // replaces the settings whole
 }
 
 // Limits are the rate limits of a project or of a token; a nil field means

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llm-proxy/llm-proxy/policy"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -269,6 +270,47 @@ func testProjectCachePOST(t *testing.T, s suite) {
 	if got, _ = st.UpdateProject(ctx, "cp", store.ProjectUpdate{Name: ptr("renamed")}); got.CachePOST {
 		t.Fatal("an unrelated update changed CachePOST")
 	}
+}
+
+// testProjectCapture: capture settings are stored whole on create and on
+// update, an unrelated update keeps them, and a zero value turns them off.
+func testProjectCapture(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	p := newProject("cap", t0)
+	p.Capture = policy.Capture{Enabled: true, RequestMaxBytes: 1000, Redact: []string{"email", `re:ACME-\d+`}}
+	mustCreateProject(t, st, p)
+	plain := newProject("plain", t0)
+	mustCreateProject(t, st, plain)
+	check := func(what, id string, want store.Project) {
+		t.Helper()
+		got, err := st.GetProject(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.UpdatedAt = got.UpdatedAt
+		checkProject(t, what, got, want)
+	}
+	check("created with capture", "cap", p)
+	check("created without", "plain", plain)
+
+	if _, err := st.UpdateProject(ctx, "cap", store.ProjectUpdate{Name: ptr("renamed")}); err != nil {
+		t.Fatal(err)
+	}
+	p.Name = "renamed"
+	check("unrelated update", "cap", p)
+
+	p.Capture = policy.Capture{Enabled: true, ResponseMaxBytes: 2048}
+	if _, err := st.UpdateProject(ctx, "cap", store.ProjectUpdate{Capture: &p.Capture}); err != nil {
+		t.Fatal(err)
+	}
+	check("replaced", "cap", p)
+
+	p.Capture = policy.Capture{}
+	if _, err := st.UpdateProject(ctx, "cap", store.ProjectUpdate{Capture: &p.Capture}); err != nil {
+		t.Fatal(err)
+	}
+	check("turned off", "cap", p)
 }
 
 // testProjectAllowFlags: the flags are stored as given on create, each

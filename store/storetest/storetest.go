@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"MigrateLimitsUsage", testMigrateLimitsUsage},
 		{"ProjectLimits", testProjectLimits},
 		{"ProjectCachePOST", testProjectCachePOST},
+		{"ProjectCapture", testProjectCapture},
 		{"TokenLimits", testTokenLimits},
 		{"Usage", testUsage},
 		{"UsageInvalid", testUsageInvalid},
@@ -173,9 +174,9 @@ func fmtInt64Ptr(p *int64) string {
 // prints readably.
 func projectString(p store.Project) string {
 	return fmt.Sprintf("{ID:%s Name:%s KeyCiphertext:%s KeyID:%s KeyHint:%s Active:%t Limits:%s "+
-		"MonthlyBudgetMicroUSD:%s CachePOST:%t AllowBackground:%t AllowBatches:%t CreatedAt:%s UpdatedAt:%s}",
+		"MonthlyBudgetMicroUSD:%s CachePOST:%t AllowBackground:%t AllowBatches:%t Capture:%+v CreatedAt:%s UpdatedAt:%s}",
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, limitsString(p.Limits),
-		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches,
+		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches, p.Capture,
 		fmtTime(p.CreatedAt), fmtTime(p.UpdatedAt))
 }
 
@@ -226,7 +227,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 var migrationFiles = []string{
 	"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql",
 	"00005_deferred_charges.sql", "00006_legacy_tokens.sql", "00007_usage_errors.sql",
-	"00008_audit_search.sql", "00009_audit_chain.sql",
+	"00008_audit_search.sql", "00009_audit_chain.sql", "00010_project_capture.sql",
 }
 
 func migrationStatus(t *testing.T, st *store.Store) string {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 )
@@ -47,4 +48,63 @@ func TestMetricsSink(t *testing.T) {
 	if n := testutil.CollectAndCount(m.requests); n != 3 {
 		t.Errorf("%d request series, want 3 (the settlement is none)", n)
 	}
+}
+
+// The GenAI convention metrics: exact histogram contents for forwarded
+// operations, streams' first chunk, failures by status, and no series for
+// refusals, unauthenticated requests, non-GenAI paths or a model nobody
+// accepted.
+func TestMetricsSinkGenAI(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetricsSink(reg)
+	err := m.Write(context.Background(), []*llmproxyv1.UsageEvent{
+		{ProjectId: "p", Path: "/v1/chat/completions", Model: "gpt-4o", ResponseModel: "gpt-4o-2024-08-06", Status: 200, Outcome: "forwarded",
+			LatencyMs: 1500, TtfbMs: 30, Stream: true, Usage: &llmproxyv1.Usage{PromptTokens: 10, CompletionTokens: 300}},
+		{ProjectId: "p", Path: "/v1/chat/completions", Model: "gpt-4o", ResponseModel: "gpt-4o-2024-08-06", Status: 200, Outcome: "forwarded",
+			LatencyMs: 100, TtfbMs: 100, Usage: &llmproxyv1.Usage{PromptTokens: 20, CompletionTokens: 2}},
+		{ProjectId: "p", Path: "/v1/embeddings", Model: "text-embedding-3-small", Status: 200, Outcome: "forwarded", LatencyMs: 50,
+			Usage: &llmproxyv1.Usage{PromptTokens: 8}},
+		{ProjectId: "p", Path: "/v1/responses", Model: "no-such-model-123", Status: 404, Outcome: "forwarded", LatencyMs: 20},
+		{ProjectId: "p", Path: "/v1/chat/completions", Model: "gpt-4o", Status: 429, Outcome: "denied"},
+		{Path: "/v1/chat/completions", Status: 401, Outcome: "denied"},
+		{ProjectId: "p", Path: "/v1/files", Status: 200, Outcome: "forwarded", LatencyMs: 5},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type obs struct {
+		labels []string
+		count  uint64
+		sum    float64
+	}
+	check := func(name string, h *prometheus.HistogramVec, want []obs, series int) {
+		t.Helper()
+		for _, w := range want {
+			o, err := h.GetMetricWithLabelValues(w.labels...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pb dto.Metric
+			if err := o.(prometheus.Metric).Write(&pb); err != nil {
+				t.Fatal(err)
+			}
+			if got := pb.GetHistogram(); got.GetSampleCount() != w.count || got.GetSampleSum() != w.sum {
+				t.Errorf("%s%v: count %d sum %v, want %d and %v", name, w.labels, got.GetSampleCount(), got.GetSampleSum(), w.count, w.sum)
+			}
+		}
+		if n := testutil.CollectAndCount(h); n != series {
+			t.Errorf("%s: %d series, want %d", name, n, series)
+		}
+	}
+	chat := []string{"chat", "openai", "gpt-4o", "gpt-4o-2024-08-06"}
+	emb := []string{"embeddings", "openai", "text-embedding-3-small", ""}
+	check("gen_ai_client_token_usage", m.genAITokens, []obs{
+		{append(chat, "input"), 2, 30}, {append(chat, "output"), 2, 302},
+		{append(emb, "input"), 1, 8}, {append(emb, "output"), 1, 0},
+	}, 4)
+	check("gen_ai_client_operation_duration_seconds", m.genAIDuration, []obs{
+		{append(chat, ""), 2, 1.6}, {append(emb, ""), 1, 0.05},
+		{[]string{"chat", "openai", "_other", "", "404"}, 1, 0.02},
+	}, 3)
+	check("gen_ai_client_operation_time_to_first_chunk_seconds", m.genAIFirstChunk, []obs{{chat, 1, 0.03}}, 1)
 }

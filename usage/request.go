@@ -47,6 +47,10 @@ type Request struct {
 	// Endpoint is the "endpoint" of a batch create request, the route of all
 	// its requests ("/v1/chat/completions"; at most its first 256 bytes).
 	Endpoint string
+	// User is the end user the request names: "safety_identifier", else the
+	// older "user" (at most its first 256 bytes); "" if neither is a string.
+	// It is reported, never checked: OpenAI judges its type.
+	User string
 }
 
 // RequestError is the error [ParseRequest] returns for a body it cannot read:
@@ -104,6 +108,8 @@ func ParseRequest(body []byte) (Request, error) {
 	var errs [nFields]*RequestError
 	var maxTokens [3]int64 // max_tokens, max_completion_tokens, max_output_tokens
 	n := int64(1)
+	var safetyID string
+	var hasSafetyID bool
 	for key, ok := r.nextKey(); ok; key, ok = r.nextKey() {
 		switch string(key) {
 		case "model":
@@ -137,6 +143,17 @@ func ParseRequest(body []byte) (Request, error) {
 			req.InputFileID, errs[fInputFileID] = stringField(&r, "input_file_id")
 		case "endpoint":
 			req.Endpoint, errs[fEndpoint] = stringField(&r, "endpoint", batchEndpoints...)
+		case "user", "safety_identifier":
+			if r.peek() != '"' {
+				r.skip()
+				break
+			}
+			v, _ := stringField(&r, "")
+			if string(key) == "safety_identifier" {
+				safetyID, hasSafetyID = v, true
+			} else {
+				req.User = v
+			}
 		default:
 			r.skip()
 		}
@@ -154,6 +171,9 @@ func ParseRequest(body []byte) (Request, error) {
 	}
 	if n > 1 {
 		req.N = n
+	}
+	if hasSafetyID {
+		req.User = safetyID
 	}
 	return req, nil
 }

@@ -1,9 +1,11 @@
 // Package policy holds what a project decides about its own requests beyond
-// keys, limits and budgets: today, whether their bodies are captured into
-// usage events and how they are redacted. It is one type, stored with the
-// project (store), shown and changed through the management API (adminapi),
-// the CLI and the console, and read by the sidecar (extproc), so every one of
-// them agrees on its fields, defaults and bounds.
+// keys, limits and budgets: [Rules] (which models, parameter values and body
+// sizes its requests may use, which browser origins may call it; a token's
+// rules narrow its project's) and [Capture] (whether bodies are copied into
+// usage events, and how they are redacted). Each is one type, stored with
+// the project or token (store), shown and changed through the management
+// API (adminapi), the CLI and the console, and read by the sidecar
+// (extproc), so every one of them agrees on its fields, defaults and bounds.
 package policy
 
 import (

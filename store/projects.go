@@ -6,18 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/llm-proxy/llm-proxy/policy"
 )
 
 // projectColumns is the column list every project query selects, in the
 // order [scanProject] reads.
 const projectColumns = "id, name, key_ciphertext, key_id, key_hint, active, " +
 	"requests_per_minute, tokens_per_minute, max_concurrent, monthly_budget_micro_usd, cache_post, " +
-	"allow_background, allow_batches, capture, created_at, updated_at"
+	"allow_background, allow_batches, capture, rules, created_at, updated_at"
 
 func scanProject(row scanner) (Project, error) {
 	var (
@@ -25,15 +24,18 @@ func scanProject(row scanner) (Project, error) {
 		rpm, tpm, conc   sql.NullInt64
 		budget           sql.NullInt64
 		created, updated int64
-		capture          string
+		capture, rules   string
 	)
 	err := row.Scan(&p.ID, &p.Name, &p.KeyCiphertext, &p.KeyID, &p.KeyHint, &p.Active,
-		&rpm, &tpm, &conc, &budget, &p.CachePOST, &p.AllowBackground, &p.AllowBatches, &capture, &created, &updated)
+		&rpm, &tpm, &conc, &budget, &p.CachePOST, &p.AllowBackground, &p.AllowBatches, &capture, &rules, &created, &updated)
 	if err != nil {
 		return Project{}, err
 	}
-	if p.Capture, err = decodeCapture(capture); err != nil {
-		return Project{}, fmt.Errorf("project %s: %w", p.ID, err)
+	if err := decodeDoc(capture, &p.Capture); err != nil {
+		return Project{}, fmt.Errorf("project %s: capture settings: %w", p.ID, err)
+	}
+	if err := decodeDoc(rules, &p.Rules); err != nil {
+		return Project{}, fmt.Errorf("project %s: rules: %w", p.ID, err)
 	}
 	p.Limits = Limits{RequestsPerMinute: fromNullInt64(rpm), TokensPerMinute: fromNullInt64(tpm), MaxConcurrent: fromNullInt64(conc)}
 	p.MonthlyBudgetMicroUSD = fromNullInt64(budget)
@@ -54,10 +56,10 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		p.UpdatedAt = p.CreatedAt
 	}
 	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		`INSERT INTO projects (`+projectColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active,
 		nullInt64(p.Limits.RequestsPerMinute), nullInt64(p.Limits.TokensPerMinute), nullInt64(p.Limits.MaxConcurrent),
-		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches, encodeCapture(p.Capture),
+		nullInt64(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches, encodeDoc(p.Capture), encodeDoc(p.Rules),
 		toMicros(p.CreatedAt), toMicros(p.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("create project %s: %w", p.ID, conflict(err))
@@ -171,7 +173,10 @@ func (s *Store) UpdateProject(ctx context.Context, id string, u ProjectUpdate) (
 		a.set("allow_batches", *u.AllowBatches)
 	}
 	if u.Capture != nil {
-		a.set("capture", encodeCapture(*u.Capture))
+		a.set("capture", encodeDoc(*u.Capture))
+	}
+	if u.Rules != nil {
+		a.set("rules", encodeDoc(*u.Rules))
 	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("projects", id, projectColumns)
@@ -219,26 +224,28 @@ func projectExists(ctx context.Context, tx *sql.Tx, id string) error {
 	return err
 }
 
-// encodeCapture stores a project's capture settings as JSON; the settings of
-// a project that never turned capture on are stored as "".
-func encodeCapture(c policy.Capture) string {
-	if !c.Enabled && c.RequestMaxBytes == 0 && c.ResponseMaxBytes == 0 && len(c.Redact) == 0 {
+// encodeDoc stores a policy document (policy.Capture, policy.Rules) as JSON
+// text; a zero document, what every row holds until someone sets one, is
+// stored as "".
+func encodeDoc[T any](v T) string {
+	var zero T
+	if reflect.DeepEqual(v, zero) {
 		return ""
 	}
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic(err) // a struct of ints, bools and strings always encodes
+		panic(err) // policy documents hold only JSON-encodable values
+	}
+	if string(b) == "{}" {
+		return ""
 	}
 	return string(b)
 }
 
-func decodeCapture(s string) (policy.Capture, error) {
-	var c policy.Capture
+// decodeDoc reads what encodeDoc stored into v; "" leaves it zero.
+func decodeDoc[T any](s string, v *T) error {
 	if s == "" {
-		return c, nil
+		return nil
 	}
-	if err := json.Unmarshal([]byte(s), &c); err != nil {
-		return policy.Capture{}, fmt.Errorf("capture settings: %w", err)
-	}
-	return c, nil
+	return json.Unmarshal([]byte(s), v)
 }

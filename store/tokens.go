@@ -14,7 +14,7 @@ import (
 // [scanToken] reads.
 const tokenColumns = "id, project_id, name, hash, prefix, active, expires_at, max_requests, " +
 	"request_count, cache_hit_count, last_used_at, revoked_at, " +
-	"requests_per_minute, tokens_per_minute, max_concurrent, created_at, updated_at, legacy"
+	"requests_per_minute, tokens_per_minute, max_concurrent, created_at, updated_at, legacy, rules"
 
 func scanToken(row scanner) (Token, error) {
 	var (
@@ -22,12 +22,16 @@ func scanToken(row scanner) (Token, error) {
 		expires, maxRequests, lastUsed, revoked sql.NullInt64
 		rpm, tpm, conc                          sql.NullInt64
 		created, updated                        int64
+		rules                                   string
 	)
 	err := row.Scan(&t.ID, &t.ProjectID, &t.Name, &t.Hash, &t.Prefix, &t.Active,
 		&expires, &maxRequests, &t.RequestCount, &t.CacheHitCount, &lastUsed, &revoked,
-		&rpm, &tpm, &conc, &created, &updated, &t.Legacy)
+		&rpm, &tpm, &conc, &created, &updated, &t.Legacy, &rules)
 	if err != nil {
 		return Token{}, err
+	}
+	if err := decodeDoc(rules, &t.Rules); err != nil {
+		return Token{}, fmt.Errorf("token %s: rules: %w", t.ID, err)
 	}
 	t.ExpiresAt = fromNullMicros(expires)
 	t.MaxRequests = fromNullInt64(maxRequests)
@@ -53,12 +57,12 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 	// project deleted concurrently cannot slip in between check and insert.
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO tokens (`+tokenColumns+`)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		t.ID, t.ProjectID, t.Name, t.Hash, t.Prefix, t.Active,
 		nullMicros(t.ExpiresAt), nullInt64(t.MaxRequests), t.RequestCount, t.CacheHitCount,
 		nullMicros(t.LastUsedAt), nullMicros(t.RevokedAt),
 		nullInt64(t.Limits.RequestsPerMinute), nullInt64(t.Limits.TokensPerMinute), nullInt64(t.Limits.MaxConcurrent),
-		toMicros(t.CreatedAt), toMicros(t.UpdatedAt), t.Legacy)
+		toMicros(t.CreatedAt), toMicros(t.UpdatedAt), t.Legacy, encodeDoc(t.Rules))
 	if isForeignKeyViolation(err) {
 		return fmt.Errorf("create token %s: project %s: %w", t.ID, t.ProjectID, ErrNotFound)
 	}
@@ -151,6 +155,9 @@ func (s *Store) UpdateToken(ctx context.Context, id string, u TokenUpdate) (Toke
 	}
 	if u.SetLimits {
 		a.setLimits(u.Limits)
+	}
+	if u.Rules != nil {
+		a.set("rules", encodeDoc(*u.Rules))
 	}
 	a.set("updated_at", toMicros(s.now()))
 	q, args := a.update("tokens", id, tokenColumns)

@@ -44,7 +44,10 @@ type Project struct {
 	AllowBatches    bool
 	// Capture says whether request and response bodies are copied into
 	// usage events, and how; the zero value captures nothing.
-	Capture   policy.Capture
+	Capture policy.Capture
+	// Rules say which models, parameter values, body sizes and browser
+	// origins its requests may use; the zero value allows everything.
+	Rules     policy.Rules
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }
@@ -67,6 +70,7 @@ type ProjectUpdate struct {
 	AllowBackground       *bool
 	AllowBatches          *bool
 	Capture               *policy.Capture // replaces the settings whole
+	Rules                 *policy.Rules   // replaces the rules whole
 }
 
 // Limits are the rate limits of a project or of a token; a nil field means
@@ -102,6 +106,9 @@ type Token struct {
 	// Legacy marks a token imported from the predecessor proxy: its secret
 	// is the predecessor's "sk-…" string, not one of ours.
 	Legacy bool
+	// Rules narrow the project's (policy.Combined); the zero value adds
+	// nothing to them.
+	Rules policy.Rules
 }
 
 // LegacySHA256Prefix starts the [Token.Hash] of a legacy token stored as the
@@ -120,6 +127,7 @@ type TokenUpdate struct {
 	MaxRequests    *int64
 	SetLimits      bool
 	Limits         Limits
+	Rules          *policy.Rules // replaces the token's rules whole
 }
 
 // TokenUsage is a batch of counted use of one token, added to its stored counters.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -311,6 +312,55 @@ func testProjectCapture(t *testing.T, s suite) {
 		t.Fatal(err)
 	}
 	check("turned off", "cap", p)
+}
+
+// testRules: a project's and a token's rules are stored whole on create and
+// update, kept by unrelated updates, and cleared by a zero value.
+func testRules(t *testing.T, s suite) {
+	ctx := t.Context()
+	st := s.migrated(t)
+	p := newProject("ruled", t0)
+	p.Rules = policy.Rules{Models: []string{"gpt-4o*"}, MaxOutputTokens: 500, OverMax: policy.OverMaxClamp,
+		Params: map[string][]json.RawMessage{"n": {json.RawMessage("1")}}, NoTools: true, MaxBodyBytes: 4096,
+		CORS: &policy.CORS{Origins: []string{"https://*.example.com"}, MaxAgeSeconds: 60}}
+	mustCreateProject(t, st, p)
+	tok := newToken("tr", "ruled", t0)
+	tok.Rules = policy.Rules{Models: []string{"gpt-4o-mini"}}
+	mustCreateToken(t, st, tok)
+	plain := newToken("tp", "ruled", t0)
+	mustCreateToken(t, st, plain)
+
+	got, err := st.GetProject(ctx, "ruled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkProject(t, "created with rules", got, p)
+	checkToken(t, "token created with rules", mustGetToken(t, st, "tr"), tok)
+	checkToken(t, "token created without", mustGetToken(t, st, "tp"), plain)
+	if byHash, err := st.GetTokenByHash(ctx, tok.Hash); err != nil || rulesString(byHash.Rules) != rulesString(tok.Rules) {
+		t.Errorf("token by hash: rules %s, %v", rulesString(byHash.Rules), err)
+	}
+
+	got, err = st.UpdateProject(ctx, "ruled", store.ProjectUpdate{Name: ptr("renamed")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Name, p.UpdatedAt = "renamed", got.UpdatedAt
+	checkProject(t, "unrelated update", got, p)
+	p.Rules = policy.Rules{Models: []string{"o3-mini"}}
+	if got, err = st.UpdateProject(ctx, "ruled", store.ProjectUpdate{Rules: &p.Rules}); err != nil {
+		t.Fatal(err)
+	}
+	p.UpdatedAt = got.UpdatedAt
+	checkProject(t, "rules replaced", got, p)
+
+	upd, err := st.UpdateToken(ctx, "tr", store.TokenUpdate{Name: ptr("renamed")})
+	if err != nil || rulesString(upd.Rules) != rulesString(tok.Rules) {
+		t.Errorf("an unrelated token update: rules %s, %v", rulesString(upd.Rules), err)
+	}
+	if upd, err = st.UpdateToken(ctx, "tr", store.TokenUpdate{Rules: &policy.Rules{}}); err != nil || !upd.Rules.IsZero() {
+		t.Errorf("token rules cleared: %s, %v", rulesString(upd.Rules), err)
+	}
 }
 
 // testProjectAllowFlags: the flags are stored as given on create, each

@@ -5,6 +5,7 @@ package storetest
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llm-proxy/llm-proxy/policy"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -47,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"ProjectLimits", testProjectLimits},
 		{"ProjectCachePOST", testProjectCachePOST},
 		{"ProjectCapture", testProjectCapture},
+		{"Rules", testRules},
 		{"TokenLimits", testTokenLimits},
 		{"Usage", testUsage},
 		{"UsageInvalid", testUsageInvalid},
@@ -174,18 +177,27 @@ func fmtInt64Ptr(p *int64) string {
 // prints readably.
 func projectString(p store.Project) string {
 	return fmt.Sprintf("{ID:%s Name:%s KeyCiphertext:%s KeyID:%s KeyHint:%s Active:%t Limits:%s "+
-		"MonthlyBudgetMicroUSD:%s CachePOST:%t AllowBackground:%t AllowBatches:%t Capture:%+v CreatedAt:%s UpdatedAt:%s}",
+		"MonthlyBudgetMicroUSD:%s CachePOST:%t AllowBackground:%t AllowBatches:%t Capture:%+v Rules:%s CreatedAt:%s UpdatedAt:%s}",
 		p.ID, p.Name, p.KeyCiphertext, p.KeyID, p.KeyHint, p.Active, limitsString(p.Limits),
-		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches, p.Capture,
+		fmtInt64Ptr(p.MonthlyBudgetMicroUSD), p.CachePOST, p.AllowBackground, p.AllowBatches, p.Capture, rulesString(p.Rules),
 		fmtTime(p.CreatedAt), fmtTime(p.UpdatedAt))
 }
 
 func tokenString(t store.Token) string {
 	return fmt.Sprintf("{ID:%s ProjectID:%s Name:%s Hash:%s Prefix:%s Active:%t ExpiresAt:%s MaxRequests:%s "+
-		"RequestCount:%d CacheHitCount:%d LastUsedAt:%s RevokedAt:%s Limits:%s CreatedAt:%s UpdatedAt:%s Legacy:%t}",
+		"RequestCount:%d CacheHitCount:%d LastUsedAt:%s RevokedAt:%s Limits:%s CreatedAt:%s UpdatedAt:%s Legacy:%t Rules:%s}",
 		t.ID, t.ProjectID, t.Name, t.Hash, t.Prefix, t.Active, fmtTimePtr(t.ExpiresAt), fmtInt64Ptr(t.MaxRequests),
 		t.RequestCount, t.CacheHitCount, fmtTimePtr(t.LastUsedAt), fmtTimePtr(t.RevokedAt), limitsString(t.Limits),
-		fmtTime(t.CreatedAt), fmtTime(t.UpdatedAt), t.Legacy)
+		fmtTime(t.CreatedAt), fmtTime(t.UpdatedAt), t.Legacy, rulesString(t.Rules))
+}
+
+// rulesString renders rules as their JSON, which is what the store keeps.
+func rulesString(r policy.Rules) string {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
 }
 
 func limitsString(l store.Limits) string {
@@ -227,7 +239,7 @@ func checkUpdatedSince(t *testing.T, what string, updated, since time.Time) {
 var migrationFiles = []string{
 	"00001_projects_tokens.sql", "00002_limits_usage.sql", "00003_audit.sql", "00004_cache_post.sql",
 	"00005_deferred_charges.sql", "00006_legacy_tokens.sql", "00007_usage_errors.sql",
-	"00008_audit_search.sql", "00009_audit_chain.sql", "00010_project_capture.sql",
+	"00008_audit_search.sql", "00009_audit_chain.sql", "00010_project_capture.sql", "00011_rules.sql",
 }
 
 func migrationStatus(t *testing.T, st *store.Store) string {

@@ -123,7 +123,7 @@ func TestREADMEChargingTable(t *testing.T) {
 	}
 	var got []string
 	for _, l := range strings.Split(string(readme), "\n") {
-		if strings.HasPrefix(l, "| `GET /v1/") || strings.HasPrefix(l, "| `POST /v1/") || strings.HasPrefix(l, "| `DELETE /v1/") {
+		if tableRoute.MatchString(l) {
 			got = append(got, l)
 		}
 	}

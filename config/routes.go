@@ -34,6 +34,9 @@ type Route struct {
 	// client names a lifetime: a background response or a batch polled
 	// until it completes must never be served stale.
 	Immutable bool `json:"immutable,omitempty"`
+	// Note says why the route is charged as it is, where that is not
+	// obvious (docs/routes.md gathers the reasons); documentation only.
+	Note string `json:"note,omitempty"`
 }
 
 // Charging rules a [Route] may declare.
@@ -43,6 +46,7 @@ const (
 	ChargeImages  = "images"  // per image by size and quality, or the image model's token usage
 	ChargeSpeech  = "speech"  // per character of input
 	ChargeAudio   = "audio"   // per second of audio, or the model's token usage
+	ChargeCall    = "call"    // a fixed price per successful call, from the price table's calls section (vector store search)
 	ChargeSettles = "settles" // free, but an answer showing a background response or batch that has ended settles it
 	ChargeFree    = "free"    // OpenAI does not bill it
 )
@@ -55,6 +59,7 @@ var Charges = map[string]string{
 	ChargeImages:  "per image, by model, size and quality; image models that report token usage by their tokens",
 	ChargeSpeech:  "per character of input",
 	ChargeAudio:   "per second of audio (whisper-1); transcription models that report token usage by their tokens",
+	ChargeCall:    "per successful call, at the price the price table's `calls` section names for the route",
 	ChargeSettles: "free; when the answer shows a background response or batch that has ended, it settles that one's cost",
 	ChargeFree:    "free",
 }

@@ -51,7 +51,7 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 		ev.UsageSource = string(st.usage.source)
 		ev.CostMicroUsd = st.usage.cost
 		ev.CostUsd = float64(st.usage.cost) / 1e6
-		if st.req.Model != "" {
+		if st.req.Model != "" || st.usage.cost > 0 { // a cost names its price table, a call's too
 			ev.PriceVersion = st.srv.prices.Version
 		}
 	}

@@ -75,9 +75,11 @@ func (st *stream) renewSlot() {
 // reserve charges the request's worst case (prompt estimate plus the
 // completion it may produce) against tokens per minute and the budget; the
 // reservation is settled with the real usage when the response ends. Without
-// a token limit or budget there is nothing to reserve.
+// a token limit or budget there is nothing to reserve, and a free route (a
+// moderation, a token count) settles at nothing, so it reserves nothing:
+// holding tokens per minute for it would refuse others' requests for nothing.
 func (st *stream) reserve() error {
-	if !slices.ContainsFunc(st.limits.list, func(l ratelimit.Limit) bool { return l.TokensPerMinute > 0 || l.MonthlyBudget > 0 }) {
+	if st.charge() == config.ChargeFree || !slices.ContainsFunc(st.limits.list, func(l ratelimit.Limit) bool { return l.TokensPerMinute > 0 || l.MonthlyBudget > 0 }) {
 		return nil
 	}
 	var tokens, cost int64

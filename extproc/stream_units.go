@@ -9,13 +9,22 @@ import (
 
 // Routes not billed in tokens alone (config.Charges): images per image (or
 // the image model's tokens), speech per input character, transcriptions and
-// translations per second of audio (or the transcription model's tokens).
+// translations per second of audio (or the transcription model's tokens),
+// and a route billed per call (vector store search) at its calls price.
 // The price comes from the same table (usage.Prices).
 
 // unitState is what unit pricing keeps of one stream: the number of images
 // it is charged for.
 type unitState struct {
 	images int64 // images an Images API answer holds (or, unread, asked for)
+}
+
+// callCost is what one successful call of a route billed per call costs, in
+// micro-USD: the price table's calls price for the route, which start-up
+// checks every such route has.
+func (st *stream) callCost() int64 {
+	c, _ := st.srv.prices.CallCost(st.route.Method + " " + st.route.Path)
+	return c
 }
 
 // maxImageOutputTokens bounds the output of one image of a GPT image model
@@ -48,6 +57,8 @@ func (st *stream) estimate() (tokens, cost int64) {
 			return 0, c
 		}
 		return 0, p.Estimate(req.Model, st.prompt(), 0)
+	case config.ChargeCall:
+		return 0, st.callCost()
 	}
 	return st.prompt() + st.maxOutput(), p.Estimate(req.Model, st.prompt(), st.maxOutput())
 }
@@ -110,6 +121,8 @@ func (st *stream) price(u usage.Usage) int64 {
 		}
 	case st.charge() == config.ChargeAudio && !tokens:
 		c, _ = p.AudioCost(req.Model, u.Seconds)
+	case st.charge() == config.ChargeCall:
+		c = st.callCost()
 	default:
 		c, _ = p.Cost(req.Model, u)
 	}

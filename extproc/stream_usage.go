@@ -218,7 +218,7 @@ func (st *stream) settle(ctx context.Context) {
 	}
 	u, source := st.measure()
 	var cost int64
-	if st.req.Model != "" && source != sourceFree {
+	if (st.req.Model != "" || st.charge() == config.ChargeCall) && source != sourceFree {
 		cost = st.price(u)
 	}
 	if source == sourceFree {
@@ -264,8 +264,8 @@ func (st *stream) measure() (usage.Usage, usage.Source) {
 	switch {
 	case !st.forwarded() || st.status >= 300 || st.cache.status == cacheHit:
 		return usage.Usage{}, sourceFree
-	case st.charge() == config.ChargeSpeech:
-		return usage.Usage{}, usage.SourceProvider // priced by its input, known up front
+	case st.charge() == config.ChargeSpeech || st.charge() == config.ChargeCall:
+		return usage.Usage{}, usage.SourceProvider // priced by its input or per call, known up front
 	case st.charge() == config.ChargeImages || st.charge() == config.ChargeAudio:
 		return st.measureUnits()
 	case st.charge() != config.ChargeTokens:

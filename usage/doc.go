@@ -31,6 +31,8 @@
 //	             whole seconds (rounded up)
 //	batch        any token-priced line of a batch, at             Prices.BatchCost per model of
 //	             BatchMultiplier (50%) of the token price         ReadBatchOutput
+//	calls        a route billed per successful call (vector      Prices.CallCost("METHOD /path")
+//	             store search, at the file search call price)
 //
 // A model is known to a cost function only if its section of the price table
 // lists it (known false otherwise, never a silent zero), and each section

@@ -59,6 +59,11 @@ type Prices struct {
 	// audio duration (whisper-1) to USD per minute of audio. See
 	// [Prices.AudioCost].
 	AudioPerMinute map[string]float64 `json:"audio_per_minute"`
+	// Calls maps a route billed per successful call, written "METHOD
+	// /path" as the route allowlist writes it ("POST
+	// /v1/vector_stores/{vector_store_id}/search"), to USD per call. See
+	// [Prices.CallCost].
+	Calls map[string]float64 `json:"calls"`
 }
 
 // DefaultBatchMultiplier is the Batch API's discount on token prices (50%),
@@ -106,7 +111,8 @@ func DefaultPrices() *Prices {
 //	 "images": {"dall-e-3": {"1024x1024/standard": 0.04, "1024x1024/hd": 0.08},
 //	  "dall-e-2": {"1024x1024": 0.02}},
 //	 "characters_per_m": {"tts-1": 15},
-//	 "audio_per_minute": {"whisper-1": 0.006}}
+//	 "audio_per_minute": {"whisper-1": 0.006},
+//	 "calls": {"POST /v1/vector_stores/{vector_store_id}/search": 0.0025}}
 //
 // Decoding is strict: unknown fields and trailing data are errors, version and
 // at least one model are required, every model needs input_per_mtok and
@@ -115,8 +121,9 @@ func DefaultPrices() *Prices {
 // after models are optional: batch_multiplier defaults to
 // [DefaultBatchMultiplier] and must be between 0.000001 and 1; a model left out
 // of images, characters_per_m or audio_per_minute is unknown to
-// [Prices.ImageCost], [Prices.SpeechCost] or [Prices.AudioCost]. An images
-// model needs at least one price, keyed "SIZE" or "SIZE/QUALITY". Errors name
+// [Prices.ImageCost], [Prices.SpeechCost] or [Prices.AudioCost], and a route
+// left out of calls to [Prices.CallCost]. An images model needs at least one
+// price, keyed "SIZE" or "SIZE/QUALITY"; a calls key is "METHOD /path". Errors name
 // the field; all problems are reported at once.
 func LoadPrices(path string) (*Prices, error) {
 	b, err := os.ReadFile(path)
@@ -138,6 +145,7 @@ type priceFile struct {
 	Images          map[string]map[string]*float64 `json:"images"`
 	CharactersPerM  map[string]*float64            `json:"characters_per_m"`
 	AudioPerMinute  map[string]*float64            `json:"audio_per_minute"`
+	Calls           map[string]*float64            `json:"calls"`
 }
 
 type priceEntry struct {
@@ -267,6 +275,18 @@ func parsePrices(b []byte) (*Prices, error) {
 	}
 	p.CharactersPerM = c.rates("characters_per_m", f.CharactersPerM)
 	p.AudioPerMinute = c.rates("audio_per_minute", f.AudioPerMinute)
+	if f.Calls != nil {
+		p.Calls = make(map[string]float64, len(f.Calls))
+	}
+	for _, route := range slices.Sorted(maps.Keys(f.Calls)) {
+		field := fmt.Sprintf("calls[%q]", route)
+		method, path, ok := strings.Cut(route, " ")
+		if !ok || method == "" || method != strings.ToUpper(method) || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#") {
+			c.add("%s: want \"METHOD /path\", as the route allowlist writes the route", field)
+			continue
+		}
+		p.Calls[route] = c.price(field, f.Calls[route], true)
+	}
 	if err := errors.Join(c.errs...); err != nil {
 		return nil, err
 	}
@@ -444,6 +464,22 @@ func (p *Prices) AudioCost(model string, seconds float64) (microUSD int64, known
 		s = int64(math.Ceil(seconds))
 	}
 	return costCeil(picoPerMicro*60, term{s, picoUSD(perMinute)}), true
+}
+
+// CallCost returns what one successful call of route costs on a route billed
+// per call, in micro-USD rounded up. route is written "METHOD /path" with the
+// allowlist's placeholders ("POST /v1/vector_stores/{vector_store_id}/search")
+// and matched exactly. known is false, and the cost 0, for a route the
+// table's calls section does not name.
+func (p *Prices) CallCost(route string) (microUSD int64, known bool) {
+	if p == nil {
+		return 0, false
+	}
+	usd, ok := p.Calls[route]
+	if !ok {
+		return 0, false
+	}
+	return costCeil(picoPerMicro, term{1, picoUSD(usd)}), true
 }
 
 // picoPerMicro is 1e-6 USD in 1e-12 USD.

@@ -95,6 +95,11 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 			return fmt.Errorf("LLM_PROXY_PRICES_FILE: %w", err)
 		}
 	}
+	for _, r := range routes {
+		if _, ok := prices.CallCost(r.Method + " " + r.Path); r.Charge == config.ChargeCall && !ok {
+			return fmt.Errorf("route %s %s is charged per call, but the price table's calls section names no price for it", r.Method, r.Path)
+		}
+	}
 	rollup := eventsink.NewRollup(st)
 	// How much of its monthly budget each project has used, on /metrics:
 	// read from the roll-up's store when scraped.

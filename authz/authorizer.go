@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llm-proxy/llm-proxy/ids"
+	"github.com/llm-proxy/llm-proxy/policy"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -59,11 +60,15 @@ type Principal struct {
 
 	ProjectLimits         store.Limits
 	TokenLimits           store.Limits
-	MonthlyBudgetMicroUSD *int64 // the project's; nil: none
-	MaxRequests           *int64 // the token's lifetime cap; nil: none
-	CachePOST             bool   // the project caches POST responses without per-request opt-in
-	AllowBackground       bool   // the project allows background Responses ("background": true)
-	AllowBatches          bool   // the project allows Batches (POST /v1/batches)
+	MonthlyBudgetMicroUSD *int64         // the project's; nil: none
+	MaxRequests           *int64         // the token's lifetime cap; nil: none
+	CachePOST             bool           // the project caches POST responses without per-request opt-in
+	AllowBackground       bool           // the project allows background Responses ("background": true)
+	AllowBatches          bool           // the project allows Batches (POST /v1/batches)
+	Capture               policy.Capture // the project's capture of bodies into usage events
+	// Rules are the project's and the token's rules, both of which a
+	// request must pass (models, parameters, body size, CORS).
+	Rules policy.Combined
 }
 
 // credentialStore is what the Authorizer needs of the store.
@@ -343,6 +348,7 @@ func (c *credential) principal(now time.Time) (Principal, error) {
 		ProjectLimits: c.project.Limits, TokenLimits: c.token.Limits,
 		MonthlyBudgetMicroUSD: c.project.MonthlyBudgetMicroUSD, MaxRequests: c.token.MaxRequests,
 		CachePOST: c.project.CachePOST, AllowBackground: c.project.AllowBackground, AllowBatches: c.project.AllowBatches,
+		Capture: c.project.Capture, Rules: policy.Combined{Project: c.project.Rules, Token: c.token.Rules},
 	}, nil
 }
 

@@ -41,15 +41,22 @@ type limitsRequest struct {
 // their path from encoding/json itself.)
 func (l *limitsRequest) UnmarshalJSON(b []byte) error {
 	type plain limitsRequest // without this method
+	return decodeMember(b, limitsField, (*plain)(l))
+}
+
+// decodeMember decodes the object b of request member field into dst as
+// strictly as the body around it: an unknown member is refused, named with
+// its full path ("field.member").
+func decodeMember(b []byte, field string, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	err := dec.Decode((*plain)(l))
+	err := dec.Decode(dst)
 	if err == nil {
 		return nil
 	}
 	if rest, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		if name, uerr := strconv.Unquote(rest); uerr == nil {
-			param := limitsField + "." + name
+			param := field + "." + name
 			return invalid(codeUnknownField, param, "Unknown field %q.", param)
 		}
 	}

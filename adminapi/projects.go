@@ -2,12 +2,15 @@ package adminapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/llm-proxy/llm-proxy/ids"
+	"github.com/llm-proxy/llm-proxy/policy"
+	"github.com/llm-proxy/llm-proxy/redact"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -26,18 +29,20 @@ var _ projectRecords = (*store.Store)(nil)
 // Project is a project as the API shows it. The OpenAI key is only ever
 // the masked hint the store keeps; the sealed key never leaves the store layer.
 type Project struct {
-	ID               string `json:"id"`
-	Object           string `json:"object"`
-	Name             string `json:"name"`
-	OpenAIAPIKey     string `json:"openai_api_key"`
-	Active           bool   `json:"active"`
-	Limits           Limits `json:"limits"`
-	MonthlyBudgetUSD *USD   `json:"monthly_budget_usd"`
-	CachePOST        bool   `json:"cache_post"`
-	AllowBackground  bool   `json:"allow_background"`
-	AllowBatches     bool   `json:"allow_batches"`
-	CreatedAt        string `json:"created_at"`
-	UpdatedAt        string `json:"updated_at"`
+	ID               string       `json:"id"`
+	Object           string       `json:"object"`
+	Name             string       `json:"name"`
+	OpenAIAPIKey     string       `json:"openai_api_key"`
+	Active           bool         `json:"active"`
+	Limits           Limits       `json:"limits"`
+	MonthlyBudgetUSD *USD         `json:"monthly_budget_usd"`
+	CachePOST        bool         `json:"cache_post"`
+	AllowBackground  bool         `json:"allow_background"`
+	AllowBatches     bool         `json:"allow_batches"`
+	Capture          Capture      `json:"capture"`
+	Rules            policy.Rules `json:"rules"`
+	CreatedAt        string       `json:"created_at"`
+	UpdatedAt        string       `json:"updated_at"`
 }
 
 func projectView(p store.Project) Project {
@@ -52,9 +57,55 @@ func projectView(p store.Project) Project {
 		CachePOST:        p.CachePOST,
 		AllowBackground:  p.AllowBackground,
 		AllowBatches:     p.AllowBatches,
+		Capture:          captureView(p.Capture),
+		Rules:            p.Rules,
 		CreatedAt:        timestamp(p.CreatedAt),
 		UpdatedAt:        timestamp(p.UpdatedAt),
 	}
+}
+
+// Capture is a project's capture settings as the API shows them: the caps in
+// force (the defaults when none was set) and the redaction patterns.
+type Capture struct {
+	Enabled          bool     `json:"enabled"`
+	RequestMaxBytes  int      `json:"request_max_bytes"`
+	ResponseMaxBytes int      `json:"response_max_bytes"`
+	Redact           []string `json:"redact"`
+}
+
+func captureView(c policy.Capture) Capture {
+	return Capture{Enabled: c.Enabled, RequestMaxBytes: c.RequestCap(), ResponseMaxBytes: c.ResponseCap(),
+		Redact: append([]string{}, c.Redact...)}
+}
+
+// captureRequest is the capture object as a request sends it: it replaces
+// the settings whole.
+type captureRequest policy.Capture
+
+func (c *captureRequest) UnmarshalJSON(b []byte) error {
+	return decodeMember(b, "capture", (*policy.Capture)(c))
+}
+
+// validateCapture checks a capture object: caps in range, and redaction
+// patterns that are presets or compile (the sidecar compiles the same list).
+func validateCapture(o optional[captureRequest]) error {
+	if !o.has() {
+		return nil
+	}
+	var fe *policy.FieldError
+	if err := policy.Capture(o.Value).Validate(redact.ValidatePattern); errors.As(err, &fe) {
+		return invalid(codeInvalidValue, fe.Field, "%s: %v.", fe.Field, fe.Err)
+	} else if err != nil {
+		return invalid(codeInvalidValue, "capture", "capture: %v.", err)
+	}
+	return nil
+}
+
+// captureField is the audit detail of a capture change: whether capture is
+// now on (the patterns themselves may name what a team hides, so they are
+// not copied into the audit log).
+func captureField(o optional[captureRequest]) auditField {
+	return auditField{name: "capture=" + strconv.FormatBool(o.Value.Enabled), set: o.Set}
 }
 
 // timestamp formats t as RFC 3339 in UTC, to the second.
@@ -72,14 +123,16 @@ func optionalTimestamp(t *time.Time) *string {
 // projectRequest is the body of a project's POST or PATCH; on a PATCH, a
 // member left out keeps its value.
 type projectRequest struct {
-	Name             optional[string]        `json:"name"`
-	OpenAIAPIKey     optional[string]        `json:"openai_api_key"`
-	Active           optional[bool]          `json:"active"`
-	Limits           optional[limitsRequest] `json:"limits"`
-	MonthlyBudgetUSD optional[numberLiteral] `json:"monthly_budget_usd"`
-	CachePOST        optional[bool]          `json:"cache_post"`
-	AllowBackground  optional[bool]          `json:"allow_background"`
-	AllowBatches     optional[bool]          `json:"allow_batches"`
+	Name             optional[string]         `json:"name"`
+	OpenAIAPIKey     optional[string]         `json:"openai_api_key"`
+	Active           optional[bool]           `json:"active"`
+	Limits           optional[limitsRequest]  `json:"limits"`
+	MonthlyBudgetUSD optional[numberLiteral]  `json:"monthly_budget_usd"`
+	CachePOST        optional[bool]           `json:"cache_post"`
+	AllowBackground  optional[bool]           `json:"allow_background"`
+	AllowBatches     optional[bool]           `json:"allow_batches"`
+	Capture          optional[captureRequest] `json:"capture"`
+	Rules            optional[rulesRequest]   `json:"rules"`
 }
 
 // createProjectRequest is the body of POST /manage/projects.
@@ -110,6 +163,8 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 		CachePOST:             req.CachePOST.has() && req.CachePOST.Value,
 		AllowBackground:       !req.AllowBackground.has() || req.AllowBackground.Value,
 		AllowBatches:          !req.AllowBatches.has() || req.AllowBatches.Value,
+		Capture:               policy.Capture(req.Capture.Value),
+		Rules:                 policy.Rules(req.Rules.Value),
 		CreatedAt:             now,
 		UpdatedAt:             now,
 	}
@@ -128,6 +183,8 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) {
 			auditField{"cache_post", req.CachePOST.Set},
 			flagField("allow_background", req.AllowBackground),
 			flagField("allow_batches", req.AllowBatches),
+			captureField(req.Capture),
+			auditField{"rules", req.Rules.has()},
 		),
 	})
 	writeJSON(w, http.StatusCreated, projectView(p))
@@ -162,6 +219,12 @@ func (req projectRequest) validateSwitchesAndLimits() error {
 		return err
 	}
 	if err := notNull("allow_batches", req.AllowBatches); err != nil {
+		return err
+	}
+	if err := validateCapture(req.Capture); err != nil {
+		return err
+	}
+	if err := validateRules(req.Rules, false); err != nil {
 		return err
 	}
 	return validateLimits(req.Limits)
@@ -245,6 +308,14 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 	if req.AllowBatches.Set {
 		u.AllowBatches = &req.AllowBatches.Value
 	}
+	if req.Capture.Set {
+		c := policy.Capture(req.Capture.Value) // null: the zero value, capture off
+		u.Capture = &c
+	}
+	if req.Rules.Set {
+		r := policy.Rules(req.Rules.Value) // null: no rules
+		u.Rules = &r
+	}
 	if req.OpenAIAPIKey.Set {
 		sealed, keyID := s.keys.Seal(req.OpenAIAPIKey.Value)
 		hint := maskKey(req.OpenAIAPIKey.Value)
@@ -293,6 +364,8 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) {
 			auditField{"cache_post", u.CachePOST != nil},
 			flagField("allow_background", req.AllowBackground),
 			flagField("allow_batches", req.AllowBatches),
+			captureField(req.Capture),
+			auditField{"rules", u.Rules != nil},
 		),
 	})
 	writeJSON(w, http.StatusOK, projectView(p))

@@ -87,7 +87,8 @@ func TestProjectLifecycle(t *testing.T) {
 	want := map[string]any{
 		"id": id, "object": "project", "name": "Team A", "openai_api_key": "sk-p…wxyz",
 		"active": true, "limits": noLimits(), "monthly_budget_usd": nil, "cache_post": false,
-		"allow_background": true, "allow_batches": true,
+		"allow_background": true, "allow_batches": true, "rules": map[string]any{},
+		"capture": map[string]any{"enabled": false, "redact": []any{}, "request_max_bytes": float64(65536), "response_max_bytes": float64(262144)},
 		"created_at": h.now.Format(time.RFC3339), "updated_at": h.now.Format(time.RFC3339),
 	}
 	if !mapsEqual(out.body, want) {
@@ -216,7 +217,7 @@ func TestTokenLifecycle(t *testing.T) {
 		"prefix": secret[:len(authz.TokenPrefix)+4], "active": true, "legacy": false,
 		"expires_at":   h.now.Add(30 * 24 * time.Hour).Format(time.RFC3339),
 		"max_requests": float64(5), "request_count": float64(0), "cache_hit_count": float64(0),
-		"last_used_at": nil, "revoked_at": nil, "limits": noLimits(), "created_at": h.now.Format(time.RFC3339),
+		"last_used_at": nil, "revoked_at": nil, "limits": noLimits(), "rules": map[string]any{}, "created_at": h.now.Format(time.RFC3339),
 	}
 	gotNoSecret := maps.Clone(created.body)
 	delete(gotNoSecret, "token")

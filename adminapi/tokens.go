@@ -9,6 +9,7 @@ import (
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/ids"
+	"github.com/llm-proxy/llm-proxy/policy"
 	"github.com/llm-proxy/llm-proxy/store"
 )
 
@@ -27,22 +28,23 @@ var _ tokenRecords = (*store.Store)(nil)
 // only in the response that creates the token; it is never stored in clear and
 // cannot be shown again.
 type Token struct {
-	ID           string  `json:"id"`
-	Object       string  `json:"object"`
-	ProjectID    string  `json:"project_id"`
-	Name         string  `json:"name"`
-	Prefix       string  `json:"prefix"`
-	Active       bool    `json:"active"`
-	Legacy       bool    `json:"legacy"`
-	ExpiresAt    *string `json:"expires_at"`
-	MaxRequests  *int64  `json:"max_requests"`
-	RequestCount int64   `json:"request_count"`
-	CacheHits    int64   `json:"cache_hit_count"`
-	LastUsedAt   *string `json:"last_used_at"`
-	RevokedAt    *string `json:"revoked_at"`
-	Limits       Limits  `json:"limits"`
-	CreatedAt    string  `json:"created_at"`
-	Token        string  `json:"token,omitempty"`
+	ID           string       `json:"id"`
+	Object       string       `json:"object"`
+	ProjectID    string       `json:"project_id"`
+	Name         string       `json:"name"`
+	Prefix       string       `json:"prefix"`
+	Active       bool         `json:"active"`
+	Legacy       bool         `json:"legacy"`
+	ExpiresAt    *string      `json:"expires_at"`
+	MaxRequests  *int64       `json:"max_requests"`
+	RequestCount int64        `json:"request_count"`
+	CacheHits    int64        `json:"cache_hit_count"`
+	LastUsedAt   *string      `json:"last_used_at"`
+	RevokedAt    *string      `json:"revoked_at"`
+	Limits       Limits       `json:"limits"`
+	Rules        policy.Rules `json:"rules"`
+	CreatedAt    string       `json:"created_at"`
+	Token        string       `json:"token,omitempty"`
 }
 
 func tokenView(t store.Token) Token {
@@ -61,6 +63,7 @@ func tokenView(t store.Token) Token {
 		LastUsedAt:   optionalTimestamp(t.LastUsedAt),
 		RevokedAt:    optionalTimestamp(t.RevokedAt),
 		Limits:       limitsView(t.Limits),
+		Rules:        t.Rules,
 		CreatedAt:    timestamp(t.CreatedAt),
 	}
 }
@@ -72,6 +75,7 @@ type createTokenRequest struct {
 	ExpiresAt   optional[string]        `json:"expires_at"`
 	MaxRequests optional[int64]         `json:"max_requests"`
 	Limits      optional[limitsRequest] `json:"limits"`
+	Rules       optional[rulesRequest]  `json:"rules"`
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +111,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if err := validateRules(req.Rules, true); err != nil {
+		writeError(w, r, err)
+		return
+	}
 
 	secret, display := authz.NewToken()
 	t := store.Token{
@@ -118,6 +126,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		Active:    true,
 		ExpiresAt: expiresAt,
 		Limits:    newLimits(req.Limits),
+		Rules:     policy.Rules(req.Rules.Value),
 		CreatedAt: now,
 		UpdatedAt: now,
 	}
@@ -144,6 +153,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 			auditField{"expires_at", t.ExpiresAt != nil},
 			auditField{"max_requests", t.MaxRequests != nil},
 			auditField{"limits", req.Limits.has()},
+			auditField{"rules", req.Rules.has()},
 		),
 	})
 	view := tokenView(t)
@@ -201,6 +211,7 @@ type updateTokenRequest struct {
 	ExpiresAt   optional[string]        `json:"expires_at"`
 	MaxRequests optional[int64]         `json:"max_requests"`
 	Limits      optional[limitsRequest] `json:"limits"`
+	Rules       optional[rulesRequest]  `json:"rules"`
 }
 
 func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
@@ -267,6 +278,7 @@ func (s *Server) updateToken(w http.ResponseWriter, r *http.Request) {
 			auditField{"expires_at", u.SetExpiresAt},
 			auditField{"max_requests", u.SetMaxRequests},
 			auditField{"limits", u.SetLimits},
+			auditField{"rules", u.Rules != nil},
 		),
 	})
 	writeJSON(w, http.StatusOK, tokenView(t))
@@ -307,6 +319,13 @@ func (req *updateTokenRequest) update(now time.Time) (store.TokenUpdate, error) 
 		if !req.MaxRequests.Null {
 			u.MaxRequests = &req.MaxRequests.Value
 		}
+	}
+	if err := validateRules(req.Rules, true); err != nil {
+		return u, err
+	}
+	if req.Rules.Set {
+		r := policy.Rules(req.Rules.Value) // null: no rules of its own
+		u.Rules = &r
 	}
 	return u, validateLimits(req.Limits)
 }

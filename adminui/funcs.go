@@ -29,6 +29,9 @@ var funcs = template.FuncMap{
 	"dollars":    dollars,
 	"usd":        func(n adminapi.USD) string { return dollars(int64(n)) },
 	"limitsData": func(prefix string, f url.Values) limitsData { return limitsData{Prefix: prefix, Form: f} },
+	"rulesData": func(id, kind string, forProject bool, csrf string, f url.Values) rulesData {
+		return rulesData{ID: id, Kind: kind, ForProject: forProject, CSRF: csrf, Form: f}
+	},
 	"budget": func(p *adminapi.USD) string {
 		if p == nil {
 			return "none"
@@ -71,6 +74,15 @@ func grouped(n int64) string {
 		return "-" + string(out)
 	}
 	return string(out)
+}
+
+// rulesData is what the "rules" card template gets: whose rules (a project
+// or a token, by id and URL kind), the form's CSRF token and values.
+type rulesData struct {
+	ID, Kind   string
+	ForProject bool
+	CSRF       string
+	Form       url.Values
 }
 
 // limitsData is what the "limits" fieldset template gets: its inputs' id

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/llm-proxy/llm-proxy/adminapi"
@@ -98,20 +99,8 @@ func (u *UI) showProject(w http.ResponseWriter, r *http.Request, sess *session, 
 		u.fail(w, r, err)
 		return
 	}
-	if form == nil {
-		form = url.Values{
-			"name":             {p.Name},
-			"cache_post":       {flag(p.CachePOST)},
-			"allow_background": {flag(p.AllowBackground)},
-			"allow_batches":    {flag(p.AllowBatches)},
-		}
-		limitsForm(form, p.Limits)
-		if p.MonthlyBudgetUSD != nil {
-			form.Set("monthly_budget_usd", p.MonthlyBudgetUSD.String())
-		}
-	}
 	u.render(w, r, sess, status, "project", view{Title: p.Name, Nav: "projects", Error: msg,
-		Data: projectView{Project: p, Form: form, Tokens: len(tokens)}})
+		Data: projectView{Project: p, Form: projectForm(p, form), Tokens: len(tokens)}})
 }
 
 // updateProject changes name, limits, budget and policy from the edit form.
@@ -136,6 +125,76 @@ func (u *UI) setProjectActive(w http.ResponseWriter, r *http.Request, sess *sess
 		msg = "Project reactivated."
 	}
 	u.patchProject(w, r, sess, map[string]any{"active": active}, nil, msg)
+}
+
+// projectForm is the values of the project page's forms as stored, with the
+// card that was posted (and refused) as posted (see overlay).
+func projectForm(p adminapi.Project, posted url.Values) url.Values {
+	f := url.Values{
+		"name":                       {p.Name},
+		"cache_post":                 {flag(p.CachePOST)},
+		"allow_background":           {flag(p.AllowBackground)},
+		"allow_batches":              {flag(p.AllowBatches)},
+		"capture_enabled":            {flag(p.Capture.Enabled)},
+		"capture_request_max_bytes":  {strconv.Itoa(p.Capture.RequestMaxBytes)},
+		"capture_response_max_bytes": {strconv.Itoa(p.Capture.ResponseMaxBytes)},
+		"capture_redact":             {strings.Join(p.Capture.Redact, "\n")},
+	}
+	limitsForm(f, p.Limits)
+	rulesForm(f, p.Rules)
+	if p.MonthlyBudgetUSD != nil {
+		f.Set("monthly_budget_usd", p.MonthlyBudgetUSD.String())
+	}
+	return overlay(f, posted)
+}
+
+// overlay puts the fields of the card that was posted over a page's stored
+// values, so a refusal shows what was typed where it was typed and the other
+// cards as stored. A page's cards are told apart by their fields' prefix
+// ("capture_", "rules_"; the edit card has none), named by the hidden
+// "card" field each card but the edit card posts.
+func overlay(stored, posted url.Values) url.Values {
+	if posted == nil {
+		return stored
+	}
+	card := posted.Get("card")
+	for k := range stored {
+		if cardOf(k) == card {
+			delete(stored, k) // a box left unticked is absent from what was posted
+		}
+	}
+	for k, v := range posted {
+		stored[k] = v
+	}
+	return stored
+}
+
+func cardOf(field string) string {
+	for _, c := range []string{"capture", "rules"} {
+		if strings.HasPrefix(field, c+"_") {
+			return c
+		}
+	}
+	return ""
+}
+
+// setCapture replaces the project's capture settings from the capture card:
+// caps (empty: the default) and one redaction pattern per line.
+func (u *UI) setCapture(w http.ResponseWriter, r *http.Request, sess *session) {
+	f := r.PostForm
+	c := map[string]any{"enabled": checked(f, "capture_enabled"), "redact": []string{}}
+	for _, line := range strings.Split(f.Get("capture_redact"), "\n") {
+		if p := strings.TrimSpace(line); p != "" {
+			c["redact"] = append(c["redact"].([]string), p)
+		}
+	}
+	setNumber(c, f, "capture_request_max_bytes", "request_max_bytes", false)
+	setNumber(c, f, "capture_response_max_bytes", "response_max_bytes", false)
+	msg := "Capture off."
+	if c["enabled"] == true {
+		msg = "Capture on: request and response bodies go into usage events, redacted."
+	}
+	u.patchProject(w, r, sess, map[string]any{"capture": c}, f, msg)
 }
 
 // rotateKey replaces the project's OpenAI key.

@@ -99,12 +99,11 @@ func (u *UI) showToken(w http.ResponseWriter, r *http.Request, sess *session, st
 		u.fail(w, r, err)
 		return
 	}
-	if form == nil {
-		form = url.Values{"name": {t.Name}, "max_requests": {int64Field(t.MaxRequests)}}
-		limitsForm(form, t.Limits)
-	}
+	stored := url.Values{"name": {t.Name}, "max_requests": {int64Field(t.MaxRequests)}}
+	limitsForm(stored, t.Limits)
+	rulesForm(stored, t.Rules)
 	u.render(w, r, sess, status, "token", view{Title: "Token " + t.Prefix, Nav: "tokens", Error: msg,
-		Data: tokenView{Token: t, Project: p.Name, Form: form}})
+		Data: tokenView{Token: t, Project: p.Name, Form: overlay(stored, form)}})
 }
 
 // updateToken changes a token's name, request cap and limits.
@@ -112,17 +111,23 @@ func (u *UI) updateToken(w http.ResponseWriter, r *http.Request, sess *session) 
 	f := r.PostForm
 	body := map[string]any{"name": f.Get("name"), "limits": limitsBody(f, true)}
 	setNumber(body, f, "max_requests", "max_requests", true)
+	u.patchToken(w, r, sess, body, f, "Token saved.")
+}
+
+// patchToken sends one card's change; a refusal shows the page again with
+// that card as posted.
+func (u *UI) patchToken(w http.ResponseWriter, r *http.Request, sess *session, body map[string]any, form url.Values, done string) {
 	id := r.PathValue("id")
 	err := u.call(r, apiCall{method: "PATCH", path: "/manage/tokens/" + pathEscape(id), body: body}, nil)
 	if status, msg, ok := refusal(err); ok && status != http.StatusNotFound {
-		u.showToken(w, r, sess, status, msg, f)
+		u.showToken(w, r, sess, status, msg, form)
 		return
 	}
 	if err != nil {
 		u.fail(w, r, err)
 		return
 	}
-	u.redirect(w, r, sess, "/admin/tokens/"+pathEscape(id), "Token saved.")
+	u.redirect(w, r, sess, "/admin/tokens/"+pathEscape(id), done)
 }
 
 // revokeToken revokes a token for good.

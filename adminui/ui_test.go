@@ -526,6 +526,53 @@ func TestEditForms(t *testing.T) {
 		t.Errorf("a refused edit renamed the project to %q", got.Name)
 	}
 
+	// Capture: on with two patterns and a cap; a refused pattern keeps the
+	// card as typed (and the edit card as stored); then off.
+	if p := b.post(path, path+"/capture", url.Values{"card": {"capture"}, "capture_enabled": {"on"}, "capture_response_max_bytes": {"4096"},
+		"capture_redact": {"email\r\n re:ACME-[0-9]+ \n\n"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("capture: %d\n%s", p.status, p.body)
+	}
+	if got, _ := h.store.GetProject(ctx, pid); !got.Capture.Enabled || got.Capture.ResponseMaxBytes != 4096 || got.Capture.RequestMaxBytes != 0 ||
+		strings.Join(got.Capture.Redact, "|") != "email|re:ACME-[0-9]+" {
+		t.Errorf("capture stored: %+v", got.Capture)
+	}
+	if page := b.get(path); !strings.Contains(page.body, "Capture on: request and response bodies go into usage events, redacted.") ||
+		!strings.Contains(page.body, `name="capture_response_max_bytes" inputmode="numeric" value="4096"`) ||
+		!strings.Contains(page.body, `name="capture_request_max_bytes" inputmode="numeric" value="65536"`) {
+		t.Errorf("page after capture on:\n%s", page.body)
+	}
+	p = b.post(path, path+"/capture", url.Values{"card": {"capture"}, "capture_enabled": {"on"}, "capture_redact": {"re:("}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "capture.redact[0]") || !strings.Contains(p.body, ">re:(</textarea>") ||
+		!strings.Contains(p.body, `value="team-b"`) {
+		t.Errorf("refused capture: %d\n%s", p.status, p.body)
+	}
+	if p := b.post(path, path+"/capture", url.Values{"card": {"capture"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("capture off: %d", p.status)
+	}
+	if got, _ := h.store.GetProject(ctx, pid); got.Capture.Enabled || len(got.Capture.Redact) != 0 {
+		t.Errorf("capture after off: %+v", got.Capture)
+	}
+
+	// Rules: models, a ceiling in clamp mode, parameter values (JSON where
+	// they parse) and CORS origins; a refused origin keeps the card as typed.
+	if p := b.post(path, path+"/rules", url.Values{"card": {"rules"}, "rules_models": {"gpt-4o*\r\no3-mini\n"}, "rules_max_output_tokens": {"500"},
+		"rules_over_max": {"clamp"}, "rules_params": {"n=1\nservice_tier=auto,default"}, "rules_no_tools": {"on"},
+		"rules_cors_origins": {"https://*.example.com"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("rules: %d\n%s", p.status, p.body)
+	}
+	got, _ = h.store.GetProject(ctx, pid)
+	if b, _ := json.Marshal(got.Rules); string(b) != `{"models":["gpt-4o*","o3-mini"],"max_output_tokens":500,"over_max":"clamp","params":{"n":[1],"service_tier":["auto","default"]},"no_tools":true,"cors":{"origins":["https://*.example.com"]}}` {
+		t.Errorf("rules stored: %s", b)
+	}
+	if page := b.get(path); !strings.Contains(page.body, "Rules saved.") || !strings.Contains(page.body, ">gpt-4o*\no3-mini</textarea>") ||
+		!strings.Contains(page.body, ">n=1\nservice_tier=&#34;auto&#34;,&#34;default&#34;</textarea>") {
+		t.Errorf("page after rules:\n%s", page.body)
+	}
+	p = b.post(path, path+"/rules", url.Values{"card": {"rules"}, "rules_cors_origins": {"https://example.com/app"}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "rules.cors.origins[0]") || !strings.Contains(p.body, ">https://example.com/app</textarea>") {
+		t.Errorf("refused rules: %d\n%s", p.status, p.body)
+	}
+
 	// Rotate the key: only its mask is ever shown.
 	if p := b.post(path, path+"/key", url.Values{"openai_api_key": {"sk-second-0123456789abcdef"}}); p.status != http.StatusSeeOther {
 		t.Fatalf("rotate: %d", p.status)
@@ -566,6 +613,16 @@ func TestEditForms(t *testing.T) {
 	if p := b.post(tpath, tpath, url.Values{"max_requests": {"many"}}); p.status != http.StatusBadRequest ||
 		!strings.Contains(p.body, html.EscapeString(apiMessage(t, h, "PATCH", "/manage/tokens/"+tokens[0].ID, `{"max_requests":"many"}`))) {
 		t.Errorf("refused token edit: %d\n%s", p.status, p.body)
+	}
+	// A token's rules card: no CORS field; the models narrow the project's.
+	if page := b.get(tpath); strings.Contains(page.body, "rules_cors_origins") || !strings.Contains(page.body, "narrow its project") {
+		t.Errorf("token rules card:\n%s", page.body)
+	}
+	if p := b.post(tpath, tpath+"/rules", url.Values{"card": {"rules"}, "rules_models": {"gpt-4o-mini"}, "rules_cors_origins": {"https://x.example"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("token rules: %d\n%s", p.status, p.body)
+	}
+	if tok, _ := h.store.GetToken(ctx, tokens[0].ID); len(tok.Rules.Models) != 1 || tok.Rules.Models[0] != "gpt-4o-mini" || tok.Rules.CORS != nil {
+		t.Errorf("token rules stored: %+v", tok.Rules)
 	}
 	if p := b.get("/admin/tokens/tok_nope"); p.status != http.StatusNotFound || !strings.Contains(p.body, "No token with id &#34;tok_nope&#34;.") {
 		t.Errorf("unknown token: %d\n%s", p.status, p.body)

@@ -285,20 +285,18 @@ func TestLunaryPayload(t *testing.T) {
 	if rn == nil || rn.start == nil || rn.last == nil {
 		t.Fatalf("run of ok-1 = %+v", rn)
 	}
-	if rn.last["event"] != "end" || rn.start["name"] != "gpt-4.1-mini" || rn.start["userId"] != "tok_pub" {
-		t.Errorf("ok-1: start %v, last %v", rn.start, rn.last)
-	}
-	if tu := obj(rn.last["tokensUsage"]); tu["prompt"] != 12.0 || tu["completion"] != 5.0 || tu["promptCached"] != 4.0 {
-		t.Errorf("ok-1 tokensUsage = %v", tu)
-	}
-	md := obj(rn.start["metadata"])
-	if md["request_id"] != "req-ok-1" || md["project_id"] != "p1" || md["event_id"] != "ok-1" || md["status"] != 200.0 ||
-		md["outcome"] != "forwarded" || md["price_version"] != "2025-01" || md["cost_usd"] != 0.0001 {
-		t.Errorf("ok-1 metadata = %v", md)
-	}
-	if rn.start["timestamp"] != "2025-01-02T03:04:05.678Z" || rn.last["timestamp"] != "2025-01-02T03:04:05.928Z" {
-		t.Errorf("ok-1 timestamps %v → %v, want start at time and end 250ms later", rn.start["timestamp"], rn.last["timestamp"])
-	}
+	// Without a capture: usage, metadata and tags, no content.
+	sameJSON(t, "ok-1 start", rn.start, `{
+	  "type": "llm", "event": "start", "runId": "`+RunID("ok-1")+`", "timestamp": "2025-01-02T03:04:05.678Z",
+	  "name": "gpt-4.1-mini", "userId": "tok_pub", "runtime": "llm-proxy-dispatch", "tags": ["project:p1", "token:tok_pub"],
+	  "metadata": {"event_id": "ok-1", "request_id": "req-ok-1", "project_id": "p1", "token_id": "tok_pub",
+	    "method": "POST", "path": "/v1/chat/completions", "status": 200, "stream": false, "cache_status": "miss",
+	    "outcome": "forwarded", "usage_source": "provider", "cost_usd": 0.0001, "price_version": "2025-01"}
+	}`)
+	sameJSON(t, "ok-1 end", rn.last, `{
+	  "type": "llm", "event": "end", "runId": "`+RunID("ok-1")+`", "timestamp": "2025-01-02T03:04:05.928Z",
+	  "name": "gpt-4.1-mini", "tokensUsage": {"prompt": 12, "completion": 5, "promptCached": 4}
+	}`)
 	if d := runs[RunID("denied")]; d.last["event"] != "error" || obj(d.last["error"])["message"] != "HTTP 429: rate_limit_exceeded" {
 		t.Errorf("denied request: %v, want an error event", d.last)
 	}
@@ -360,10 +358,34 @@ func checkLunaryEvent(t *testing.T, ev map[string]any) {
 			if _, ok := v.(string); !ok {
 				t.Errorf("%s = %#v, want a string", k, v)
 			}
+		case "tags":
+			tags, ok := v.([]any)
+			for _, tag := range tags {
+				if _, s := tag.(string); !s {
+					ok = false
+				}
+			}
+			if !ok || kind != "start" {
+				t.Errorf("tags = %#v on %s, want strings on start", v, kind)
+			}
+		case "input", "params":
+			if kind != "start" {
+				t.Errorf("%s on %s, want it on start", k, kind)
+			}
+		case "output":
+			if kind != "end" {
+				t.Errorf("output on %s, want it on end", kind)
+			}
 		case "metadata":
 			for mk, mv := range obj(v) {
-				switch mv.(type) {
+				switch mv := mv.(type) {
 				case string, float64, bool:
+				case []any:
+					for _, e := range mv {
+						if _, ok := e.(string); !ok {
+							t.Errorf("metadata %s = %#v: Lunary keeps only primitives and lists of them", mk, mv)
+						}
+					}
 				default:
 					t.Errorf("metadata %s = %#v: Lunary keeps only primitive values", mk, mv)
 				}
@@ -497,18 +519,35 @@ func TestHeliconePayload(t *testing.T) {
 		t.Errorf("aborted stream: status %d, ttft %v, request %v, meta %v", *ab.ProviderResponse.Status, ab.Timing.TimeToFirstToken,
 			ab.ProviderRequest.JSON, ab.ProviderRequest.Meta)
 	}
-	m := req.ProviderRequest.Meta
-	if m["Helicone-Property-Project-Id"] != "p1" || m["Helicone-User-Id"] != "tok_pub" || m["Helicone-Property-Request-Id"] != "req-e1" {
-		t.Errorf("meta = %v", m)
+	// Without a capture: the custom route, usage only, every property.
+	rc.mu.Lock()
+	var e1 map[string]any
+	for i, b := range rc.bodies {
+		if rc.headers[i].Get(IdempotencyHeader) == "e1" {
+			_ = json.Unmarshal(b, &e1)
+		}
 	}
+	rc.mu.Unlock()
+	sameJSON(t, "e1 log", e1, `{
+	  "providerRequest": {"url": "custom-model-nopath", "json": {"model": "gpt-4.1-mini", "stream": false},
+	    "meta": {"Helicone-User-Id": "tok_pub", "Helicone-Property-Project-Id": "p1", "Helicone-Property-Token-Id": "tok_pub",
+	      "Helicone-Property-Request-Id": "req-e1", "Helicone-Property-Method": "POST", "Helicone-Property-Path": "/v1/chat/completions",
+	      "Helicone-Property-Usage-Source": "provider", "Helicone-Property-Cache-Status": "miss", "Helicone-Property-Outcome": "forwarded",
+	      "Helicone-Property-Price-Version": "2025-01", "Helicone-Property-Event-Id": "e1", "Helicone-Property-Cost-Usd": "0.0001"}},
+	  "providerResponse": {"headers": {"content-type": "application/json", "x-request-id": "req-e1"}, "status": 200,
+	    "json": {"model": "gpt-4.1-mini", "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17,
+	      "prompt_tokens_details": {"cached_tokens": 4}}}},
+	  "timing": {"startTime": {"seconds": 1735787045, "milliseconds": 678}, "endTime": {"seconds": 1735787045, "milliseconds": 928}}
+	}`)
 	st, en := req.Timing.StartTime, req.Timing.EndTime
 	start := *st.Seconds*1000 + *st.Milliseconds
 	end := *en.Seconds*1000 + *en.Milliseconds
 	if want := time.Date(2025, 1, 2, 3, 4, 5, 678e6, time.UTC).UnixMilli(); start != want || end-start != 250 {
 		t.Errorf("timing %d → %d, want %d and 250ms latency", start, end, want)
 	}
-	if h, _ := NewHelicone(HeliconeOptions{APIKey: "k"}); h.url != DefaultHeliconeURL+"/custom/v1/log" {
-		t.Errorf("default URL %s", h.url)
+	if h, _ := NewHelicone(HeliconeOptions{APIKey: "k"}); h.customURL != DefaultHeliconeURL+"/custom/v1/log" ||
+		h.openaiURL != DefaultHeliconeURL+"/oai/v1/log" || h.upstream != DefaultUpstreamURL {
+		t.Errorf("default URLs %s, %s, upstream %s", h.customURL, h.openaiURL, h.upstream)
 	}
 	if _, err := NewHelicone(HeliconeOptions{URL: rc.URL}); err == nil {
 		t.Error("no API key accepted")

@@ -1,6 +1,27 @@
 // Package dispatch delivers usage events from the Redis Stream the event sink
-// writes to the places that want them: a JSONL file, a signed webhook, Lunary
-// and Helicone. It is what `llm-proxy dispatch` runs.
+// writes to the places that want them: a JSONL file, a signed webhook,
+// Lunary, Helicone and an OpenTelemetry collector (OTLP). It is what
+// `llm-proxy dispatch` runs.
+//
+// # Backends
+//
+//   - [File] appends each event, as produced, to a JSONL file.
+//   - [Webhook] POSTs each event, as produced, signed with HMAC-SHA-256.
+//   - [Lunary] sends each event as an LLM run (start, then end or error) to
+//     Lunary's run ingestion API.
+//   - [Helicone] logs each event through Helicone's asynchronous logging API.
+//   - [OTLP] exports each event as an OpenTelemetry span following the GenAI
+//     semantic conventions, over OTLP gRPC or HTTP.
+//
+// When an event carries a capture of the request and response bodies (the
+// project opted in; the bodies are redacted and capped before the event
+// leaves the sidecar), Lunary gets the conversation as the run's input and
+// output, Helicone the OpenAI request and response bodies, and the span an
+// event with the input and output messages; each backend's doc says what
+// exactly. A body the capture kept only as metadata (not JSON, or cut at the
+// cap mid-document) sends only its content type, size and truncation flag.
+// Without a capture, every backend sends usage, cost and metadata only; the
+// client address is never sent to Lunary, Helicone or the collector.
 //
 // # Delivery contract
 //
@@ -42,7 +63,9 @@
 // backend carries the event id so the receiver can drop repeats: the
 // webhook and Helicone send it as the Idempotency-Key header; Helicone also
 // gets a Helicone-Request-Id and Lunary a runId that are UUIDs derived from
-// it (see [RunID]); the file backend writes it at the start of each line.
+// it (see [RunID]); the file backend writes it at the start of each line;
+// the OTLP span has the event's trace and span ids (or ids derived from the
+// event id), so a repeat is the same span again.
 //
 // # Stream entries
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -20,9 +21,13 @@ func newDispatchCmd(e *env) *cobra.Command {
 	for _, v := range config.DispatchVars {
 		fmt.Fprintf(&settings, "  %-32s default %s\n      %s\n", v.Name, v.Default, v.Help)
 	}
+	settings.WriteString("\nOpenTelemetry (the otlp target), the standard variables:\n\n")
+	for _, v := range config.DispatchOTLPVars {
+		fmt.Fprintf(&settings, "  %-32s default %s\n      %s\n", v.Name, v.Default, v.Help)
+	}
 	return &cobra.Command{
 		Use:   "dispatch",
-		Short: "Deliver usage events from the Redis Stream to file, webhook, Lunary, Helicone",
+		Short: "Deliver usage events from the Redis Stream to file, webhook, Lunary, Helicone, OTLP",
 		Long: `Reads usage events from the Redis Stream through a consumer group and
 delivers each to every target, at least once, until SIGINT or SIGTERM.
 Settings (environment variables):
@@ -51,7 +56,7 @@ func runDispatch(ctx context.Context, getenv func(string) string, stderr io.Writ
 	}
 	defer rdb.Close()
 
-	backends, closeBackends, err := dispatchBackends(cfg)
+	backends, closeBackends, err := dispatchBackends(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -78,7 +83,7 @@ func runDispatch(ctx context.Context, getenv func(string) string, stderr io.Writ
 
 // dispatchBackends builds the configured backends, in the order named, and
 // a func that closes those holding resources.
-func dispatchBackends(cfg config.Dispatch) ([]dispatch.Backend, func(), error) {
+func dispatchBackends(ctx context.Context, cfg config.Dispatch) ([]dispatch.Backend, func(), error) {
 	httpOpts := dispatch.HTTPOptions{Timeout: cfg.Timeout, Concurrency: cfg.Concurrency}
 	var backends []dispatch.Backend
 	var closers []io.Closer
@@ -107,8 +112,26 @@ func dispatchBackends(cfg config.Dispatch) ([]dispatch.Backend, func(), error) {
 			b, err = dispatch.NewLunary(dispatch.LunaryOptions{URL: cfg.LunaryURL, APIKey: cfg.LunaryKey, HTTPOptions: httpOpts})
 			err = wrapVar("LLM_PROXY_LUNARY_URL", err)
 		case "helicone":
-			b, err = dispatch.NewHelicone(dispatch.HeliconeOptions{URL: cfg.HeliconeURL, APIKey: cfg.HeliconeKey, HTTPOptions: httpOpts})
+			b, err = dispatch.NewHelicone(dispatch.HeliconeOptions{URL: cfg.HeliconeURL, APIKey: cfg.HeliconeKey,
+				UpstreamURL: cfg.UpstreamURL, HTTPOptions: httpOpts})
 			err = wrapVar("LLM_PROXY_HELICONE_URL", err)
+		case "otlp":
+			var o *dispatch.OTLP
+			o, err = dispatch.NewOTLP(ctx, dispatch.OTLPOptions{
+				Protocol:           cfg.OTLP.Protocol,
+				Endpoint:           cfg.OTLP.Endpoint,
+				Headers:            cfg.OTLP.Headers,
+				Timeout:            cfg.Timeout,
+				ServiceName:        cfg.OTLP.ServiceName,
+				ServiceVersion:     buildVersion(),
+				ResourceAttributes: cfg.OTLP.ResourceAttributes,
+				UpstreamURL:        cfg.UpstreamURL,
+			})
+			if err == nil {
+				closers = append(closers, o)
+				b = o
+			}
+			err = wrapVar("OTEL_EXPORTER_OTLP_ENDPOINT", err)
 		}
 		if err != nil {
 			closeAll()
@@ -117,6 +140,16 @@ func dispatchBackends(cfg config.Dispatch) ([]dispatch.Backend, func(), error) {
 		backends = append(backends, b)
 	}
 	return backends, closeAll, nil
+}
+
+// buildVersion is the main module's version as the build recorded it, or ""
+// for a development build.
+func buildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+		return ""
+	}
+	return bi.Main.Version
 }
 
 func wrapVar(name string, err error) error {

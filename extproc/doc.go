@@ -51,6 +51,14 @@
 //   - JSON request with an SSE answer of n chunks: 3 + n;
 //   - multipart upload (audio, files, images): 3, its body never read.
 //
+// A project that captures bodies (policy.Capture, stream_capture.go) adds
+// messages only where a body was not read already: a JSON or SSE answer of
+// a free route. Binary answers are recorded by type and size, unread. What
+// is captured is copied as it passes and redacted, merged (streams) and
+// encoded only in finish, after the client has its answer. With tracing on
+// (stream_trace.go) the request-headers answer also replaces traceparent,
+// naming the span the usage event carries; nothing else changes.
+//
 // Why a non-streamed chat completion still takes 4: the request body must be
 // read before the upstream is called (model and max_tokens for the
 // reservation); the answer's body carries its usage; and the response-headers

@@ -75,6 +75,9 @@ func (st *stream) upstreamHeaders(h headers) *extprocv3.HeaderMutation {
 	if h.get("x-request-id") != st.requestID {
 		m.SetHeaders = append(m.SetHeaders, setHeader("x-request-id", st.requestID))
 	}
+	if st.trace.spanID != "" {
+		m.SetHeaders = append(m.SetHeaders, st.traceHeader())
+	}
 	for _, hv := range h {
 		name := hv.GetKey()
 		if (strings.HasPrefix(name, proxyHeaderPrefix) || slices.Contains(clientOnlyHeaders[:], name)) && !slices.Contains(m.RemoveHeaders, name) {

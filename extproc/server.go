@@ -126,9 +126,13 @@ type Options struct {
 	MaxBufferedBytes int64
 	Registerer       prometheus.Registerer
 	Routes           []config.Route
-	Logger           zerolog.Logger
-	Metrics          *Metrics // nil: metrics are not recorded
-	Now              func() time.Time
+	// Tracing gives each request a W3C span id, sends it upstream as the
+	// traceparent's parent and puts the ids in the usage event, from which
+	// the events pipeline exports the span (OTEL_EXPORTER_OTLP_ENDPOINT).
+	Tracing bool
+	Logger  zerolog.Logger
+	Metrics *Metrics // nil: metrics are not recorded
+	Now     func() time.Time
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -154,6 +158,8 @@ type Server struct {
 	maxBatchInput    int64
 	buffers          *bufferBudget
 	routes           allowlist
+	tracing          bool
+	redactors        redactorCache
 	log              zerolog.Logger
 	metrics          *Metrics
 	now              func() time.Time
@@ -190,6 +196,7 @@ func NewServer(o Options) *Server {
 		maxBatchInput:    o.MaxBatchInput,
 		buffers:          newBufferBudget(o.MaxBufferedBytes, o.Registerer),
 		routes:           newAllowlist(o.Routes),
+		tracing:          o.Tracing,
 		log:              o.Logger,
 		metrics:          o.Metrics,
 		now:              o.Now,

@@ -40,6 +40,8 @@ const (
 //	stream_units.go          unitState          estimate (from reserve); measureUnits, price (from settle)
 //	stream_include_usage.go  includeUsageState  injectIncludeUsage, removeInjectedUsage
 //	stream_deferred.go       —                  checkDeferredPolicy, estimateBatch; deferSettlement, observeJob
+//	stream_capture.go        captureState       startCapture, keepRequest, watchCapture, captureResponse; captured (from event)
+//	stream_trace.go          traceState         startTrace, traceHeader (from upstreamHeaders)
 //	stream_audit.go          —                  auditDenial (from deny)
 //	stream_events.go         —                  emitEvent, logRequest (from finish)
 //	stream_mode.go           —                  processingMode, responseBodyMode
@@ -82,6 +84,8 @@ type stream struct {
 	usage        usageState        // stream_usage.go
 	units        unitState         // stream_units.go
 	includeUsage includeUsageState // stream_include_usage.go
+	capture      captureState      // stream_capture.go
+	trace        traceState        // stream_trace.go
 	buffers      bufferHold        // budget.go
 
 	bodyAnswer bodyAnswer // this file
@@ -148,12 +152,14 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
 	hdrs := headersOf(h.GetHeaders())
 	st.identify(hdrs)
+	st.startTrace(hdrs)
 	if err := st.checkRoute(hdrs); err != nil {
 		return st.deny(err)
 	}
 	if err := st.authenticate(hdrs); err != nil {
 		return st.deny(err)
 	}
+	st.startCapture(hdrs)
 	if err := st.admit(); err != nil {
 		return st.deny(err)
 	}
@@ -182,6 +188,7 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 		return st.deny(errOverloaded)
 	}
 	defer st.forgetBody()
+	st.keepRequest(body)
 	if err := st.readRequest(body); err != nil {
 		return st.deny(err)
 	}
@@ -212,6 +219,7 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	hdrs := headersOf(h.GetHeaders())
 	st.status = statusOf(hdrs)
 	st.watchResponse(hdrs)
+	st.watchCapture(hdrs)
 	st.purgeWritten()
 	set := slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs))
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
@@ -231,6 +239,7 @@ func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	// The cache keeps what this client got, so a hit replays no usage chunk
 	// the client did not ask for (its key is the client's body, not ours).
 	st.captureChunk(seen, end)
+	st.captureResponse(seen)
 	st.readUsage(chunk, end)
 	return st.bodyAnswer.with(mutation)
 }

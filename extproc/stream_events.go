@@ -37,6 +37,16 @@ func (st *stream) event(latency time.Duration) *llmproxyv1.UsageEvent {
 		TtfbMs:        ms(st.ttfb),
 		ClientAddress: st.clientAddress,
 		Aborted:       st.outcome == outcomeAborted,
+		EndUser:       st.req.User,
+		TraceId:       st.trace.traceID,
+		SpanId:        st.trace.spanID,
+		ParentSpanId:  st.trace.parentID,
+		LimitDecision: st.limitDecision(),
+		Capture:       st.captured(),
+	}
+	if st.capture.on || st.srv.tracing {
+		s := st.summary()
+		ev.ResponseModel, ev.FinishReasons = s.Model, s.FinishReasons
 	}
 	if st.denial != nil {
 		ev.Status = int32(st.denial.Status)

@@ -2,6 +2,7 @@ package extproc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -60,6 +61,25 @@ func (st *stream) admit() error {
 	st.limits.admission = a
 	st.srv.counter.CountRequest(st.principal.TokenID)
 	return nil
+}
+
+// limitDecision is what the limiter decided, for the event: "" when no
+// limit applies to the request, "limited" when one refused it, else
+// "allowed".
+func (st *stream) limitDecision() string {
+	var le *ratelimit.LimitError
+	switch {
+	case st.denial != nil && errors.As(st.denial.Err, &le):
+		return "limited"
+	case !slices.ContainsFunc(st.limits.list, bounds):
+		return ""
+	}
+	return "allowed"
+}
+
+// bounds reports whether l limits anything.
+func bounds(l ratelimit.Limit) bool {
+	return l.RequestsPerMinute > 0 || l.TokensPerMinute > 0 || l.MaxConcurrent > 0 || l.MonthlyBudget > 0 || l.MaxRequests > 0
 }
 
 // renewSlot keeps a long response's concurrency slot: Admission.Renew

@@ -58,11 +58,11 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 // plus an empty end-of-stream one, and nothing is delayed that the client
 // could have used earlier.
 func (st *stream) responseBodyMode(resp headers) *procv3.ProcessingMode {
-	if !st.usage.read && st.cache.capture == nil {
+	if !st.usage.read && st.cache.capture == nil && !st.capture.readResp {
 		return nil
 	}
 	mode := procv3.ProcessingMode_STREAMED
-	if n, err := strconv.Atoi(resp.get("content-length")); err == nil && n <= maxBufferedResponse && !st.usage.sse {
+	if n, err := strconv.Atoi(resp.get("content-length")); err == nil && n <= maxBufferedResponse && !st.usage.sse && st.capture.merger == nil {
 		mode = procv3.ProcessingMode_BUFFERED
 	}
 	return &procv3.ProcessingMode{

@@ -112,8 +112,14 @@ func wantEvent(ev *llmproxyv1.UsageEvent) *llmproxyv1.UsageEvent {
 	if ev.TokenId != "" {
 		ev.ProjectId = "proj_1"
 	}
+	if ev.LimitDecision == "" && limitedTokens[ev.TokenId] {
+		ev.LimitDecision = "allowed" // the harness's limited principals pass their limits unless a test says otherwise
+	}
 	return ev
 }
+
+// limitedTokens are the harness principals with limits (harnessPrincipals).
+var limitedTokens = map[string]bool{"tok_main": true, "tok_cache_post": true, "tok_background": true}
 
 // checkEvent compares a usage event with want, completed by wantEvent.
 func checkEvent(t *testing.T, got, want *llmproxyv1.UsageEvent) {
@@ -318,7 +324,7 @@ func TestPhases(t *testing.T) {
 			reserved: []reserveCall{{tokens: 200009, cost: 2000023}},
 			usage:    []store.UsageRecord{{ProjectID: "proj_1", Model: "gpt-4o", PriceVersion: priceVersion, Errors: 1}},
 			event: &llmproxyv1.UsageEvent{TokenId: "tok_main", Method: "POST", Path: "/v1/chat/completions", Model: "gpt-4o", Status: 429,
-				Outcome: outcomeDenied, ErrorCode: "rate_limit_exceeded", CacheStatus: cacheBypass, Usage: &llmproxyv1.Usage{}, UsageSource: "provider", PriceVersion: priceVersion},
+				Outcome: outcomeDenied, ErrorCode: "rate_limit_exceeded", LimitDecision: "limited", CacheStatus: cacheBypass, Usage: &llmproxyv1.Usage{}, UsageSource: "provider", PriceVersion: priceVersion},
 		},
 		{
 			name: "cache hit served as an immediate response",

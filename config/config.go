@@ -79,6 +79,12 @@ type Config struct {
 	// MaxBatchInputBytes bounds the batch input file read to reserve a
 	// batch's cost when it is created.
 	MaxBatchInputBytes int64
+	// Tracing gives requests W3C span ids, sent upstream in traceparent and
+	// kept in usage events for the dispatcher's OTLP export. LLM_PROXY_TRACING
+	// is on, off or auto (the default: on when an OTLP endpoint is set by
+	// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and
+	// OTEL_SDK_DISABLED is not true).
+	Tracing bool
 
 	// EventSinks are where usage events go: file, redis, stdout (or none).
 	EventSinks         []string
@@ -196,6 +202,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ReconcileRate:        p.integer("LLM_PROXY_RECONCILE_RATE", 5, 1, 1000),
 		MaxBatchInputBytes:   int64(p.integer("LLM_PROXY_MAX_BATCH_INPUT_BYTES", 200<<20, 1<<10, 1<<40)),
 		MaxBufferedBytes:     int64(p.integer("LLM_PROXY_MAX_BUFFERED_BYTES", 256<<20, 1<<20, 1<<40)),
+		Tracing:              p.tracing("LLM_PROXY_TRACING"),
 		EventSinks:           p.sinks("LLM_PROXY_EVENTS_SINKS"),
 		EventsFileMaxBytes:   int64(p.integer("LLM_PROXY_EVENTS_FILE_MAX_BYTES", 100<<20, 1<<10, 1<<40)),
 		EventsStream:         p.str("LLM_PROXY_EVENTS_STREAM", "llmproxy:events"),
@@ -269,6 +276,24 @@ func (p *parser) str(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// tracing reads on, off or auto (see Config.Tracing).
+func (p *parser) tracing(name string) bool {
+	switch v := strings.ToLower(p.str(name, "auto")); v {
+	case "on":
+		return true
+	case "off":
+		return false
+	case "auto":
+		if strings.EqualFold(strings.TrimSpace(p.getenv("OTEL_SDK_DISABLED")), "true") {
+			return false
+		}
+		return p.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") != "" || p.str("OTEL_EXPORTER_OTLP_ENDPOINT", "") != ""
+	default:
+		p.fail(name, "must be on, off or auto, got %q", v)
+		return false
+	}
 }
 
 func (p *parser) boolean(name string, def bool) bool {

@@ -51,6 +51,31 @@ func TestLoadNamesEveryBadVariable(t *testing.T) {
 	}
 }
 
+func TestTracing(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want bool
+	}{
+		{nil, false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"}, true},
+		{map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, true},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_SDK_DISABLED": "TRUE"}, false},
+		{map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "LLM_PROXY_TRACING": "off"}, false},
+		{map[string]string{"LLM_PROXY_TRACING": "on"}, true},
+	} {
+		c, err := Load(env(tc.env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Tracing != tc.want {
+			t.Errorf("%v: Tracing = %t, want %t", tc.env, c.Tracing, tc.want)
+		}
+	}
+	if _, err := Load(env(map[string]string{"LLM_PROXY_TRACING": "sometimes"})); err == nil || !strings.Contains(err.Error(), "LLM_PROXY_TRACING") {
+		t.Errorf("LLM_PROXY_TRACING=sometimes: %v", err)
+	}
+}
+
 func TestPostgresRequiresSecrets(t *testing.T) {
 	_, err := Load(env(map[string]string{"LLM_PROXY_DATABASE_URL": "postgres://u@h/db"}))
 	for _, name := range []string{"LLM_PROXY_MANAGEMENT_TOKEN", "LLM_PROXY_ENCRYPTION_KEY", "LLM_PROXY_TOKEN_HASH_KEY"} {

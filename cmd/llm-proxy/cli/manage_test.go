@@ -134,6 +134,59 @@ func TestOperatorCommands(t *testing.T) {
 		t.Error("deactivate left the project active")
 	}
 	o.json("Project", nil, "project", "activate", p.ID)
+
+	// Capture: on with patterns (replaced whole), shown in the detail, off again.
+	var captured struct {
+		Capture struct {
+			Enabled          bool     `json:"enabled"`
+			RequestMaxBytes  int      `json:"request_max_bytes"`
+			ResponseMaxBytes int      `json:"response_max_bytes"`
+			Redact           []string `json:"redact"`
+		} `json:"capture"`
+	}
+	o.json("Project", &captured, "project", "capture", p.ID, "--redact", "email", "--redact", "re:ACME-[0-9]{3,6}", "--response-max-bytes", "4096")
+	if c := captured.Capture; !c.Enabled || c.RequestMaxBytes != 65536 || c.ResponseMaxBytes != 4096 ||
+		strings.Join(c.Redact, "|") != "email|re:ACME-[0-9]{3,6}" {
+		t.Errorf("capture on: %+v", c)
+	}
+	if detail := o.mustRun("project", "get", p.ID); !strings.Contains(detail, "capture:               on, request ≤ 65536 B, response ≤ 4096 B, redact email re:ACME-[0-9]{3,6}") {
+		t.Errorf("project detail:\n%s", detail)
+	}
+	if _, _, err := o.run("project", "capture", p.ID, "--redact", "re:("); err == nil || !strings.Contains(err.Error(), "param capture.redact[0]") {
+		t.Errorf("a bad pattern: err %v", err)
+	}
+	// Rules: set from flags (params as JSON where they parse, else strings), shown, cleared.
+	var ruled struct {
+		Rules json.RawMessage `json:"rules"`
+	}
+	o.json("Project", &ruled, "project", "rules", p.ID, "--model", "gpt-4o*", "--model", "o3-mini", "--max-output-tokens", "500",
+		"--over-max", "clamp", "--param", "n=1", "--param", "service_tier=auto,default", "--no-tools", "--cors-origin", "https://*.example.com")
+	const wantRules = `{"cors":{"origins":["https://*.example.com"]},"max_output_tokens":500,"models":["gpt-4o*","o3-mini"],"no_tools":true,"over_max":"clamp","params":{"n":[1],"service_tier":["auto","default"]}}`
+	canon := func(raw []byte) string {
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			t.Fatal(err)
+		}
+		return mustJSON(t, v)
+	}
+	if got := canon(ruled.Rules); got != canon([]byte(wantRules)) {
+		t.Errorf("project rules %s, want %s", got, wantRules)
+	}
+	if detail := o.mustRun("project", "get", p.ID); !strings.Contains(detail, `"models":["gpt-4o*","o3-mini"]`) {
+		t.Errorf("project detail lacks the rules:\n%s", detail)
+	}
+	if _, _, err := o.run("project", "rules", p.ID, "--over-max", "cut"); err == nil || !strings.Contains(err.Error(), "param rules.over_max") {
+		t.Errorf("a bad over-max: err %v", err)
+	}
+	o.json("Project", &ruled, "project", "rules", p.ID, "--clear")
+	if got := canon(ruled.Rules); got != "{}" {
+		t.Errorf("rules after --clear: %s", got)
+	}
+
+	o.json("Project", &captured, "project", "capture", p.ID, "--off")
+	if c := captured.Capture; c.Enabled || len(c.Redact) != 0 || c.RequestMaxBytes != 65536 {
+		t.Errorf("capture off: %+v", c)
+	}
 	o.json("Project", nil, "project", "update", p.ID, "--budget", "none", "--tpm", "1000")
 	newKey := filepath.Join(t.TempDir(), "new-key")
 	if err := os.WriteFile(newKey, []byte("sk-proj-ZZZZZZZZZZZZZZZZZZZZZZZZZZZZwxyz"), 0o600); err != nil {

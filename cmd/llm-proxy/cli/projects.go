@@ -22,17 +22,37 @@ func newManagementCmds(e *env) []*cobra.Command {
 
 // projectOut is a project as the API shows it, for tables.
 type projectOut struct {
-	ID               string       `json:"id"`
-	Name             string       `json:"name"`
-	OpenAIAPIKey     string       `json:"openai_api_key"` // masked by the API
-	Active           bool         `json:"active"`
-	Limits           limitsOut    `json:"limits"`
-	MonthlyBudgetUSD *json.Number `json:"monthly_budget_usd"`
-	CachePOST        bool         `json:"cache_post"`
-	AllowBackground  bool         `json:"allow_background"`
-	AllowBatches     bool         `json:"allow_batches"`
-	CreatedAt        string       `json:"created_at"`
-	UpdatedAt        string       `json:"updated_at"`
+	ID               string          `json:"id"`
+	Name             string          `json:"name"`
+	OpenAIAPIKey     string          `json:"openai_api_key"` // masked by the API
+	Active           bool            `json:"active"`
+	Limits           limitsOut       `json:"limits"`
+	MonthlyBudgetUSD *json.Number    `json:"monthly_budget_usd"`
+	CachePOST        bool            `json:"cache_post"`
+	AllowBackground  bool            `json:"allow_background"`
+	AllowBatches     bool            `json:"allow_batches"`
+	Capture          captureOut      `json:"capture"`
+	Rules            json.RawMessage `json:"rules"`
+	CreatedAt        string          `json:"created_at"`
+	UpdatedAt        string          `json:"updated_at"`
+}
+
+type captureOut struct {
+	Enabled          bool     `json:"enabled"`
+	RequestMaxBytes  int      `json:"request_max_bytes"`
+	ResponseMaxBytes int      `json:"response_max_bytes"`
+	Redact           []string `json:"redact"`
+}
+
+func (c captureOut) String() string {
+	if !c.Enabled {
+		return "off"
+	}
+	s := fmt.Sprintf("on, request ≤ %d B, response ≤ %d B", c.RequestMaxBytes, c.ResponseMaxBytes)
+	if len(c.Redact) > 0 {
+		s += ", redact " + strings.Join(c.Redact, " ")
+	}
+	return s
 }
 
 type limitsOut struct {
@@ -69,6 +89,8 @@ func projectDetail(tw *tabwriter.Writer, p projectOut) {
 	row(tw, "cache POST:", yesNo(p.CachePOST))
 	row(tw, "background responses:", yesNo(p.AllowBackground))
 	row(tw, "batches:", yesNo(p.AllowBatches))
+	row(tw, "capture:", p.Capture.String())
+	row(tw, "rules:", rulesString(p.Rules))
 	row(tw, "created:", p.CreatedAt)
 	row(tw, "updated:", p.UpdatedAt)
 }
@@ -319,9 +341,51 @@ The key is read from --openai-key-file (- for standard input) or $OPENAI_API_KEY
 	}
 	rotate.Flags().StringVar(&rotateFile, "openai-key-file", "", "file holding the new OpenAI key; - reads standard input")
 
+	var (
+		captureOff      bool
+		reqMax, respMax int
+		redactPatterns  []string
+	)
+	capture := &cobra.Command{
+		Use:   "capture PROJECT_ID [--off | --redact PATTERN…]",
+		Short: "Turn capture of request and response bodies into usage events on or off",
+		Long: `Copy the project's request and response bodies into its usage events, so
+Lunary, Helicone and OpenTelemetry show the conversation; off by default. The
+settings are replaced whole: flags left out take their defaults. Secrets
+(sk-… keys, proxy tokens, bearer values) are always redacted; --redact adds a
+preset (email, card_number, phone, ipv4, iban) or re:REGEXP, and may be repeated.`,
+		Example: `  llm-proxy project capture proj_… --redact email --redact card_number
+  llm-proxy project capture proj_… --response-max-bytes 65536 --redact 're:ACME-[0-9]{6}'
+  llm-proxy project capture proj_… --off`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if captureOff {
+				if changedOwnFlags(cmd) > 1 {
+					return usageErrorf("--off takes no other capture flag")
+				}
+				return call(cmd, http.MethodPatch, projectPath(args[0]), map[string]any{"capture": nil})
+			}
+			c := map[string]any{"enabled": true, "redact": append([]string{}, redactPatterns...)}
+			if reqMax != 0 {
+				c["request_max_bytes"] = reqMax
+			}
+			if respMax != 0 {
+				c["response_max_bytes"] = respMax
+			}
+			return call(cmd, http.MethodPatch, projectPath(args[0]), map[string]any{"capture": c})
+		},
+	}
+	capture.Flags().BoolVar(&captureOff, "off", false, "stop capturing")
+	capture.Flags().IntVar(&reqMax, "request-max-bytes", 0, "cap of a captured request body (default 65536)")
+	capture.Flags().IntVar(&respMax, "response-max-bytes", 0, "cap of a captured response body (default 262144)")
+	capture.Flags().StringArrayVar(&redactPatterns, "redact", nil, "a preset or re:REGEXP to replace with [REDACTED]; repeatable")
+
 	cmd := group("project", "Create, list, change and switch projects",
 		"  llm-proxy project list\n  llm-proxy project create --name team-a --openai-key-file key.txt",
-		create, list, get, update, deactivate, activate, rotate)
+		create, list, get, update, deactivate, activate, rotate, capture,
+		newRulesCmd("project", true, func(cmd *cobra.Command, id string, body map[string]any) error {
+			return call(cmd, http.MethodPatch, projectPath(id), body)
+		}))
 	conn.bind(cmd)
 	return cmd
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,21 +12,22 @@ import (
 
 // tokenOut is a proxy token as the API shows it, for tables.
 type tokenOut struct {
-	ID           string    `json:"id"`
-	ProjectID    string    `json:"project_id"`
-	Name         string    `json:"name"`
-	Prefix       string    `json:"prefix"`
-	Active       bool      `json:"active"`
-	Legacy       bool      `json:"legacy"`
-	ExpiresAt    *string   `json:"expires_at"`
-	MaxRequests  *int64    `json:"max_requests"`
-	RequestCount int64     `json:"request_count"`
-	CacheHits    int64     `json:"cache_hit_count"`
-	LastUsedAt   *string   `json:"last_used_at"`
-	RevokedAt    *string   `json:"revoked_at"`
-	Limits       limitsOut `json:"limits"`
-	CreatedAt    string    `json:"created_at"`
-	Token        string    `json:"token"`
+	ID           string          `json:"id"`
+	ProjectID    string          `json:"project_id"`
+	Name         string          `json:"name"`
+	Prefix       string          `json:"prefix"`
+	Active       bool            `json:"active"`
+	Legacy       bool            `json:"legacy"`
+	ExpiresAt    *string         `json:"expires_at"`
+	MaxRequests  *int64          `json:"max_requests"`
+	RequestCount int64           `json:"request_count"`
+	CacheHits    int64           `json:"cache_hit_count"`
+	LastUsedAt   *string         `json:"last_used_at"`
+	RevokedAt    *string         `json:"revoked_at"`
+	Limits       limitsOut       `json:"limits"`
+	Rules        json.RawMessage `json:"rules"`
+	CreatedAt    string          `json:"created_at"`
+	Token        string          `json:"token"`
 }
 
 // state is how a token stands, in a word, and whether it is legacy
@@ -68,6 +70,7 @@ func tokenDetail(tw *tabwriter.Writer, t tokenOut) {
 	row(tw, "last used:", orDash(t.LastUsedAt))
 	row(tw, "revoked:", orDash(t.RevokedAt))
 	row(tw, "limits:", t.Limits.String())
+	row(tw, "rules:", rulesString(t.Rules))
 	row(tw, "created:", t.CreatedAt)
 	if t.Token != "" {
 		row(tw, "token:", t.Token)
@@ -235,7 +238,10 @@ a token (revoke ends it for good).`,
 
 	cmd := group("token", "Issue, list, change and revoke proxy tokens",
 		"  llm-proxy token create --project proj_… --expires-in 30d\n  llm-proxy token list --project proj_…",
-		create, list, get, revoke, update)
+		create, list, get, revoke, update,
+		newRulesCmd("token", false, func(cmd *cobra.Command, id string, body map[string]any) error {
+			return call(cmd, http.MethodPatch, tokenPath(id), body)
+		}))
 	conn.bind(cmd)
 	return cmd
 }

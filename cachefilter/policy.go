@@ -117,8 +117,10 @@ func Lookupable(method string, reqHeaders Header, postOptIn bool) (ok bool, ttl 
 
 // ignoredVary are the Vary entries that need not be in the key: the request
 // is the project's own (Authorization is the project's upstream key), the
-// body is stored in identity (Envoy encodes per client), and CORS is
-// answered by Envoy, whose access-control headers are never stored.
+// body is stored in identity (Envoy encodes per client), and CORS is the
+// sidecar's: it answers preflights itself and adds the access-control
+// headers and Vary: Origin to each answer, a hit's included, for the
+// request it answers; an entry holds none of them ([StoredHeaders]).
 var ignoredVary = [...]string{"origin", "authorization", "accept-encoding", "access-control-request-method", "access-control-request-headers"}
 
 // Storable reports whether a response may be stored, and for how long. It

@@ -33,6 +33,13 @@
 //	stream end         finish: settle what was not (aborts: tiktoken count), —
 //	                   free the concurrency slot, release cache waiters and
 //	                   buffered bytes, emit the usage event, log the request
+//	CORS               a preflight (OPTIONS with Origin and                 204 at once; the
+//	                   Access-Control-Request-Method) is answered at the    CORS headers only
+//	                   request headers (stream_cors.go): nothing else       when a project
+//	                   runs. Any answer to a request from an origin its     allows it
+//	                   project lists (a denial, a cache hit, the response
+//	                   headers) gets the CORS headers; the upstream's are
+//	                   removed
 //
 // Each message is a round trip on the request's path, and Envoy's side of it
 // costs about as much CPU as the sidecar's, so a phase is asked for only when
@@ -41,6 +48,8 @@
 // TestMessagesPerRequestKind plays them:
 //
 //   - refused at the gate (token, route, limit): 1;
+//   - CORS preflight: 1 (a request with an Origin has its response headers
+//     sent, for the CORS headers to be added or the upstream's removed);
 //   - GET or other bodiless request answered from the cache: 1;
 //   - bodiless request forwarded: 2 (request and response headers: the event
 //     needs the status, a charged route its answer's headers, a limited one

@@ -133,6 +133,10 @@ type Options struct {
 	Logger  zerolog.Logger
 	Metrics *Metrics // nil: metrics are not recorded
 	Now     func() time.Time
+	// Origins is every project's CORS policy, which preflights are judged
+	// against (authz.Origins); nil: preflights are answered without CORS
+	// headers, and browsers refuse the request.
+	Origins corsPolicies
 }
 
 // Server implements envoy.service.ext_proc.v3.ExternalProcessor.
@@ -158,6 +162,7 @@ type Server struct {
 	maxBatchInput    int64
 	buffers          *bufferBudget
 	routes           allowlist
+	origins          corsPolicies
 	tracing          bool
 	redactors        redactorCache
 	log              zerolog.Logger
@@ -196,6 +201,7 @@ func NewServer(o Options) *Server {
 		maxBatchInput:    o.MaxBatchInput,
 		buffers:          newBufferBudget(o.MaxBufferedBytes, o.Registerer),
 		routes:           newAllowlist(o.Routes),
+		origins:          o.Origins,
 		tracing:          o.Tracing,
 		log:              o.Logger,
 		metrics:          o.Metrics,

@@ -42,6 +42,7 @@ const (
 //	stream_deferred.go       —                  checkDeferredPolicy, estimateBatch; deferSettlement, observeJob
 //	stream_capture.go        captureState       startCapture, keepRequest, watchCapture, captureResponse; captured (from event)
 //	stream_trace.go          traceState         startTrace, traceHeader (from upstreamHeaders)
+//	stream_cors.go           corsState          preflight, corsHeaders, withCORS (from handle)
 //	stream_audit.go          —                  auditDenial (from deny)
 //	stream_events.go         —                  emitEvent, logRequest (from finish)
 //	stream_mode.go           —                  processingMode, responseBodyMode
@@ -86,6 +87,7 @@ type stream struct {
 	includeUsage includeUsageState // stream_include_usage.go
 	capture      captureState      // stream_capture.go
 	trace        traceState        // stream_trace.go
+	cors         corsState         // stream_cors.go
 	buffers      bufferHold        // budget.go
 
 	bodyAnswer bodyAnswer // this file
@@ -142,6 +144,7 @@ func (st *stream) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processing
 		phase = "unknown"
 		resp = st.deny(errUnknownPhase)
 	}
+	resp = st.withCORS(resp) // a denial or a cache hit: a page may read it as any answer
 	st.srv.metrics.observePhase(phase, st.srv.now().Sub(begin))
 	return resp
 }
@@ -153,6 +156,9 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	hdrs := headersOf(h.GetHeaders())
 	st.identify(hdrs)
 	st.startTrace(hdrs)
+	if answer := st.preflight(hdrs); answer != nil {
+		return answer // a browser's CORS question: no token, no limit, no upstream
+	}
 	if err := st.checkRoute(hdrs); err != nil {
 		return st.deny(err)
 	}
@@ -221,10 +227,11 @@ func (st *stream) onResponseHeaders(h *extprocv3.HttpHeaders) *extprocv3.Process
 	st.watchResponse(hdrs)
 	st.watchCapture(hdrs)
 	st.purgeWritten()
-	set := slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs))
+	cors := st.corsHeaders(hdrs.get("vary"))
+	set := slices.Concat(st.requestIDHeaders(hdrs), st.rateLimitHeaders(), st.watchCache(hdrs), cors)
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
 		ResponseHeaders: &extprocv3.HeadersResponse{Response: &extprocv3.CommonResponse{
-			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set},
+			HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: set, RemoveHeaders: upstreamCORS(hdrs, cors)},
 		}},
 	}, ModeOverride: st.responseBodyMode(hdrs)}
 }
@@ -291,7 +298,9 @@ func (st *stream) finish() {
 	if st.method == "" {
 		return // never saw request headers (e.g. a health probe opening a stream)
 	}
-	st.emitEvent(elapsed)
+	if !st.cors.preflight { // a browser's question, not an API request
+		st.emitEvent(elapsed)
+	}
 	st.logRequest(elapsed)
 }
 

@@ -47,6 +47,9 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 	if st.srv.events != nil {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // the event needs the status
 	}
+	if st.cors.origin != "" {
+		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // CORS headers added, or upstream's removed
+	}
 	return m
 }
 

@@ -235,6 +235,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		MaxBufferedBytes: cfg.MaxBufferedBytes,
 		Registerer:       reg,
 		Routes:           routes,
+		Origins:          authz.NewOrigins(st, auth, authz.OriginsOptions{TTL: cfg.AuthCacheTTL}),
 		Tracing:          cfg.Tracing,
 		Logger:           log.With().Str("component", "extproc").Logger(),
 		Metrics:          extproc.NewMetrics(reg),

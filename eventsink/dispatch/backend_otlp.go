@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/llm-proxy/llm-proxy/eventsink"
 	llmproxyv1 "github.com/llm-proxy/llm-proxy/proto/llmproxy/v1"
 )
 
@@ -317,7 +318,7 @@ func (o *OTLP) spanFor(id string, ev *llmproxyv1.UsageEvent, now time.Time) trac
 	start, end := span(ev, now)
 	tid, sid, parent := spanIDs(id, ev)
 	x := decodeCapture(ev)
-	op := operationName(x.api, ev.GetPath())
+	op := operationName(ev.GetPath())
 	name := op
 	if m := ev.GetModel(); m != "" {
 		name += " " + m
@@ -351,15 +352,12 @@ func (o *OTLP) spanFor(id string, ev *llmproxyv1.UsageEvent, now time.Time) trac
 	return stub
 }
 
-// operationName is gen_ai.operation.name for an API.
-func operationName(a api, path string) string {
-	switch a {
-	case apiChat, apiResponses:
-		return "chat"
-	case apiCompletions:
-		return "text_completion"
-	case apiEmbeddings:
-		return "embeddings"
+// operationName is gen_ai.operation.name for a request path: the
+// conventions' name where there is one (eventsink.GenAIOperation, which the
+// /metrics histograms use too), else the path after /v1/.
+func operationName(path string) string {
+	if op, ok := eventsink.GenAIOperation(path); ok {
+		return op
 	}
 	if op := strings.Trim(strings.TrimPrefix(path, "/v1/"), "/"); op != "" {
 		return op

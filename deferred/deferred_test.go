@@ -2,8 +2,11 @@ package deferred
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -253,7 +256,7 @@ func TestEstimateBatch(t *testing.T) {
 	emb := `{"model":"text-embedding-3-small","input":"four words of text"}`
 	file := `{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":` + chat + "}\n\n" +
 		`{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":` + emb + "}\n"
-	cost, lines, err := EstimateBatch(strings.NewReader(file), 1<<20, tok, prices, 1024)
+	cost, lines, err := EstimateBatch(strings.NewReader(file), 1<<20, tok, prices, 1024, nil)
 	if err != nil || lines != 2 {
 		t.Fatalf("%d lines, %v", lines, err)
 	}
@@ -262,10 +265,24 @@ func TestEstimateBatch(t *testing.T) {
 	if cost != c1+c2 || c1 == 0 {
 		t.Fatalf("estimate %d µUSD, want %d + %d", cost, c1, c2)
 	}
-	if _, _, err := EstimateBatch(strings.NewReader("not json\n"), 1<<20, tok, prices, 1024); err == nil {
+	if _, _, err := EstimateBatch(strings.NewReader("not json\n"), 1<<20, tok, prices, 1024, nil); err == nil {
 		t.Error("a line that is not a request was accepted")
 	}
-	if _, _, err := EstimateBatch(strings.NewReader(`{"url":"/v1/embeddings","body":`+emb+"}\n"), 10, tok, prices, 1024); err == nil {
+	if _, _, err := EstimateBatch(strings.NewReader(`{"url":"/v1/embeddings","body":`+emb+"}\n"), 10, tok, prices, 1024, nil); err == nil {
 		t.Error("a line over maxLine was accepted")
+	}
+	// check sees every line, numbered from 1, and its error is returned as
+	// it is.
+	refused := errors.New("refused")
+	var seen []string
+	_, lines, err = EstimateBatch(strings.NewReader(file), 1<<20, tok, prices, 1024, func(line int, url string, req usage.Request) error {
+		seen = append(seen, fmt.Sprintf("%d %s %s", line, url, req.Model))
+		if line == 2 {
+			return refused
+		}
+		return nil
+	})
+	if err != refused || lines != 2 || !slices.Equal(seen, []string{"1 /v1/chat/completions gpt-4o", "2 /v1/embeddings text-embedding-3-small"}) {
+		t.Errorf("check saw %q; %d lines, %v", seen, lines, err)
 	}
 }

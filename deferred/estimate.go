@@ -20,8 +20,11 @@ type promptCounter interface {
 // line's prompt counted with tiktoken plus its largest output (max_tokens or
 // the like, else defaultMax; none for embeddings) times n, at the Batch API's
 // price. A line longer than maxLine, or one that is not a request, is an
-// error: OpenAI would refuse the file too.
-func EstimateBatch(r io.Reader, maxLine int, tok promptCounter, prices *usage.Prices, defaultMax int64) (cost int64, lines int, err error) {
+// error: OpenAI would refuse the file too. check, when not nil, sees each
+// line's number (from 1), URL and request before it is counted; its error
+// ends the estimate and is returned as it is.
+func EstimateBatch(r io.Reader, maxLine int, tok promptCounter, prices *usage.Prices, defaultMax int64,
+	check func(line int, url string, req usage.Request) error) (cost int64, lines int, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine) // the larger of the two bounds a line
 	for sc.Scan() {
@@ -40,6 +43,11 @@ func EstimateBatch(r io.Reader, maxLine int, tok promptCounter, prices *usage.Pr
 		req, err := usage.ParseRequest(item.Body)
 		if err != nil {
 			return 0, lines, fmt.Errorf("batch input line %d: %w", lines, err)
+		}
+		if check != nil {
+			if err := check(lines, item.URL, req); err != nil {
+				return 0, lines, err
+			}
 		}
 		out := int64(0)
 		if item.URL != "/v1/embeddings" {

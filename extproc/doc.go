@@ -12,21 +12,27 @@
 //
 //	phase              steps                                                on failure
 //	request headers    allowlist (method + path) → proxy token (authz) →    ImmediateResponse in
-//	                   admit: lifetime cap, budget, concurrency, req/min →  the OpenAI error shape
+//	                   rules: Content-Length under the body cap, the model  the OpenAI error shape
+//	                   of GET /v1/models/{model} →
+//	                   admit: lifetime cap, budget, concurrency, req/min →
 //	                   cache lookup (GET/HEAD) → swap authorization, strip
 //	                   proxy headers, add x-request-id; mode_override turns
 //	                   off every later phase no feature of this request needs
-//	request body       (JSON routes, BUFFERED by the route) hold it in the  400 / 403 / 429 / 502 /
-//	                   buffer budget → parse model, stream, max_tokens →    503 as above
-//	                   background/batch policy → cache lookup (opted-in
-//	                   POST) → reserve tokens + cost (a batch: from its
-//	                   input file) → add stream_options.include_usage
+//	request body       (JSON routes, BUFFERED by the route) hold it in the  400 / 403 / 413 / 429 /
+//	                   buffer budget → parse model, stream, max_tokens →    502 / 503 as above
+//	                   rules: body cap, model allowlist, tools, parameter
+//	                   values, output ceiling (refused, or written into
+//	                   the body) → background/batch policy → cache lookup
+//	                   (opted-in POST) → reserve tokens + cost (a batch:
+//	                   from its input file, each line's model checked) →
+//	                   add stream_options.include_usage
 //	response headers   status; purge what a write changed; x-request-id,    —
 //	                   x-ratelimit-*, Cache-Status; ask for the body
-//	                   (STREAMED for SSE, BUFFERED when small) when usage or
-//	                   a cache capture needs it
+//	                   (STREAMED for SSE, BUFFERED when small) when usage,
+//	                   a cache capture or a model list to filter needs it
 //	response body      renew the concurrency slot; the usage-only chunk     —
-//	                   llm-proxy caused is removed; cache capture and usage
+//	                   llm-proxy caused is removed; a model list keeps only
+//	                   the models the rules allow; cache capture and usage
 //	                   parser see each chunk; at end of stream: settle (or
 //	                   hand background work to package deferred), store the
 //	                   cache entry
@@ -59,6 +65,11 @@
 //     Content-Length is at most 256 KiB, else one message per chunk;
 //   - JSON request with an SSE answer of n chunks: 3 + n;
 //   - multipart upload (audio, files, images): 3, its body never read.
+//
+// Model allowlists and request rules (stream_rules.go) add no message: the
+// body they read is read already. Only GET /v1/models under an allowlist
+// takes 3 (its answer is read, BUFFERED, to be filtered), and a body is
+// parsed a second time only when the rules restrict more than its model.
 //
 // A project that captures bodies (policy.Capture, stream_capture.go) adds
 // messages only where a body was not read already: a JSON or SSE answer of

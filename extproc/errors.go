@@ -70,6 +70,59 @@ func limitAPIError(le *ratelimit.LimitError, err error) *apiError {
 	return ae
 }
 
+// ruleAPIError is the answer to a request its project's or token's rules
+// refuse (stream_rules.go): 403 permission_error for a model, like the
+// proxy's other refusals of what a project may not do, so SDKs raise their
+// permission error; 400 invalid_request_error naming the parameter for a
+// request that could be sent again differently; 413 and 411 for the body's
+// size.
+func ruleAPIError(re *ruleError, err error) *apiError {
+	ae := &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Err: err}
+	if re.param != "" {
+		ae.Param = &re.param
+	}
+	switch re.rule {
+	case ruleModel:
+		ae.Status, ae.Type, ae.Code = http.StatusForbidden, "permission_error", "model_not_allowed"
+		named := "names no model"
+		if re.model != "" {
+			named = fmt.Sprintf("names the model `%s`", truncate(re.model, 200))
+		}
+		switch {
+		case re.line > 0:
+			ae.Message = fmt.Sprintf("Line %d of the batch's input file %s, which is not allowed for this proxy token.", re.line, named)
+		case re.model == "":
+			ae.Message = "This proxy token may use only the models its rules allow: name one in `model`."
+		default:
+			ae.Message = fmt.Sprintf("The model `%s` is not allowed for this proxy token.", truncate(re.model, 200))
+		}
+	case ruleBodySize:
+		ae.Status, ae.Code = http.StatusRequestEntityTooLarge, "request_too_large"
+		ae.Message = fmt.Sprintf("The request body is %d bytes, over this proxy token's limit of %d bytes.", re.value, re.limit)
+	case ruleLength:
+		ae.Status, ae.Code = http.StatusLengthRequired, "length_required"
+		ae.Message = fmt.Sprintf("This proxy token's request bodies are limited to %d bytes: send the upload with a Content-Length header.", re.limit)
+	case ruleCeiling:
+		ae.Code = "max_tokens_exceeded"
+		ae.Message = fmt.Sprintf("%s is %d, over this proxy token's limit of %d output tokens.", re.param, re.value, re.limit)
+	case ruleParam:
+		ae.Code = "parameter_not_allowed"
+		allowed := "none: leave it out"
+		if len(re.allowed) > 0 {
+			vs := make([]string, len(re.allowed))
+			for i, v := range re.allowed {
+				vs[i] = compact(v)
+			}
+			allowed = truncate(strings.Join(vs, ", "), 200)
+		}
+		ae.Message = fmt.Sprintf("The value %s of `%s` is not allowed for this proxy token; allowed: %s.", re.raw, re.param, allowed)
+	case ruleTools:
+		ae.Code = "tools_not_allowed"
+		ae.Message = fmt.Sprintf("This proxy token may not offer the model tools: remove `%s`.", re.param)
+	}
+	return ae
+}
+
 // methodError: the path exists, but not for this method.
 type methodError struct {
 	method, path string
@@ -120,6 +173,7 @@ func toAPIError(err error) *apiError {
 		te  *tokenError
 		le  *ratelimit.LimitError
 		bre *badRequestError
+		re  *ruleError
 	)
 	switch {
 	case errors.Is(err, errUnknownURL):
@@ -154,6 +208,8 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, ratelimit.ErrUnavailable):
 		return &apiError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "rate_limiter_unavailable",
 			Message: "The proxy cannot check rate limits right now. Please retry.", Err: err}
+	case errors.As(err, &re):
+		return ruleAPIError(re, err)
 	case errors.As(err, &bre):
 		return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Code: "invalid_request_body",
 			Message: "We could not parse the JSON body of your request: " + truncate(bre.err.Error(), 200), Err: err}

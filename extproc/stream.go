@@ -40,6 +40,7 @@ const (
 //	stream_units.go          unitState          estimate (from reserve); measureUnits, price (from settle)
 //	stream_include_usage.go  includeUsageState  injectIncludeUsage, removeInjectedUsage
 //	stream_deferred.go       —                  checkDeferredPolicy, estimateBatch; deferSettlement, observeJob
+//	stream_rules.go          rulesState         checkRules, applyRules, checkBatchModels, filterModelList; checkBatchLine (from estimateBatch)
 //	stream_capture.go        captureState       startCapture, keepRequest, watchCapture, captureResponse; captured (from event)
 //	stream_trace.go          traceState         startTrace, traceHeader (from upstreamHeaders)
 //	stream_cors.go           corsState          preflight, corsHeaders, withCORS (from handle)
@@ -85,6 +86,7 @@ type stream struct {
 	usage        usageState        // stream_usage.go
 	units        unitState         // stream_units.go
 	includeUsage includeUsageState // stream_include_usage.go
+	rules        rulesState        // stream_rules.go
 	capture      captureState      // stream_capture.go
 	trace        traceState        // stream_trace.go
 	cors         corsState         // stream_cors.go
@@ -165,6 +167,9 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	if err := st.authenticate(hdrs); err != nil {
 		return st.deny(err)
 	}
+	if err := st.checkRules(hdrs); err != nil {
+		return st.deny(err)
+	}
 	st.startCapture(hdrs)
 	if err := st.admit(); err != nil {
 		return st.deny(err)
@@ -182,9 +187,10 @@ func (st *stream) onRequestHeaders(h *extprocv3.HttpHeaders) *extprocv3.Processi
 	}, ModeOverride: st.processingMode()}
 }
 
-// onRequestBody reads the JSON body (model, stream, max_tokens), answers it
-// from the cache or reserves its tokens and cost, and asks for usage on the
-// client's behalf. Envoy buffers it whole on JSON routes.
+// onRequestBody reads the JSON body (model, stream, max_tokens), holds it to
+// the rules, answers it from the cache or reserves its tokens and cost, and
+// asks for usage on the client's behalf. Envoy buffers it whole on JSON
+// routes.
 func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if st.outcome != outcomeForwarded || st.route == nil || st.route.Body != "json" {
 		return passRequestBody()
@@ -198,6 +204,10 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if err := st.readRequest(body); err != nil {
 		return st.deny(err)
 	}
+	body, err := st.applyRules(body) // what goes upstream, and the cache key
+	if err != nil {
+		return st.deny(err)
+	}
 	if err := st.checkDeferredPolicy(); err != nil {
 		return st.deny(err)
 	}
@@ -207,8 +217,14 @@ func (st *stream) onRequestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResp
 	if err := st.reserve(); err != nil {
 		return st.deny(err)
 	}
+	if err := st.checkBatchModels(); err != nil {
+		return st.deny(err)
+	}
 	if changed := st.injectIncludeUsage(body); changed != nil {
 		return replaceBody(changed)
+	}
+	if st.rules.rewrote {
+		return replaceBody(body)
 	}
 	return passRequestBody()
 }
@@ -243,6 +259,7 @@ func (st *stream) onResponseBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRes
 	chunk, end := b.GetBody(), b.GetEndOfStream()
 	st.renewSlot()
 	seen, mutation := st.removeInjectedUsage(chunk, end) // what the client receives
+	seen, mutation = st.filterModelList(seen, end, mutation)
 	// The cache keeps what this client got, so a hit replays no usage chunk
 	// the client did not ask for (its key is the client's body, not ours).
 	st.captureChunk(seen, end)

@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/llm-proxy/llm-proxy/authz"
 	"github.com/llm-proxy/llm-proxy/ratelimit"
@@ -11,7 +12,9 @@ import (
 
 // auditDenial records a security denial in the audit log: a missing, unknown,
 // revoked or expired token, an inactive project, a used-up budget or lifetime
-// cap. Rate limits and malformed requests are not security events.
+// cap, a model the rules do not allow (its detail names the model). Rate
+// limits, malformed requests and the other rules' refusals are not security
+// events.
 func (st *stream) auditDenial(err error) {
 	if st.srv.audit == nil {
 		return
@@ -21,6 +24,13 @@ func (st *stream) auditDenial(err error) {
 		return
 	}
 	detail := st.method + " " + truncate(st.path, 200)
+	if re := (*ruleError)(nil); errors.As(err, &re) {
+		named := "no model named"
+		if re.model != "" {
+			named = "model " + strconv.Quote(truncate(re.model, 100))
+		}
+		detail += ": " + named
+	}
 	if st.srv.denials != nil {
 		record, suppressed := st.srv.denials.ShouldAudit(st.clientAddress, action)
 		if !record {
@@ -43,7 +53,10 @@ func (st *stream) auditDenial(err error) {
 }
 
 func denialAction(err error) string {
-	var le *ratelimit.LimitError
+	var (
+		le *ratelimit.LimitError
+		re *ruleError
+	)
 	switch {
 	case errors.Is(err, errMissingToken):
 		return store.AuditAuthMissingToken
@@ -57,6 +70,8 @@ func denialAction(err error) string {
 		return store.AuditAuthProjectInactive
 	case errors.As(err, &le) && (le.Kind == ratelimit.KindBudget || le.Kind == ratelimit.KindLifetime):
 		return store.AuditAuthQuotaExhausted
+	case errors.As(err, &re) && re.rule == ruleModel:
+		return store.AuditAuthModelNotAllowed
 	}
 	return ""
 }

@@ -84,7 +84,7 @@ func (st *stream) lookupCache(body []byte) *extprocv3.ProcessingResponse {
 		return nil
 	}
 	ok, maxAge := cachefilter.Lookupable(st.method, st.reqHeaders, st.principal.CachePOST)
-	if !ok {
+	if !ok || st.rules.filterList { // a model list filtered for this token is not the project's entry (stream_rules.go)
 		st.cache.status = cacheBypass
 		return nil
 	}

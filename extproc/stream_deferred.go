@@ -79,7 +79,9 @@ func (st *stream) defersWork() bool {
 
 // estimateBatch is the reservation of a batch: what every line of its input
 // file may cost at the Batch API's price. The file is read from OpenAI with
-// the project's key, within Envoy's (extended) message timeout.
+// the project's key, within Envoy's (extended) message timeout. Under a
+// model allowlist each line's model is checked as it is read
+// (checkBatchLine).
 func (st *stream) estimateBatch() (int64, error) {
 	if st.srv.files == nil || st.req.InputFileID == "" {
 		return 0, &badRequestError{err: errors.New("input_file_id is required")}
@@ -95,13 +97,22 @@ func (st *stream) estimateBatch() (int64, error) {
 	// Reading one byte past the limit tells a file that is too large from
 	// one that fits exactly: a cut file would reserve too little.
 	lr := &io.LimitedReader{R: body, N: st.srv.maxBatchInput + 1}
-	cost, lines, err := deferred.EstimateBatch(lr, maxBatchLine, st.srv.tokenizer, st.srv.prices, st.srv.defaultMaxTokens)
-	if lr.N <= 0 {
+	var check func(int, string, usage.Request) error
+	if st.principal.Rules.RestrictsModels() {
+		check = st.checkBatchLine
+	}
+	cost, lines, err := deferred.EstimateBatch(lr, maxBatchLine, st.srv.tokenizer, st.srv.prices, st.srv.defaultMaxTokens, check)
+	var re *ruleError
+	switch {
+	case errors.As(err, &re):
+		return 0, err
+	case lr.N <= 0:
 		return 0, errBatchTooLarge
 	}
 	if err != nil {
 		return 0, &badRequestError{err: err}
 	}
+	st.rules.linesChecked = check != nil
 	st.logger().Debug().Int("lines", lines).Int64("cost_micro_usd", cost).Msg("batch reserved")
 	return cost, nil
 }

@@ -44,6 +44,9 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 	if st.cache.status == cacheMiss {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // to decide whether to store
 	}
+	if st.rules.filterList {
+		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // to read the model list
+	}
 	if st.srv.events != nil {
 		m.ResponseHeaderMode = procv3.ProcessingMode_SEND // the event needs the status
 	}
@@ -59,8 +62,12 @@ func (st *stream) processingMode() *procv3.ProcessingMode {
 // come and each costs only a parse of that chunk. A small non-streamed body
 // whose length is known is BUFFERED: one message instead of a data message
 // plus an empty end-of-stream one, and nothing is delayed that the client
-// could have used earlier.
+// could have used earlier. A model list filtered by the rules is BUFFERED
+// whatever its size (tens of KiB): it is rewritten whole, with its length.
 func (st *stream) responseBodyMode(resp headers) *procv3.ProcessingMode {
+	if st.filtersList() {
+		return bodyModes(procv3.ProcessingMode_BUFFERED)
+	}
 	if !st.usage.read && st.cache.capture == nil && !st.capture.readResp {
 		return nil
 	}
@@ -68,6 +75,12 @@ func (st *stream) responseBodyMode(resp headers) *procv3.ProcessingMode {
 	if n, err := strconv.Atoi(resp.get("content-length")); err == nil && n <= maxBufferedResponse && !st.usage.sse && st.capture.merger == nil {
 		mode = procv3.ProcessingMode_BUFFERED
 	}
+	return bodyModes(mode)
+}
+
+// bodyModes is the override, at the response headers, that asks for the
+// response body in mode.
+func bodyModes(mode procv3.ProcessingMode_BodySendMode) *procv3.ProcessingMode {
 	return &procv3.ProcessingMode{
 		RequestHeaderMode:   procv3.ProcessingMode_SEND,
 		RequestBodyMode:     procv3.ProcessingMode_NONE,

@@ -232,13 +232,14 @@ const (
 	AuditAdminSignIn         = "admin.sign_in"         // a browser signed in to the admin console with the management token
 	AuditAdminSignOut        = "admin.sign_out"        // a browser signed out of the admin console
 
-	AuditAuthMissingToken    = "auth.missing_token"    // a proxied request carried no token
-	AuditAuthUnknownToken    = "auth.unknown_token"    // its token matches no token
-	AuditAuthRevokedToken    = "auth.revoked_token"    // its token was revoked (or deactivated)
-	AuditAuthExpiredToken    = "auth.expired_token"    // its token has expired
-	AuditAuthProjectInactive = "auth.project_inactive" // its token's project is inactive
-	AuditAuthQuotaExhausted  = "auth.quota_exhausted"  // a quota is used up: its token's lifetime request cap or its project's monthly budget (not a per-minute rate limit)
-	AuditAuthManagementToken = "auth.management_token" // management API requests carried a wrong management token, or were refused while their address was throttled for that
+	AuditAuthMissingToken    = "auth.missing_token"     // a proxied request carried no token
+	AuditAuthUnknownToken    = "auth.unknown_token"     // its token matches no token
+	AuditAuthRevokedToken    = "auth.revoked_token"     // its token was revoked (or deactivated)
+	AuditAuthExpiredToken    = "auth.expired_token"     // its token has expired
+	AuditAuthProjectInactive = "auth.project_inactive"  // its token's project is inactive
+	AuditAuthQuotaExhausted  = "auth.quota_exhausted"   // a quota is used up: its token's lifetime request cap or its project's monthly budget (not a per-minute rate limit)
+	AuditAuthModelNotAllowed = "auth.model_not_allowed" // a request named a model its project's or token's rules do not allow (or none where they require one)
+	AuditAuthManagementToken = "auth.management_token"  // management API requests carried a wrong management token, or were refused while their address was throttled for that
 
 	AuditPredecessorEvent = "predecessor.event" // an event of the predecessor proxy's audit log, imported; Detail says what it was
 )
@@ -252,7 +253,7 @@ func AuditActions() []string {
 		AuditAdminSignIn, AuditAdminSignOut,
 		AuditAuthMissingToken, AuditAuthUnknownToken, AuditAuthRevokedToken,
 		AuditAuthExpiredToken, AuditAuthProjectInactive, AuditAuthQuotaExhausted,
-		AuditAuthManagementToken, AuditPredecessorEvent,
+		AuditAuthModelNotAllowed, AuditAuthManagementToken, AuditPredecessorEvent,
 	}
 }
 

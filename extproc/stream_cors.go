@@ -81,7 +81,8 @@ type corsState struct {
 
 // preflight answers a CORS preflight with a 204 — with the CORS headers
 // when some project allows its origin, method and headers, without them
-// otherwise — and returns nil for any other request.
+// otherwise — and returns nil for any other request, whose Origin it keeps
+// for the answer's CORS headers.
 func (st *stream) preflight(h headers) *extprocv3.ProcessingResponse {
 	st.cors.origin = h.get("origin")
 	method, ok := h.Lookup("access-control-request-method")

@@ -88,7 +88,7 @@ func TestProjectLifecycle(t *testing.T) {
 		"id": id, "object": "project", "name": "Team A", "openai_api_key": "sk-p…wxyz",
 		"active": true, "limits": noLimits(), "monthly_budget_usd": nil, "cache_post": false,
 		"allow_background": true, "allow_batches": true, "rules": map[string]any{},
-		"capture": map[string]any{"enabled": false, "redact": []any{}, "request_max_bytes": float64(65536), "response_max_bytes": float64(262144)},
+		"capture":    map[string]any{"enabled": false, "redact": []any{}, "request_max_bytes": float64(65536), "response_max_bytes": float64(262144)},
 		"created_at": h.now.Format(time.RFC3339), "updated_at": h.now.Format(time.RFC3339),
 	}
 	if !mapsEqual(out.body, want) {

@@ -164,3 +164,33 @@ func TestNoCaptureByDefault(t *testing.T) {
 		t.Errorf("end user %q", ev.EndUser)
 	}
 }
+
+// A Responses API stream is captured as the final response object the
+// stream ends with, its status as the finish reason; a key the model
+// echoes is redacted in it too.
+func TestCaptureResponsesStream(t *testing.T) {
+	h := newHarness(t, withCapture(policy.Capture{Enabled: true}))
+	c := h.open()
+	c.send(reqHeaders("POST", "/v1/responses", tokCapture))
+	c.send(reqBody(`{"model":"gpt-4.1-mini","stream":true,"input":"say hi"}`))
+	c.send(respHeaders(200, "content-type", "text/event-stream"))
+	event := func(typ, data string) string { return "event: " + typ + "\ndata: " + data + "\n\n" }
+	final := `{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":"gpt-4.1-mini-2025-04-14",` +
+		`"output":[{"id":"msg_1","type":"message","role":"assistant","status":"completed","content":[{"type":"output_text","text":"hi ` + secretKey + `","annotations":[]}]}],` +
+		`"usage":{"input_tokens":5,"output_tokens":3,"total_tokens":8}}`
+	stream := event("response.created", `{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","created_at":1,"status":"in_progress","model":"gpt-4.1-mini-2025-04-14","output":[]}}`) +
+		event("response.output_text.delta", `{"type":"response.output_text.delta","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"hi "}`) +
+		event("response.output_text.delta", `{"type":"response.output_text.delta","sequence_number":2,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"`+secretKey+`"}`) +
+		event("response.completed", `{"type":"response.completed","sequence_number":3,"response":`+final+`}`)
+	c.send(respBody(stream[:100], false))
+	c.send(respBody(stream[100:], true))
+	ev := c.end()
+	got := decodeJSON(t, ev.GetCapture().GetResponse())
+	text := got["output"].([]any)[0].(map[string]any)["content"].([]any)[0].(map[string]any)["text"]
+	if got["id"] != "resp_1" || got["status"] != "completed" || text != "hi [REDACTED]" {
+		t.Errorf("captured response %s", ev.GetCapture().GetResponse())
+	}
+	if ev.ResponseModel != "gpt-4.1-mini-2025-04-14" || !reflect.DeepEqual(ev.FinishReasons, []string{"completed"}) {
+		t.Errorf("response model %q, finish reasons %q", ev.ResponseModel, ev.FinishReasons)
+	}
+}

@@ -28,33 +28,59 @@ type includeUsageState struct {
 }
 
 // injectIncludeUsage returns the request body with include_usage set, and
-// remembers it did, or nil when the request needs no change.
+// remembers it did, or nil when the request needs no change. The body is
+// edited in place (topMembers, editBody): every other byte reaches OpenAI as
+// the client wrote it, key order, spacing and number spelling included. Each
+// stream_options member is edited, should the body repeat it, so that a
+// parser keeping the first and one keeping the last agree.
 func (st *stream) injectIncludeUsage(body []byte) []byte {
 	if !st.req.Stream || st.req.IncludeUsage || !streamOptionsPaths[st.path] {
 		return nil
 	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
+	members, err := topMembers(body)
+	if err != nil {
 		return nil // readRequest accepted it; nothing sensible to change
 	}
-	opts := map[string]json.RawMessage{}
-	if raw, ok := doc["stream_options"]; ok && !bytes.Equal(raw, []byte("null")) {
-		if err := json.Unmarshal(raw, &opts); err != nil {
+	var edits []bodyEdit
+	for _, m := range members {
+		if m.key != "stream_options" {
+			continue
+		}
+		opts, ok := withIncludeUsage(body[m.start:m.end])
+		if !ok {
 			return nil
 		}
+		edits = append(edits, bodyEdit{start: m.start, end: m.end, value: opts})
 	}
-	opts["include_usage"] = json.RawMessage("true")
-	b, err := json.Marshal(opts)
-	if err != nil {
-		return nil
-	}
-	doc["stream_options"] = b
-	out, err := json.Marshal(doc)
-	if err != nil {
-		return nil
+	if len(edits) == 0 {
+		edits = []bodyEdit{{start: -1, key: "stream_options", value: []byte(`{"include_usage":true}`)}}
 	}
 	st.includeUsage.injected = true
-	return out
+	return editBody(body, edits)
+}
+
+// withIncludeUsage is a stream_options value with include_usage true: null
+// becomes {"include_usage":true}; an object keeps its other members and
+// gets include_usage set (every occurrence) or added. ok is false for any
+// other value, which OpenAI refuses anyway.
+func withIncludeUsage(raw []byte) (out []byte, ok bool) {
+	if bytes.Equal(raw, []byte("null")) {
+		return []byte(`{"include_usage":true}`), true
+	}
+	members, err := topMembers(raw)
+	if err != nil {
+		return nil, false
+	}
+	var edits []bodyEdit
+	for _, m := range members {
+		if m.key == "include_usage" {
+			edits = append(edits, bodyEdit{start: m.start, end: m.end, value: []byte("true")})
+		}
+	}
+	if len(edits) == 0 {
+		edits = []bodyEdit{{start: -1, key: "include_usage", value: []byte("true")}}
+	}
+	return editBody(raw, edits), true
 }
 
 // removeInjectedUsage takes the usage-only chunk out of a streamed response

@@ -83,6 +83,31 @@ func TestIsUsageOnly(t *testing.T) {
 	}
 }
 
+// The body is edited in place: stream_options added at the end, or set
+// inside the client's own (each occurrence), and every other byte kept —
+// key order, spacing, number spelling, characters encoding/json would
+// escape.
+func TestInjectIncludeUsageKeepsTheBody(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{ "stream": true, "model": "m", "seed": 12345678901234567890, "x": "<&>" }`,
+			`{ "stream": true, "model": "m", "seed": 12345678901234567890, "x": "<&>" ,"stream_options":{"include_usage":true}}`},
+		{`{"model":"m","stream":true,"stream_options":null}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`},
+		{`{"model":"m","stream":true,"stream_options":{"x":1.50}}`, `{"model":"m","stream":true,"stream_options":{"x":1.50,"include_usage":true}}`},
+		{`{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":1}}`},
+		{`{"stream_options":{},"model":"m","stream":true,"stream_options":{"include_usage":null}}`,
+			`{"stream_options":{"include_usage":true},"model":"m","stream":true,"stream_options":{"include_usage":true}}`},
+	} {
+		req, err := usage.ParseRequest([]byte(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &stream{req: req, path: "/v1/chat/completions"}
+		if got := string(st.injectIncludeUsage([]byte(tc.body))); got != tc.want {
+			t.Errorf("%s\n got %s\nwant %s", tc.body, got, tc.want)
+		}
+	}
+}
+
 func TestInjectIncludeUsage(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, path string

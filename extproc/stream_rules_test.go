@@ -318,7 +318,7 @@ func TestOutputCeiling(t *testing.T) {
 		{"a route without an output field", clamp, policy.Rules{}, "/v1/embeddings", `{"model":"text-embedding-3-small","input":"Hi"}`, answer{}, 0},
 		{"streamed: one body with include_usage", clamp, policy.Rules{}, "/v1/chat/completions",
 			`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}],"stream":true}`,
-			replaced(`{"max_completion_tokens":2000,"messages":[{"role":"user","content":"Say hi"}],"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true}}`), 2000},
+			replaced(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}],"stream":true,"max_completion_tokens":2000,"stream_options":{"include_usage":true}}`), 2000},
 		{"the lower ceiling; a refusing token's refuses", clamp, policy.Rules{MaxOutputTokens: 500}, "/v1/chat/completions", chat,
 			refused(400, "invalid_request_error", "max_completion_tokens", "max_tokens_exceeded",
 				"max_completion_tokens is 5000, over this proxy token's limit of 500 output tokens."), 0},

@@ -24,9 +24,10 @@ const (
 	// chatBody: 9 prompt tokens, 2 × 50 completion tokens at most.
 	chatBody = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hi"}],"max_tokens":50,"n":2}`
 	// streamBody: 9 prompt tokens, 50 completion tokens at most; the client
-	// did not ask for usage, so llm-proxy does.
+	// did not ask for usage, so llm-proxy does: stream_options is added at
+	// the end, every other byte as the client wrote it.
 	streamBody         = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hi"}],"stream":true,"max_tokens":50}`
-	streamBodyInjected = `{"max_tokens":50,"messages":[{"role":"user","content":"Say hi"}],"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true}}`
+	streamBodyInjected = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hi"}],"stream":true,"max_tokens":50,"stream_options":{"include_usage":true}}`
 	// streamBodyAsked: the client asked for usage itself (9 prompt tokens,
 	// the default 1000 completion tokens at most).
 	streamBodyAsked = `{"model":"gpt-4o","messages":[{"role":"user","content":"Say hi"}],"stream":true,"stream_options":{"include_usage":true}}`

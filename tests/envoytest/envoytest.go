@@ -53,7 +53,7 @@ func Binary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() { binPath, binErr = lookBinary() })
 	if binErr != nil {
-		if os.Getenv("CI") == "true" {
+		if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
 			t.Fatalf("envoytest: no Envoy binary (CI=true, so this fails): %v; run `make deps` or set ENVOY_BIN", binErr)
 		}
 		t.Skipf("envoytest: no Envoy binary: %v; run `make deps` or set ENVOY_BIN", binErr)

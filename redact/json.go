@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/llm-proxy/llm-proxy/jsonstr"
 )
 
 // credentialKeys are the JSON member names, compared case-insensitively,
@@ -116,7 +118,7 @@ func (w *walker) redactString(start, end int, s string) {
 	if len(spans) == 0 {
 		return
 	}
-	w.rewrite(start, end, appendString(nil, string(replace(nil, s, spans))))
+	w.rewrite(start, end, jsonstr.Append(nil, string(replace(nil, s, spans))))
 }
 
 func isCredentialKey(name string) bool {
@@ -184,46 +186,6 @@ func decodeString(lit []byte) string {
 	var s string
 	_ = json.Unmarshal(lit, &s) // valid: the document was
 	return s
-}
-
-// appendString appends s as a JSON string literal. It escapes what JSON
-// requires and, as encoding/json does, U+2028 and U+2029 and invalid UTF-8
-// (as U+FFFD), but not <, > and &: the result is read as data, not as HTML.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, `\n`...)
-			case c == '\r':
-				dst = append(dst, `\r`...)
-			case c == '\t':
-				dst = append(dst, `\t`...)
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
 }
 
 // text redacts a document that is not valid JSON; see [Redactor.JSON].

@@ -3,6 +3,8 @@ package transcript
 import (
 	"encoding/json"
 	"strconv"
+
+	"github.com/llm-proxy/llm-proxy/jsonstr"
 )
 
 // What each piece of a chat or completions result costs besides its texts
@@ -239,13 +241,13 @@ func (m *Merger) chatResult() []byte {
 	}
 	b := make([]byte, 0, m.used+Overhead)
 	b = append(b, `{"id":`...)
-	b = appendString(b, st.id)
+	b = jsonstr.Append(b, st.id)
 	b = append(b, `,"object":"`...)
 	b = append(b, object...)
 	b = append(b, `","created":`...)
 	b = appendNumber(b, st.created)
 	b = append(b, `,"model":`...)
-	b = appendString(b, st.model)
+	b = jsonstr.Append(b, st.model)
 	b = append(b, `,"choices":[`...)
 	for i, index := range sortedKeys(st.choices) {
 		if i > 0 {
@@ -254,7 +256,7 @@ func (m *Merger) chatResult() []byte {
 		ch := st.choices[index]
 		if m.kind == Completions {
 			b = append(b, `{"text":`...)
-			b = appendString(b, string(ch.content))
+			b = jsonstr.Append(b, string(ch.content))
 			b = append(b, `,"index":`...)
 			b = appendInt(b, index)
 		} else {
@@ -285,7 +287,7 @@ func (m *Merger) appendMessage(b []byte, ch *choice) []byte {
 	b = appendStringOrNull(b, string(ch.content), ch.hasContent)
 	if ch.hasRefusal {
 		b = append(b, `,"refusal":`...)
-		b = appendString(b, string(ch.refusal))
+		b = jsonstr.Append(b, string(ch.refusal))
 	}
 	if ch.tools != nil {
 		b = append(b, `,"tool_calls":[`...)
@@ -295,20 +297,20 @@ func (m *Merger) appendMessage(b []byte, ch *choice) []byte {
 			}
 			t := ch.tools[index]
 			b = append(b, `{"id":`...)
-			b = appendString(b, t.id)
+			b = jsonstr.Append(b, t.id)
 			b = append(b, `,"type":"function","function":{"name":`...)
-			b = appendString(b, t.name)
+			b = jsonstr.Append(b, t.name)
 			b = append(b, `,"arguments":`...)
-			b = appendString(b, string(t.args))
+			b = jsonstr.Append(b, string(t.args))
 			b = append(b, "}}"...)
 		}
 		b = append(b, ']')
 	}
 	if ch.fn != nil {
 		b = append(b, `,"function_call":{"name":`...)
-		b = appendString(b, ch.fn.name)
+		b = jsonstr.Append(b, ch.fn.name)
 		b = append(b, `,"arguments":`...)
-		b = appendString(b, string(ch.fn.args))
+		b = jsonstr.Append(b, string(ch.fn.args))
 		b = append(b, '}')
 	}
 	return append(b, '}')

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+
+	"github.com/llm-proxy/llm-proxy/jsonstr"
 )
 
 // What each piece of a rebuilt Responses API result costs besides its texts
@@ -381,12 +383,12 @@ func (m *Merger) respResult() []byte {
 	st := &m.resp
 	b := make([]byte, 0, m.used+Overhead)
 	b = append(b, `{"id":`...)
-	b = appendString(b, st.id)
+	b = jsonstr.Append(b, st.id)
 	b = append(b, `,"object":"response","created_at":`...)
 	b = appendNumber(b, st.created)
 	b = appendMember(b, "status", st.status)
 	b = append(b, `,"model":`...)
-	b = appendString(b, st.model)
+	b = jsonstr.Append(b, st.model)
 	b = append(b, `,"output":[`...)
 	n := 0
 	for _, index := range sortedKeys(st.items) {
@@ -419,9 +421,9 @@ func appendItem(b []byte, it *item) []byte {
 	switch it.kind {
 	case messageItem:
 		b = append(b, `{"id":`...)
-		b = appendString(b, it.id)
+		b = jsonstr.Append(b, it.id)
 		b = append(b, `,"type":"message","status":`...)
-		b = appendString(b, it.status)
+		b = jsonstr.Append(b, it.status)
 		b = append(b, `,"role":"assistant","content":[`...)
 		for i, ci := range sortedKeys(it.parts) {
 			if i > 0 {
@@ -430,26 +432,26 @@ func appendItem(b []byte, it *item) []byte {
 			p := it.parts[ci]
 			if p.refusal {
 				b = append(b, `{"type":"refusal","refusal":`...)
-				b = appendString(b, string(p.text))
+				b = jsonstr.Append(b, string(p.text))
 				b = append(b, '}')
 			} else {
 				b = append(b, `{"type":"output_text","text":`...)
-				b = appendString(b, string(p.text))
+				b = jsonstr.Append(b, string(p.text))
 				b = append(b, `,"annotations":[]}`...)
 			}
 		}
 		return append(b, "]}"...)
 	case callItem:
 		b = append(b, `{"id":`...)
-		b = appendString(b, it.id)
+		b = jsonstr.Append(b, it.id)
 		b = append(b, `,"type":"function_call","status":`...)
-		b = appendString(b, it.status)
+		b = jsonstr.Append(b, it.status)
 		b = append(b, `,"arguments":`...)
-		b = appendString(b, string(it.args))
+		b = jsonstr.Append(b, string(it.args))
 		b = append(b, `,"call_id":`...)
-		b = appendString(b, it.callID)
+		b = jsonstr.Append(b, it.callID)
 		b = append(b, `,"name":`...)
-		b = appendString(b, it.name)
+		b = jsonstr.Append(b, it.name)
 		return append(b, '}')
 	}
 	return append(b, it.raw...)

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/llm-proxy/llm-proxy/jsonstr"
 )
 
-// escLen is the length of r as appendString writes it inside a string.
+// escLen is the length of r as jsonstr.Append writes it inside a string.
 func escLen(r rune, size int) int {
 	switch {
 	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t':
@@ -18,7 +20,7 @@ func escLen(r rune, size int) int {
 	return size
 }
 
-// escapedLen is the length of s as appendString writes it, quotes excluded.
+// escapedLen is the length of s as jsonstr.Append writes it, quotes excluded.
 func escapedLen(s string) int {
 	n := 0
 	for i := 0; i < len(s); {
@@ -45,46 +47,6 @@ func fit(s string, room int) (string, int) {
 	return s, n
 }
 
-// appendString appends s as a JSON string. It escapes what JSON requires and,
-// as encoding/json does, U+2028, U+2029 and invalid UTF-8 (as U+FFFD), but
-// not <, > and &: a capture is data, not HTML.
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, `\n`...)
-			case c == '\r':
-				dst = append(dst, `\r`...)
-			case c == '\t':
-				dst = append(dst, `\t`...)
-			case c < 0x20:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
-}
-
 // appendMember appends ,"key": and the string v; nothing if v is empty.
 func appendMember(dst []byte, key, v string) []byte {
 	if v == "" {
@@ -93,7 +55,7 @@ func appendMember(dst []byte, key, v string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, key...)
 	dst = append(dst, '"', ':')
-	return appendString(dst, v)
+	return jsonstr.Append(dst, v)
 }
 
 // appendStringOrNull appends v, or null if it was never set.
@@ -101,7 +63,7 @@ func appendStringOrNull(dst []byte, v string, set bool) []byte {
 	if !set {
 		return append(dst, "null"...)
 	}
-	return appendString(dst, v)
+	return jsonstr.Append(dst, v)
 }
 
 // compact returns raw, a JSON value, without insignificant space; nil if it

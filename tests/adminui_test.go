@@ -12,8 +12,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/openai/openai-go/v3"
-
-	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
 // screenshotDirEnv names the folder the browser test saves its screenshots
@@ -26,7 +24,6 @@ const screenshotDirEnv = "LLM_PROXY_SCREENSHOT_DIR"
 // the dashboard and usage page, revoke the token, find the revocation in the
 // audit log, purge the cache, sign out. Every page is saved as a PNG.
 func TestAdminUIInBrowser(t *testing.T) {
-	chromium := testenv.Chromium(t)
 	s := startStack(t, stackOptions{})
 	shots := os.Getenv(screenshotDirEnv)
 	if shots == "" {
@@ -35,23 +32,7 @@ func TestAdminUIInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("user-data-dir", t.TempDir()),
-		chromedp.WindowSize(1280, 800),
-	)
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute)
-	defer cancel()
+	ctx := browser(t, 3*time.Minute, chromedp.WindowSize(1280, 800))
 
 	base := s.envoyURL + "/admin/"
 	// fail stops the test at a step that went wrong, with the page's HTML.

@@ -1,13 +1,11 @@
 package tests
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/llm-proxy/llm-proxy/tests/fakeopenai"
-	"github.com/llm-proxy/llm-proxy/tests/testenv"
 )
 
 // corsExposedHeaders is the Access-Control-Expose-Headers of every answer
@@ -201,26 +198,10 @@ type fetchResult struct {
 // browserCORS opens the pages in a headless Chromium and calls the API
 // through Envoy with fetch(), as a browser app with a proxy token would.
 func browserCORS(t *testing.T, s *stack, listed, unlisted, tokOther, projectID string) {
-	chromium := testenv.Chromium(t)
 	// A token of its own, with a rate limit whose headers the page reads.
 	tok := s.createToken(map[string]any{"project_id": projectID, "limits": map[string]any{"requests_per_minute": 10}})
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("user-data-dir", t.TempDir()),
-	)
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
-	defer cancel()
+	ctx := browser(t, 2*time.Minute)
 
 	fetch := func(pageURL, token string) fetchResult {
 		t.Helper()

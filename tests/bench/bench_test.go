@@ -12,7 +12,11 @@
 // It is a measurement, not a test: it asserts nothing about time, only that
 // every answer was a success. Load goes to 127.0.0.1 only, bounded by
 // BENCH_DURATION per row and round. BENCH_PPROF_ADDR (a loopback address)
-// serves the plain sidecar's pprof while it runs.
+// serves the plain sidecar's pprof while it runs. BENCH_AB_ENV adds rows
+// for a second sidecar with other settings (A/B in one run). BENCH_ROWS (a regular
+// expression) measures only the rows it matches and their baselines, to
+// profile or compare one path quickly; such a partial run skips latency
+// and headroom and writes bin/bench-partial.json.
 package bench
 
 import (
@@ -21,6 +25,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +146,27 @@ func BenchmarkGateway(b *testing.B) {
 		return load{method: "GET", path: "/v1/models", headers: headers(tok, extra...)}
 	}
 	via := func(s *sidecar) target { return target{url: s.url, envoy: s.envoy, sidecar: s} }
+	// BENCH_AB_ENV (NAME=value pairs, space-separated) adds rows for a
+	// sidecar started with those settings, to compare them with the plain
+	// sidecar in one run: same machine, same moment.
+	var ab []row
+	if spec := os.Getenv("BENCH_AB_ENV"); spec != "" {
+		settings := map[string]string{}
+		for _, kv := range strings.Fields(spec) {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				b.Fatalf("BENCH_AB_ENV: %q is not NAME=value", kv)
+			}
+			settings[k] = v
+		}
+		s := startSidecar(b, bins, up, settings)
+		tok := s.token(b, map[string]any{}, map[string]any{})
+		ab = []row{
+			{name: "B: llm-proxy, chat", to: via(s), load: chat(tok), baseline: "Envoy alone, chat"},
+			{name: "B: llm-proxy, cache hit", to: via(s), load: chat(tok, "Cache-Control", "public, max-age=3600"), baseline: "Envoy alone, chat"},
+			{name: "B: llm-proxy, SSE 200 chunks", to: via(s), load: sse(tok), baseline: "Envoy alone, SSE 200 chunks"},
+		}
+	}
 	direct := target{url: "https://" + up.addr}
 
 	rows := []row{
@@ -164,6 +190,8 @@ func BenchmarkGateway(b *testing.B) {
 		// headers.
 		{name: "llm-proxy, GET /v1/models, cache hit", to: via(plain), load: models(plainTok), baseline: "Envoy alone, GET /v1/models"},
 	}
+	rows = append(rows, ab...)
+	rows, partial := selectRows(b, rows)
 	for i := range rows {
 		r := &rows[i]
 		r.script = wrkScript(b, r.load)
@@ -205,6 +233,13 @@ func BenchmarkGateway(b *testing.B) {
 		byName[r.name] = &results[len(results)-1]
 	}
 
+	mem := memory{IdleMiB: idleRSS, SlowStreams: 1000}
+	mem.SlowStreamsMiB = slowStreamsRSS(b, plain, plainTok, mem.SlowStreams)
+	if partial {
+		report(b, results, nil, mem, 0, duration, rounds)
+		return
+	}
+
 	// Added latency at half of llm-proxy's saturation, open loop, Envoy
 	// alone against llm-proxy at the same rate.
 	rate := int(byName["llm-proxy, chat"].RPS / 2)
@@ -219,18 +254,44 @@ func BenchmarkGateway(b *testing.B) {
 		P99MS:    (median(proxyLat, func(l latency) float64 { return l.p99 }) - median(baseLat, func(l latency) float64 { return l.p99 })) / 1000,
 	}
 
-	mem := memory{IdleMiB: idleRSS, SlowStreams: 1000}
-	mem.SlowStreamsMiB = slowStreamsRSS(b, plain, plainTok, mem.SlowStreams)
-
 	// wrk alone against the upstream must outrun Envoy alone by far, or the
 	// generator, not the gateway, sets the pace.
 	headroom := byName["wrk → upstream directly"].RPS / byName["Envoy alone, chat"].RPS
-	report(b, results, added, mem, headroom, duration, rounds)
+	report(b, results, &added, mem, headroom, duration, rounds)
 	b.ReportMetric(byName["llm-proxy, chat"].Ratio, "chat-ratio")
 	b.ReportMetric(byName["llm-proxy, chat"].SidecarCPUUS, "sidecar-µs/req")
 	b.ReportMetric(byName["llm-proxy, SSE 200 chunks"].Ratio, "sse-ratio")
 	b.ReportMetric(byName["llm-proxy, SSE 200 chunks"].SidecarChunk, "sidecar-µs/chunk")
 	b.ReportMetric(byName["llm-proxy, cache hit"].Ratio, "cache-hit-ratio")
+}
+
+// selectRows keeps the rows BENCH_ROWS matches and the baselines they are
+// compared with; partial says whether any row was left out.
+func selectRows(b *testing.B, rows []row) (kept []row, partial bool) {
+	b.Helper()
+	expr := os.Getenv("BENCH_ROWS")
+	if expr == "" {
+		return rows, false
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		b.Fatalf("BENCH_ROWS=%q: %v", expr, err)
+	}
+	want := map[string]bool{}
+	for _, r := range rows {
+		if re.MatchString(r.name) {
+			want[r.name], want[r.baseline] = true, r.baseline != ""
+		}
+	}
+	for _, r := range rows {
+		if want[r.name] {
+			kept = append(kept, r)
+		}
+	}
+	if len(kept) == 0 {
+		b.Fatalf("BENCH_ROWS=%q matches no row", expr)
+	}
+	return kept, len(kept) < len(rows)
 }
 
 // measure runs one round of one row: wrk for d, and the CPU each process
@@ -323,8 +384,9 @@ type memory struct {
 	SlowStreamsMiB float64 `json:"sidecar_rss_slow_streams_mib"`
 }
 
-// report prints the table and writes bin/bench.json.
-func report(b *testing.B, results []result, added addedLatency, mem memory, headroom float64, d time.Duration, rounds int) {
+// report prints the table and writes bin/bench.json (bin/bench-partial.json
+// when BENCH_ROWS left latency and headroom unmeasured: added nil).
+func report(b *testing.B, results []result, added *addedLatency, mem memory, headroom float64, d time.Duration, rounds int) {
 	var s strings.Builder
 	fmt.Fprintf(&s, "\nmedians of %d rounds of %s, wrk -t2 -c%d; CPU per request from /proc\n\n", rounds, d, conns)
 	s.WriteString("| row | req/s | ratio | p50 ms | p99 ms | Envoy µs/req | sidecar µs/req | upstream µs/req | ext_proc msgs/req |\n")
@@ -342,9 +404,12 @@ func report(b *testing.B, results []result, added addedLatency, mem memory, head
 			fmt.Fprintf(&s, "\n%s: sidecar %.2f µs and Envoy %.2f µs of CPU per chunk", r.Name, r.SidecarChunk, r.EnvoyChunk)
 		}
 	}
-	fmt.Fprintf(&s, "\nadded latency at %d req/s (half of llm-proxy's saturation), open loop: p50 %+.2f ms, p99 %+.2f ms", added.RatePerS, added.P50MS, added.P99MS)
 	fmt.Fprintf(&s, "\nsidecar RSS: idle %.1f MiB, with %d slow streams open %.1f MiB", mem.IdleMiB, mem.SlowStreams, mem.SlowStreamsMiB)
-	fmt.Fprintf(&s, "\nload generator headroom: wrk alone drives the upstream at %.1fx Envoy alone's rate (want >= 2)\n", headroom)
+	if added != nil {
+		fmt.Fprintf(&s, "\nadded latency at %d req/s (half of llm-proxy's saturation), open loop: p50 %+.2f ms, p99 %+.2f ms", added.RatePerS, added.P50MS, added.P99MS)
+		fmt.Fprintf(&s, "\nload generator headroom: wrk alone drives the upstream at %.1fx Envoy alone's rate (want >= 2)", headroom)
+	}
+	s.WriteString("\n")
 	// Printed, not logged: go test cuts a benchmark's log after ten lines.
 	fmt.Println(s.String())
 
@@ -354,15 +419,19 @@ func report(b *testing.B, results []result, added addedLatency, mem memory, head
 		"duration_s": d.Seconds(), "connections": conns, "rows": results, "latency": added, "memory": mem,
 		"generator_headroom": headroom,
 	}
+	name := "bench.json"
+	if added == nil {
+		name = "bench-partial.json"
+	}
 	raw, _ := json.MarshalIndent(out, "", "  ")
-	path := filepath.Join("..", "..", "bin", "bench.json")
+	path := filepath.Join("..", "..", "bin", name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		b.Fatal(err)
 	}
 	if err := os.WriteFile(path, append(raw, '\n'), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	fmt.Println("results written to bin/bench.json")
+	fmt.Println("results written to bin/" + name)
 }
 
 func envDuration(b *testing.B, name string, def time.Duration) time.Duration {

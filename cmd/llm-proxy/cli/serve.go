@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -54,6 +55,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	logOut, closeLog := bufferLog(stderr)
 	defer closeLog()
 	log := zerolog.New(logOut).Level(cfg.LogLevel).With().Timestamp().Logger()
+	log.Info().Int("gomaxprocs", shareCPUs(getenv, runtime.NumCPU())).Msg("threads running Go code")
 
 	if cfg.Embedded() {
 		created, err := config.EnsureSecrets(&cfg)

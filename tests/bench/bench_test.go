@@ -100,7 +100,7 @@ func BenchmarkGateway(b *testing.B) {
 		pprof = map[string]string{"LLM_PROXY_PPROF_ADDR": addr}
 	}
 	plain := startSidecar(b, bins, up, pprof)
-	idleRSS, err := rssMiB(plain.pid())
+	idleRSS, idleAnon, err := rssMiB(plain.pid())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -233,8 +233,8 @@ func BenchmarkGateway(b *testing.B) {
 		byName[r.name] = &results[len(results)-1]
 	}
 
-	mem := memory{IdleMiB: idleRSS, SlowStreams: 1000}
-	mem.SlowStreamsMiB = slowStreamsRSS(b, plain, plainTok, mem.SlowStreams)
+	mem := memory{IdleMiB: idleRSS, IdleAnonMiB: idleAnon, SlowStreams: 1000}
+	mem.SlowStreamsMiB, mem.SlowStreamsAnonMiB = slowStreamsRSS(b, plain, plainTok, mem.SlowStreams)
 	if partial {
 		report(b, results, nil, mem, 0, duration, rounds)
 		return
@@ -379,9 +379,11 @@ type addedLatency struct {
 }
 
 type memory struct {
-	IdleMiB        float64 `json:"sidecar_rss_idle_mib"`
-	SlowStreams    int     `json:"slow_streams"`
-	SlowStreamsMiB float64 `json:"sidecar_rss_slow_streams_mib"`
+	IdleMiB            float64 `json:"sidecar_rss_idle_mib"`
+	IdleAnonMiB        float64 `json:"sidecar_rss_anon_idle_mib"`
+	SlowStreams        int     `json:"slow_streams"`
+	SlowStreamsMiB     float64 `json:"sidecar_rss_slow_streams_mib"`
+	SlowStreamsAnonMiB float64 `json:"sidecar_rss_anon_slow_streams_mib"`
 }
 
 // report prints the table and writes bin/bench.json (bin/bench-partial.json
@@ -404,7 +406,8 @@ func report(b *testing.B, results []result, added *addedLatency, mem memory, hea
 			fmt.Fprintf(&s, "\n%s: sidecar %.2f µs and Envoy %.2f µs of CPU per chunk", r.Name, r.SidecarChunk, r.EnvoyChunk)
 		}
 	}
-	fmt.Fprintf(&s, "\nsidecar RSS: idle %.1f MiB, with %d slow streams open %.1f MiB", mem.IdleMiB, mem.SlowStreams, mem.SlowStreamsMiB)
+	fmt.Fprintf(&s, "\nsidecar RSS: idle %.1f MiB (anonymous %.1f), with %d slow streams open %.1f MiB (anonymous %.1f)",
+		mem.IdleMiB, mem.IdleAnonMiB, mem.SlowStreams, mem.SlowStreamsMiB, mem.SlowStreamsAnonMiB)
 	if added != nil {
 		fmt.Fprintf(&s, "\nadded latency at %d req/s (half of llm-proxy's saturation), open loop: p50 %+.2f ms, p99 %+.2f ms", added.RatePerS, added.P50MS, added.P99MS)
 		fmt.Fprintf(&s, "\nload generator headroom: wrk alone drives the upstream at %.1fx Envoy alone's rate (want >= 2)", headroom)

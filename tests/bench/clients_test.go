@@ -107,7 +107,7 @@ func (e *statusError) Error() string { return "status " + http.StatusText(e.stat
 // slowStreamsRSS opens n streams at once through llm-proxy, each answered
 // slowly by the upstream, and reads the sidecar's RSS once every one of them
 // has received its first event.
-func slowStreamsRSS(b *testing.B, s *sidecar, tok string, n int) float64 {
+func slowStreamsRSS(b *testing.B, s *sidecar, tok string, n int) (rss, anon float64) {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -145,7 +145,7 @@ func slowStreamsRSS(b *testing.B, s *sidecar, tok string, n int) float64 {
 		})
 	}
 	first.Wait()
-	rss, err := rssMiB(s.pid())
+	rss, anon, err := rssMiB(s.pid())
 	cancel()
 	done.Wait()
 	close(errs)
@@ -155,5 +155,5 @@ func slowStreamsRSS(b *testing.B, s *sidecar, tok string, n int) float64 {
 	for e := range errs {
 		b.Fatalf("slow streams: %v", e)
 	}
-	return rss
+	return rss, anon
 }

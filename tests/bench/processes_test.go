@@ -253,17 +253,25 @@ func cpuTicks(pid int) (int64, error) {
 // architecture Go supports.
 const clockTick = 10 * time.Millisecond
 
-// rssMiB is the resident set size of a process, from /proc/<pid>/status.
-func rssMiB(pid int) (float64, error) {
+// rssMiB is the resident set size of a process and the anonymous part of it
+// (heap, stacks: what the process itself allocated; the rest is pages of its
+// binary and libraries, shared page cache), from /proc/<pid>/status.
+func rssMiB(pid int) (rss, anon float64, err error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	kib := map[string]float64{}
 	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024, err
+		name, rest, _ := strings.Cut(line, ":")
+		if name == "VmRSS" || name == "RssAnon" {
+			if kib[name], err = strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64); err != nil {
+				return 0, 0, fmt.Errorf("%s of %d: %w", name, pid, err)
+			}
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for %d", pid)
+	if _, ok := kib["VmRSS"]; !ok {
+		return 0, 0, fmt.Errorf("no VmRSS for %d", pid)
+	}
+	return kib["VmRSS"] / 1024, kib["RssAnon"] / 1024, nil
 }

@@ -165,6 +165,7 @@ func BenchmarkGateway(b *testing.B) {
 			{name: "B: llm-proxy, chat", to: via(s), load: chat(tok), baseline: "Envoy alone, chat"},
 			{name: "B: llm-proxy, cache hit", to: via(s), load: chat(tok, "Cache-Control", "public, max-age=3600"), baseline: "Envoy alone, chat"},
 			{name: "B: llm-proxy, SSE 200 chunks", to: via(s), load: sse(tok), baseline: "Envoy alone, SSE 200 chunks"},
+			{name: "B: llm-proxy, GET /v1/models, cache hit", to: via(s), load: models(tok), baseline: "Envoy alone, GET /v1/models"},
 		}
 	}
 	direct := target{url: "https://" + up.addr}

@@ -12,10 +12,12 @@ import (
 // CPU per request than the sidecar does (make bench: about 1.8x), and each
 // ext_proc message hands work between gRPC's goroutines: with a thread per
 // CPU, every hand-off wakes an idle thread that spins looking for work on a
-// CPU Envoy needs. With half the CPUs the sidecar spent 20-25% less CPU per
-// request and Envoy served 5-10% more requests on this project's 2-core
-// machine (docs/performance.md). Half, at least one, is what the sidecar
-// needs next to an Envoy with a worker per CPU.
+// CPU Envoy needs. With half the CPUs the sidecar spent 11-18% less CPU per
+// request on this project's 2-core machine, and Envoy a little less too
+// (docs/performance.md, an A/B in one make bench); throughput there is set
+// by Envoy and moved within the noise. Half, at least one, is what the
+// sidecar needs next to an Envoy with a worker per CPU: it spends about half
+// of Envoy's CPU per request.
 //
 // Only Go's own default is changed: GOMAXPROCS set in the environment, or a
 // CPU limit (a container's cgroup quota, which Go already reads and which is

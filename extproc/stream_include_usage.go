@@ -216,10 +216,14 @@ func seamEnd(pending, chunk []byte) int {
 // eventLen is the length of the first complete SSE event in b (through its
 // blank line), or -1.
 func eventLen(b []byte) int {
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\n' {
-			continue
+	// An event is one long data line, mostly: IndexByte jumps to each line
+	// end many bytes at a time instead of looking at every byte.
+	for i := 0; ; i++ {
+		n := bytes.IndexByte(b[i:], '\n')
+		if n < 0 {
+			return -1
 		}
+		i += n
 		switch {
 		case i+1 < len(b) && b[i+1] == '\n':
 			return i + 2
@@ -227,7 +231,6 @@ func eventLen(b []byte) int {
 			return i + 3
 		}
 	}
-	return -1
 }
 
 // isUsageOnly reports whether an SSE event is a chunk with no choices and a

@@ -183,3 +183,28 @@ func FuzzUsageChunkFilter(f *testing.F) {
 		}
 	})
 }
+
+func TestEventLen(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"", -1},
+		{"data: x", -1},
+		{"data: x\n", -1},
+		{"data: x\n\n", 9},
+		{"data: x\n\ndata: y\n\n", 9},
+		{"data: x\r\n\r\n", 11},
+		{"data: x\n\r\n", 10},
+		{"data: x\r\n", -1},
+		{"data: x\n\r", -1},
+		{"a\nb\nc\n\n", 7},
+		{"\n\n", 2},
+		{"\n\r\n", 3},
+		{"x\r\ry\n\n", 6},
+	} {
+		if got := eventLen([]byte(tc.in)); got != tc.want {
+			t.Errorf("eventLen(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
